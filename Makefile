@@ -1,0 +1,50 @@
+# Pressroom: everything a fresh machine needs is set up by these targets themselves.
+# Only Python 3.11+ and make are assumed; uv is installed into .tools/ when missing.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+PYTEST_ARGS ?=
+
+.PHONY: run test test-unit test-integration lint bench schemas up sync clean
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml $(wildcard */pyproject.toml services/*/pyproject.toml) | $(UV)
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+sync: $(VENV)/.synced
+
+run: sync
+	$(VENV)/bin/pressroom dev
+
+test: sync
+	$(VENV)/bin/pytest -m "unit or not (integration or e2e or slow)" -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "integration or e2e or slow" -q $(PYTEST_ARGS)
+
+test-unit: sync
+	$(VENV)/bin/pytest -m "unit or not (integration or e2e or slow)" -q $(PYTEST_ARGS)
+
+test-integration: sync
+	$(VENV)/bin/pytest -m "integration or e2e or slow" -q $(PYTEST_ARGS)
+
+lint: sync
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: sync
+	$(VENV)/bin/python -m bench.pipeline
+
+schemas: sync
+	$(VENV)/bin/python -m pressroom_contracts schemas
+
+up:
+	docker compose up --build
+
+clean:
+	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,219 @@
+"""PostgreSQL: pools, numbered migrations, the runtime role and the tenant context."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from pressroom_kit.logs import get_logger
+
+log = get_logger(__name__)
+
+KIT_MIGRATIONS = resources.files("pressroom_kit") / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_MIGRATION_LOCK = 7_250_001  # advisory lock key: one migrator per database at a time
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb/json columns in and out as Python objects."""
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            name, encoder=_json_dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any
+) -> asyncpg.Pool:
+    """An asyncpg pool whose connections speak JSON for json/jsonb."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, **kwargs
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection set up like a pool's."""
+    conn = await asyncpg.connect(dsn)
+    await init_connection(conn)
+    return conn
+
+
+@dataclass(frozen=True)
+class Migration:
+    namespace: str
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationError(RuntimeError):
+    """A migration already applied has changed, or the files are malformed."""
+
+
+def load_migrations(namespace: str, folder: Traversable | Path) -> list[Migration]:
+    """Read ``NNNN_name.sql`` files from ``folder`` in order; versions must be unique."""
+    found: dict[int, Migration] = {}
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            raise MigrationError(f"{namespace}: bad migration file name {entry.name!r}")
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(f"{namespace}: two migrations numbered {version}")
+        found[version] = Migration(namespace, version, match.group(2), entry.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+async def apply_migrations(
+    conn: asyncpg.Connection, sets: Sequence[tuple[str, Traversable | Path]]
+) -> list[Migration]:
+    """Apply the kit's migrations, then each ``(namespace, folder)`` set, once each.
+
+    Safe when several replicas start together: a session advisory lock admits one migrator
+    at a time and each migration runs in its own transaction. A changed checksum of an
+    applied migration raises ``MigrationError``.
+    """
+    all_sets = [("kit", KIT_MIGRATIONS), *sets]
+    applied_now: list[Migration] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                namespace  text        NOT NULL,
+                version    integer     NOT NULL,
+                name       text        NOT NULL,
+                checksum   text        NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (namespace, version)
+            )
+            """
+        )
+        rows = await conn.fetch("SELECT namespace, version, checksum FROM schema_migrations")
+        done = {(r["namespace"], r["version"]): r["checksum"] for r in rows}
+        for namespace, folder in all_sets:
+            for migration in load_migrations(namespace, folder):
+                key = (namespace, migration.version)
+                if key in done:
+                    if done[key] != migration.checksum:
+                        raise MigrationError(
+                            f"{namespace} migration {migration.version:04d}_{migration.name} "
+                            "changed after it was applied; add a new migration instead"
+                        )
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (namespace, version, name, checksum) "
+                        "VALUES ($1, $2, $3, $4)",
+                        namespace,
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                    )
+                log.info("migration applied", namespace=namespace, version=migration.version,
+                         name=migration.name)
+                applied_now.append(migration)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied_now
+
+
+async def grant_runtime_role(conn: asyncpg.Connection, role: str, *, login: bool = True) -> None:
+    """Create (if missing) the non-owner role the service runs as, and grant it DML.
+
+    The role owns nothing, so row-level security applies to it; it may only read and
+    append to the event store.
+    """
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", role):
+        raise ValueError(f"bad role name {role!r}")
+    await conn.execute(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        if not exists:
+            await conn.execute(
+                f"CREATE ROLE {role} {'LOGIN' if login else 'NOLOGIN'} NOSUPERUSER NOBYPASSRLS"
+            )
+        database = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {role}')
+        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        await conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
+        await conn.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON events FROM {role}")
+        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    finally:
+        await conn.execute(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+
+
+async def set_tenant(conn: asyncpg.Connection, brand_id: UUID | str | None) -> None:
+    """Set ``app.brand_id`` for the current transaction only (``SET LOCAL``)."""
+    await conn.execute(
+        "SELECT set_config('app.brand_id', $1, true)", "" if brand_id is None else str(brand_id)
+    )
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    pool: asyncpg.Pool, brand_id: UUID | str | None
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction whose row-level security sees only ``brand_id``'s rows."""
+    async with pool.acquire() as conn, conn.transaction():
+        await set_tenant(conn, brand_id)
+        yield conn
+
+
+def replace_database(dsn: str, database: str) -> str:
+    """The same DSN pointing at another database."""
+    head, _, tail = dsn.rpartition("/")
+    query = ""
+    if "?" in tail:
+        tail, query = tail.split("?", 1)
+        query = "?" + query
+    return f"{head}/{database}{query}"
+
+
+def replace_user(dsn: str, user: str) -> str:
+    """The same DSN with another user (and no password)."""
+    scheme, rest = dsn.split("://", 1)
+    hostpart = rest.split("@", 1)[1] if "@" in rest else rest
+    return f"{scheme}://{user}@{hostpart}"
+
+
+async def ensure_databases(admin_dsn: str, names: Iterable[str]) -> None:
+    """Create the databases that do not exist yet."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for name in names:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+                raise ValueError(f"bad database name {name!r}")
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                except asyncpg.DuplicateDatabaseError:
+                    pass
+    finally:
+        await conn.close()

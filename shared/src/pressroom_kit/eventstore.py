@@ -1,0 +1,145 @@
+"""The event store: append with expected version, load a stream, read all in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from pressroom_kit.errors import ConcurrencyError
+
+# Every writer takes this transaction-level advisory lock before inserting, so commit order
+# equals global_position order and a reader following positions never skips a late commit.
+_APPEND_LOCK = 7_250_002
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    data: dict[str, Any]
+    schema_version: int = 1
+    event_id: UUID = field(default_factory=uuid4)
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    global_position: int
+    event_id: UUID
+    stream_id: str
+    stream_type: str
+    version: int
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    brand_id: UUID | None
+    occurred_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> RecordedEvent:
+        return cls(**dict(row))
+
+
+_COLUMNS = (
+    "global_position, event_id, stream_id, stream_type, version, type, schema_version, "
+    "data, metadata, brand_id, occurred_at"
+)
+
+
+async def append(
+    conn: asyncpg.Connection,
+    *,
+    stream_id: str,
+    stream_type: str,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    brand_id: UUID | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> list[RecordedEvent]:
+    """Append ``events`` to a stream that must be at ``expected_version`` (0: new stream).
+
+    Must run inside a transaction; the caller commits. Raises ``ConcurrencyError`` when the
+    stream moved on, so of two racing writers exactly one wins.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("append() must run inside a transaction")
+    if not events:
+        return []
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
+    current = await conn.fetchval(
+        "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
+    )
+    if current != expected_version:
+        raise ConcurrencyError(
+            f"stream {stream_id} is at version {current}, expected {expected_version}",
+            stream_id=stream_id,
+            actual_version=current,
+        )
+    rows = await conn.fetch(
+        f"""
+        INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version,
+                            data, metadata, brand_id)
+        SELECT e.event_id, $1, $2, $3 + e.ord, e.type, e.schema_version, e.data, $4, $5
+        FROM unnest($6::uuid[], $7::text[], $8::int[], $9::jsonb[])
+             WITH ORDINALITY AS e(event_id, type, schema_version, data, ord)
+        ORDER BY e.ord
+        RETURNING {_COLUMNS}
+        """,
+        stream_id,
+        stream_type,
+        expected_version,
+        metadata or {},
+        brand_id,
+        [e.event_id for e in events],
+        [e.type for e in events],
+        [e.schema_version for e in events],
+        [e.data for e in events],
+    )
+    recorded = [RecordedEvent.from_row(r) for r in rows]
+    recorded.sort(key=lambda r: r.version)
+    return recorded
+
+
+async def load_stream(
+    conn: asyncpg.Connection | asyncpg.Pool, stream_id: str, *, after_version: int = 0
+) -> list[RecordedEvent]:
+    """The events of one stream, in version order."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",
+        stream_id,
+        after_version,
+    )
+    return [RecordedEvent.from_row(r) for r in rows]
+
+
+async def read_all(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    after_position: int = 0,
+    batch_size: int = 1000,
+    types: Sequence[str] | None = None,
+) -> AsyncIterator[list[RecordedEvent]]:
+    """Every event after ``after_position`` in global order, in batches."""
+    position = after_position
+    while True:
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE global_position > $1 "
+            "AND ($3::text[] IS NULL OR type = ANY($3)) ORDER BY global_position LIMIT $2",
+            position,
+            batch_size,
+            list(types) if types is not None else None,
+        )
+        if not rows:
+            return
+        batch = [RecordedEvent.from_row(r) for r in rows]
+        position = batch[-1].global_position
+        yield batch
+
+
+async def head_position(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    """The highest global position written so far (0 for an empty store)."""
+    return int(await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events"))

@@ -1,0 +1,51 @@
+"""Heartbeats of background work, read by ``/readyz``.
+
+A relay, consumer or scheduler beats on every loop. ``/readyz`` fails when a registered
+worker has not beaten within its ``max_age`` or reported itself unhealthy, so a worker that
+silently stopped is visible instead of hiding behind a green health check.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class _Beat:
+    max_age: float
+    last: float | None = None
+    ok: bool = False
+    detail: str = "not started"
+
+
+@dataclass
+class Heartbeats:
+    _beats: dict[str, _Beat] = field(default_factory=dict)
+
+    def register(self, name: str, max_age: float) -> None:
+        self._beats[name] = _Beat(max_age=max_age)
+
+    def unregister(self, name: str) -> None:
+        self._beats.pop(name, None)
+
+    def beat(self, name: str, *, ok: bool = True, detail: str = "ok") -> None:
+        beat = self._beats.setdefault(name, _Beat(max_age=30.0))
+        beat.last, beat.ok, beat.detail = time.monotonic(), ok, detail
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        report: dict[str, dict[str, Any]] = {}
+        for name, beat in self._beats.items():
+            age = None if beat.last is None else now - beat.last
+            fresh = age is not None and age <= beat.max_age
+            report[name] = {
+                "ok": beat.ok and fresh,
+                "detail": beat.detail if fresh or age is None else f"no beat for {age:.0f}s",
+                "age_s": None if age is None else round(age, 3),
+            }
+        return report
+
+    def healthy(self) -> bool:
+        return all(entry["ok"] for entry in self.status().values())

@@ -1,0 +1,302 @@
+"""The Litestar app factory every service uses.
+
+It gives problem+json errors (RFC 9457, no stack traces, 4xx for bad input), ``/healthz``,
+``/readyz`` (database, broker *and* background workers), ``/metrics`` (Prometheus), request
+ids, the JWT guard, tracing and the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
+from litestar.datastructures import MutableScopeHeaders, State
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from pressroom_kit.auth import JWTVerifier, Principal, Role
+from pressroom_kit.errors import Forbidden, PressroomError, Unauthorized
+from pressroom_kit.health import Heartbeats
+from pressroom_kit.logs import get_logger, request_id_var
+
+log = get_logger(__name__)
+
+PROBLEM = "application/problem+json"
+PUBLIC = {"public": True, "exclude_from_auth": True}
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def problem(
+    status: int, title: str, detail: str, *, code: str | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"https://pressroom.dev/problems/{code or _slug(title)}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"WWW-Authenticate": 'Bearer realm="pressroom"'} if status == 401 else None
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _slug(title: str) -> str:
+    return title.lower().replace(" ", "_")
+
+
+def _pressroom_error(_: Request[Any, Any, Any], exc: PressroomError) -> Response[Any]:
+    extra = {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in exc.extra.items()}
+    return problem(exc.status, exc.title, exc.detail, code=exc.code, **extra)
+
+
+def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    errors = []
+    for entry in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(entry, dict):
+            errors.append({"field": entry.get("key") or entry.get("source"),
+                           "message": entry.get("message")})
+    status = 400 if "malformed" in (exc.detail or "").lower() else 422
+    return problem(status, "Validation failed", exc.detail or "invalid input",
+                   code="validation", errors=errors)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, NotAuthorizedException):
+        return problem(401, "Unauthorized", exc.detail, code="unauthorized")
+    if isinstance(exc, PermissionDeniedException):
+        return problem(403, "Forbidden", exc.detail, code="forbidden")
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Content too large",
+              429: "Too many requests"}
+    title = titles.get(exc.status_code, "Request failed")
+    response = problem(exc.status_code, title, exc.detail, code=_slug(title))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", error=repr(exc))
+    return problem(500, "Internal server error", "the server failed to handle the request",
+                   code="internal")
+
+
+EXCEPTION_HANDLERS: Mapping[Any, Any] = {
+    PressroomError: _pressroom_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    Exception: _internal_error,
+}
+
+
+class RequestIdMiddleware:
+    """Takes ``X-Request-ID`` (or makes one), binds it to logs and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")[:128]
+                break
+        request_id = incoming or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Verifies ``Authorization: Bearer <jwt>`` on every route not marked public."""
+
+    def __init__(self, app: ASGIApp, verifier: JWTVerifier, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.verifier = verifier
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("a bearer token is required", code="missing_token")
+        principal = await self.verifier.verify(token.strip())
+        return AuthenticationResult(user=principal, auth=token.strip())
+
+
+def brand_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Every authenticated route needs a token with a brand, unless it opts out."""
+    if handler.opt.get("public") or handler.opt.get("brand_optional"):
+        return
+    principal = connection.scope.get("user")
+    if isinstance(principal, Principal) and principal.brand_id is None:
+        raise Forbidden("the token carries no brand_id", code="no_brand")
+
+
+def requires_role(minimum: Role) -> Callable[..., None]:
+    """A guard allowing ``minimum`` and higher roles (viewer < manager < admin)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = connection.scope.get("user")
+        if not isinstance(principal, Principal):
+            raise Unauthorized("a bearer token is required", code="missing_token")
+        if not principal.has_role(minimum):
+            raise Forbidden(f"this needs the {minimum} role; the token has {principal.role}",
+                            code="role")
+
+    guard.__name__ = f"requires_{minimum}"
+    return guard
+
+
+def database_check(pool: asyncpg.Pool, timeout: float = 2.0) -> ReadinessCheck:
+    async def check() -> None:
+        async with asyncio.timeout(timeout):
+            await pool.fetchval("SELECT 1")
+
+    return check
+
+
+def broker_check(bootstrap_servers: str, timeout: float = 2.0) -> ReadinessCheck:
+    """Reachable when any bootstrap server accepts a TCP connection."""
+
+    async def check() -> None:
+        errors = []
+        for server in bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                async with asyncio.timeout(timeout):
+                    _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+                writer.close()
+                return
+            except (OSError, TimeoutError, ValueError) as exc:
+                errors.append(f"{server}: {exc!r}")
+        raise ConnectionError("; ".join(errors))
+
+    return check
+
+
+def create_service_app(
+    *,
+    name: str,
+    route_handlers: Sequence[Any],
+    verifier: JWTVerifier | None,
+    heartbeats: Heartbeats | None = None,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
+    lifespan: Sequence[Any] = (),
+    version: str = "0.1.0",
+    description: str = "",
+    cors_origins: Sequence[str] = (),
+    debug: bool = False,
+    state: Mapping[str, Any] | None = None,
+) -> Litestar:
+    """A Litestar app with the kit's middleware, errors, health, metrics and OpenAPI."""
+    beats = heartbeats or Heartbeats()
+    checks = dict(readiness or {})
+
+    @get("/healthz", opt=PUBLIC, include_in_schema=False, sync_to_thread=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @get("/readyz", opt=PUBLIC, include_in_schema=False)
+    async def readyz() -> Response[dict[str, Any]]:
+        results: dict[str, Any] = {}
+
+        async def run(check_name: str, check: ReadinessCheck) -> None:
+            try:
+                await check()
+                results[check_name] = {"ok": True}
+            except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+                results[check_name] = {"ok": False, "detail": repr(exc)}
+
+        await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+        results.update(beats.status())
+        ready = all(entry["ok"] for entry in results.values())
+        body = {"status": "ready" if ready else "unavailable", "service": name, "checks": results}
+        return Response(body, status_code=200 if ready else 503)
+
+    class Metrics(PrometheusController):
+        path = "/metrics"
+        opt = PUBLIC
+        include_in_schema = False
+
+    middleware: list[Any] = [RequestIdMiddleware]
+    if verifier is not None:
+        middleware.append(
+            DefineMiddleware(
+                JWTAuthMiddleware,
+                verifier=verifier,
+                exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"],
+                exclude_from_auth_key="exclude_from_auth",
+            )
+        )
+    middleware.append(
+        PrometheusConfig(app_name=name.replace("-", "_"), prefix="pressroom_http",
+                         group_path=True, exclude=["/metrics", "/healthz", "/readyz"]).middleware
+    )
+    openapi = OpenAPIConfig(
+        title=f"Pressroom {name}",
+        version=version,
+        description=description or None,
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+            }
+        ),
+        security=[{"BearerAuth": []}],
+    )
+    return Litestar(
+        route_handlers=[healthz, readyz, Metrics, *route_handlers],
+        middleware=middleware,
+        guards=[brand_guard],
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        openapi_config=openapi,
+        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/healthz", "/readyz"]))],
+        lifespan=list(lifespan),
+        cors_config=CORSConfig(allow_origins=list(cors_origins)) if cors_origins else None,
+        debug=debug,
+        state=None if state is None else State(dict(state)),
+    )
+
+
+__all__ = [
+    "PUBLIC",
+    "ReadinessCheck",
+    "broker_check",
+    "create_service_app",
+    "database_check",
+    "problem",
+    "requires_role",
+]

@@ -1,0 +1,28 @@
+"""Prometheus metrics of the kit's background work (exposed on ``/metrics``)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OUTBOX_BACKLOG = Gauge(
+    "pressroom_outbox_backlog", "Outbox rows not yet published", ["service"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "pressroom_outbox_published_total", "Outbox rows published to Kafka", ["service"]
+)
+OUTBOX_PUBLISH_LAG = Histogram(
+    "pressroom_outbox_publish_lag_seconds",
+    "Time from outbox insert to broker acknowledgement",
+    ["service"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+RELAY_LEADER = Gauge(
+    "pressroom_relay_leader", "1 when this process holds the relay lock", ["service"]
+)
+CONSUMER_LAG = Gauge(
+    "pressroom_consumer_lag", "Messages behind the partition end", ["consumer", "topic", "partition"]
+)
+CONSUMER_PROCESSED = Counter(
+    "pressroom_consumer_processed_total", "Messages handled", ["consumer", "topic", "outcome"]
+)
+DLQ_MESSAGES = Counter(
+    "pressroom_dlq_messages_total", "Messages sent to a dead-letter topic", ["consumer", "topic"]
+)

@@ -1,0 +1,1 @@
+"""Test support: throwaway real servers and fresh databases (see ``plugin``)."""
