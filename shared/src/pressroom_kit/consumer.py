@@ -10,6 +10,7 @@ and the partition moves on.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -49,6 +50,10 @@ class ConsumerSettings:
     poll_timeout_ms: int = 200
     stale_after: float = 30.0
     auto_offset_reset: str = "earliest"
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    # Tansu holds a join for the rebalance timeout; a short one makes (re)joins quick.
+    rebalance_timeout_ms: int = 2_000
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,8 +80,10 @@ class InboxConsumer:
         registry: Mapping[str, type[EventPayload]] = EVENT_TYPES,
         heartbeats: Heartbeats | None = None,
         settings: ConsumerSettings | None = None,
+        group_id: str | None = None,
     ) -> None:
         self.name = name
+        self.group_id = group_id or name
         self.pool = dsn_or_pool
         self.bootstrap_servers = bootstrap_servers
         self.topics = list(topics)
@@ -86,6 +93,7 @@ class InboxConsumer:
         self.settings = settings or ConsumerSettings()
         self.beat_name = f"consumer:{name}"
         self.heartbeats.register(self.beat_name, max_age=self.settings.stale_after)
+        self.stats: collections.Counter[str] = collections.Counter()
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq_producer: Any = None
 
@@ -110,8 +118,11 @@ class InboxConsumer:
         consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=self.bootstrap_servers,
-            group_id=self.name,
+            group_id=self.group_id,
             enable_auto_commit=False,
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
+            rebalance_timeout_ms=self.settings.rebalance_timeout_ms,
             auto_offset_reset=self.settings.auto_offset_reset,
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             max_poll_records=self.settings.max_records,
@@ -196,6 +207,7 @@ class InboxConsumer:
     async def _apply_batch(self, items: Sequence[_Decoded]) -> int | None:
         """Apply items in one transaction; return the index of the first failure, if any."""
         failed: int | None = None
+        outcomes: collections.Counter[str] = collections.Counter()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 for index, item in enumerate(items):
@@ -203,24 +215,21 @@ class InboxConsumer:
                         failed = index
                         raise _Abort
                     try:
-                        await self._apply_one(conn, item)
+                        outcomes[await self._apply_one(conn, item)] += 1
                     except Exception as exc:  # noqa: BLE001 - any handler error is retried
                         failed = index
                         item.error = f"handler: {exc!r}"
                         raise _Abort from exc
         except _Abort:
             return failed
-        outcomes: dict[str, int] = {}
-        for item in items:
-            outcome = "handled" if item.handler is not None else "ignored"
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        self.stats.update(outcomes)
         for outcome, count in outcomes.items():
             metrics.CONSUMER_PROCESSED.labels(self.name, items[0].record.topic, outcome).inc(count)
         return None
 
-    async def _apply_one(self, conn: asyncpg.Connection, item: _Decoded) -> None:
+    async def _apply_one(self, conn: asyncpg.Connection, item: _Decoded) -> str:
         if item.handler is None:
-            return
+            return "ignored"
         assert item.event is not None and item.payload is not None
         inserted = await conn.fetchval(
             "INSERT INTO inbox (consumer, event_id, event_type, topic, partition, \"offset\") "
@@ -233,7 +242,7 @@ class InboxConsumer:
             item.record.offset,
         )
         if inserted is None:
-            return  # seen before: its effects are already committed
+            return "duplicate"  # seen before: its effects are already committed
         with tracer.start_as_current_span(
             f"consume {item.event.type}",
             context=context_from_traceparent(item.event.traceparent),
@@ -248,6 +257,7 @@ class InboxConsumer:
         ):
             await set_tenant(conn, item.event.brandid)
             await item.handler(conn, item.event, item.payload)
+        return "handled"
 
     async def _handle_alone(self, item: _Decoded) -> None:
         """Retry one failing message up to ``max_attempts``, then dead-letter it."""
@@ -273,6 +283,7 @@ class InboxConsumer:
             dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
         )
         await asyncio.wait_for(future, timeout=30)
+        self.stats["dead_lettered"] += 1
         metrics.DLQ_MESSAGES.labels(self.name, record.topic).inc()
         metrics.CONSUMER_PROCESSED.labels(self.name, record.topic, "dead_lettered").inc()
         log.error("message dead-lettered", consumer=self.name, topic=record.topic,
