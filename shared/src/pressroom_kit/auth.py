@@ -20,6 +20,9 @@ import jwt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pressroom_kit.errors import Forbidden, Unauthorized
+from pressroom_kit.logs import get_logger
+
+log = get_logger(__name__)
 
 Role = Literal["admin", "manager", "viewer"]
 ROLE_RANK: dict[str, int] = {"viewer": 1, "manager": 2, "admin": 3}
@@ -130,8 +133,9 @@ class JWTVerifier:
             try:
                 jwk = await self._jwks.key(header.get("kid"))
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning("JWKS fetch failed", url=self.settings.jwks_url, error=repr(exc))
                 raise Unauthorized("signing keys are unavailable") from exc
-            if jwk.algorithm_name not in (alg, None) and jwk.key_type != _key_type(alg):
+            if jwk.key_type != _key_type(alg):
                 raise Unauthorized("token algorithm does not match its key")
             key = jwk.key
         else:

@@ -1,0 +1,34 @@
+"""Serve an ASGI app on a real loopback port inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+from pressroom_kit.embedded import free_port
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any, *, port: int = 0) -> AsyncIterator[str]:
+    """Run ``app`` with uvicorn on ``127.0.0.1``; yield its base URL; shut it down after."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on", access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(15):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the server stopped while starting")
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=10)
