@@ -13,8 +13,9 @@ async def sample_db(fresh_db: TestDatabase) -> TestDatabase:
     conn = await connect(fresh_db.owner_dsn)
     try:
         await apply_migrations(conn, [sample.MIGRATIONS])
-        await conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON notes, note_mentions "
-                           "TO pressroom_app")
+        await conn.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON notes, note_mentions TO pressroom_app"
+        )
     finally:
         await conn.close()
     return fresh_db

@@ -25,8 +25,12 @@ async def read_until(
     timeout: float = 30.0,
 ) -> list[ConsumerRecord]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, fetch_max_wait_ms=10,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=10,
     )
     await consumer.start()
     records: list[ConsumerRecord] = []

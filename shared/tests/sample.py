@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from pressroom_contracts import EventPayload, register
+from pressroom_contracts import EVENT_TYPES, EventPayload
 from pressroom_kit.domain import Aggregate, DomainEvent
 from pressroom_kit.errors import Invalid
 from pressroom_kit.eventstore import RecordedEvent
@@ -53,26 +53,33 @@ class Note(Aggregate):
         self.record(NoteRenamed(title=title))
 
 
-@register
 class NoteChangedV1(EventPayload):
-    """Public event of the sample domain (only in tests)."""
+    """Public event of the sample domain (only in tests, so not in the global catalog)."""
 
     event_type = "sample.note.changed.v1"
     note_id: str
     title: str
 
 
+REGISTRY = {**EVENT_TYPES, NoteChangedV1.event_type: NoteChangedV1}
+
+
 async def _project_written(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     await conn.execute(
         "INSERT INTO notes (id, brand_id, title, updated_at) VALUES ($1, $2, $3, $4)",
-        event.stream_id, event.brand_id, event.data["title"], event.occurred_at,
+        event.stream_id,
+        event.brand_id,
+        event.data["title"],
+        event.occurred_at,
     )
 
 
 async def _project_renamed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     await conn.execute(
         "UPDATE notes SET title = $2, edits = edits + 1, updated_at = $3 WHERE id = $1",
-        event.stream_id, event.data["title"], event.occurred_at,
+        event.stream_id,
+        event.data["title"],
+        event.occurred_at,
     )
 
 
@@ -85,8 +92,17 @@ NOTES_PROJECTION = Projection(
 
 def repository(topic: str) -> Repository[Note]:
     def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, object]]]:
-        return [(topic, NoteChangedV1.event_type,
-                 {"note_id": event.stream_id, "title": event.data["title"]})]
+        return [
+            (
+                topic,
+                NoteChangedV1.event_type,
+                {"note_id": event.stream_id, "title": event.data["title"]},
+            )
+        ]
 
-    return Repository(Note, source="/pressroom/sample", projector=Projector([NOTES_PROJECTION]),
-                      to_public=to_public)
+    return Repository(
+        Note,
+        source="/pressroom/sample",
+        projector=Projector([NOTES_PROJECTION]),
+        to_public=to_public,
+    )

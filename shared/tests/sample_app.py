@@ -22,7 +22,9 @@ class NoteCreate(BaseModel):
 
 
 def build_app(
-    verifier: JWTVerifier, pool: asyncpg.Pool | None = None, topic: str = "sample.notes",
+    verifier: JWTVerifier,
+    pool: asyncpg.Pool | None = None,
+    topic: str = "sample.notes",
     heartbeats: Heartbeats | None = None,
 ) -> Any:
     @get("/v1/notes", guards=[requires_role("viewer")])
@@ -33,7 +35,9 @@ def build_app(
         return {"items": [dict(r) for r in rows], "next_cursor": None}
 
     @post("/v1/notes", guards=[requires_role("manager")])
-    async def create_note(request: Request[Principal, Any, Any], data: JSONBody[NoteCreate]) -> dict[str, Any]:
+    async def create_note(
+        request: Request[Principal, Any, Any], data: JSONBody[NoteCreate]
+    ) -> dict[str, Any]:
         assert pool is not None
         brand = request.user.brand_id
         note = sample.Note.write(f"note-{uuid.uuid4()}", brand, data.title)
@@ -51,6 +55,9 @@ def build_app(
 
     readiness = {"database": database_check(pool)} if pool is not None else {}
     return create_service_app(
-        name="sample", route_handlers=[list_notes, create_note, whoami, boom], verifier=verifier,
-        heartbeats=heartbeats, readiness=readiness,
+        name="sample",
+        route_handlers=[list_notes, create_note, whoami, boom],
+        verifier=verifier,
+        heartbeats=heartbeats,
+        readiness=readiness,
     )

@@ -22,8 +22,12 @@ FAST = ConsumerSettings(session_timeout_ms=2000, heartbeat_interval_ms=300)
 
 def _event(brand, note_id, title, event_id=None):
     return CloudEvent(
-        id=event_id or uuid.uuid4(), source="/test", type="sample.note.changed.v1",
-        subject=note_id, brandid=brand, data={"note_id": note_id, "title": title},
+        id=event_id or uuid.uuid4(),
+        source="/test",
+        type="sample.note.changed.v1",
+        subject=note_id,
+        brandid=brand,
+        data={"note_id": note_id, "title": title},
     )
 
 
@@ -38,15 +42,20 @@ async def _produce(bootstrap, topic, messages):
 
 
 def _encoded(event):
-    return (event.subject.encode(), cloudevents.encode_value(event),
-            cloudevents.kafka_headers(cloudevents.to_headers(event)))
+    return (
+        event.subject.encode(),
+        cloudevents.encode_value(event),
+        cloudevents.kafka_headers(cloudevents.to_headers(event)),
+    )
 
 
 async def _mention(conn, event, payload):
     """The handler's effect: one row per processed event id."""
     await conn.execute(
         "INSERT INTO note_mentions (consumer_note, event_id, brand_id) VALUES ($1, $2, $3)",
-        payload.note_id, event.id, event.brandid,
+        payload.note_id,
+        event.id,
+        event.brandid,
     )
 
 
@@ -69,11 +78,19 @@ async def test_the_same_cloudevent_delivered_twice_has_its_effect_once(
     brand = uuid.uuid4()
     first = _event(brand, "n1", "hello")
     other = _event(brand, "n2", "world")
-    await _produce(kafka_bootstrap, unique_topic,
-                   [_encoded(first), _encoded(first), _encoded(other), _encoded(first)])
+    await _produce(
+        kafka_bootstrap,
+        unique_topic,
+        [_encoded(first), _encoded(first), _encoded(other), _encoded(first)],
+    )
     consumer = InboxConsumer(
-        name=f"g-{uuid.uuid4().hex[:8]}", dsn_or_pool=app_pool, bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic], handlers={"sample.note.changed.v1": _mention}, settings=FAST,
+        name=f"g-{uuid.uuid4().hex[:8]}",
+        dsn_or_pool=app_pool,
+        bootstrap_servers=kafka_bootstrap,
+        topics=[unique_topic],
+        registry=sample.REGISTRY,
+        handlers={"sample.note.changed.v1": _mention},
+        settings=FAST,
     )
 
     async def done():
@@ -81,7 +98,10 @@ async def test_the_same_cloudevent_delivered_twice_has_its_effect_once(
 
     await _run_until(consumer, done)
     rows = await owner_pool.fetch("SELECT consumer_note, event_id FROM note_mentions ORDER BY 1")
-    assert [(r["consumer_note"], r["event_id"]) for r in rows] == [("n1", first.id), ("n2", other.id)]
+    assert [(r["consumer_note"], r["event_id"]) for r in rows] == [
+        ("n1", first.id),
+        ("n2", other.id),
+    ]
 
 
 async def test_redelivery_after_a_crash_before_the_offset_commit_changes_nothing(
@@ -93,8 +113,15 @@ async def test_redelivery_after_a_crash_before_the_offset_commit_changes_nothing
     await _produce(kafka_bootstrap, unique_topic, [_encoded(e) for e in events])
     group = f"g-{uuid.uuid4().hex[:8]}"
     handlers = {"sample.note.changed.v1": _mention}
-    consumer = InboxConsumer(name=group, dsn_or_pool=app_pool, bootstrap_servers=kafka_bootstrap,
-                             topics=[unique_topic], handlers=handlers, settings=FAST)
+    consumer = InboxConsumer(
+        name=group,
+        dsn_or_pool=app_pool,
+        bootstrap_servers=kafka_bootstrap,
+        topics=[unique_topic],
+        registry=sample.REGISTRY,
+        handlers=handlers,
+        settings=FAST,
+    )
 
     async def all_seen():
         return await owner_pool.fetchval("SELECT count(*) FROM note_mentions") == 5
@@ -102,9 +129,16 @@ async def test_redelivery_after_a_crash_before_the_offset_commit_changes_nothing
     await _run_until(consumer, all_seen)
     # "Effects committed, offset commit lost": the same inbox reads the partition again
     # from the start (a group with no committed offsets) and must change nothing.
-    replay = InboxConsumer(name=group, group_id=f"{group}-replay", dsn_or_pool=app_pool,
-                           bootstrap_servers=kafka_bootstrap, topics=[unique_topic],
-                           handlers=handlers, settings=FAST)
+    replay = InboxConsumer(
+        name=group,
+        group_id=f"{group}-replay",
+        dsn_or_pool=app_pool,
+        bootstrap_servers=kafka_bootstrap,
+        topics=[unique_topic],
+        registry=sample.REGISTRY,
+        handlers=handlers,
+        settings=FAST,
+    )
 
     async def replayed():
         return replay.stats["duplicate"] == 5
@@ -135,8 +169,13 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_moves_on(
     await _produce(kafka_bootstrap, unique_topic, messages)
     beats = Heartbeats()
     consumer = InboxConsumer(
-        name=f"g-{uuid.uuid4().hex[:8]}", dsn_or_pool=app_pool, bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic], handlers={"sample.note.changed.v1": _mention}, heartbeats=beats,
+        name=f"g-{uuid.uuid4().hex[:8]}",
+        dsn_or_pool=app_pool,
+        bootstrap_servers=kafka_bootstrap,
+        topics=[unique_topic],
+        registry=sample.REGISTRY,
+        handlers={"sample.note.changed.v1": _mention},
+        heartbeats=beats,
         settings=FAST,
     )
 
@@ -171,10 +210,15 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
         await _mention(conn, event, payload)
 
     consumer = InboxConsumer(
-        name=f"g-{uuid.uuid4().hex[:8]}", dsn_or_pool=app_pool, bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic], handlers={"sample.note.changed.v1": flaky},
-        settings=ConsumerSettings(max_attempts=3, retry_backoff=0.01, session_timeout_ms=2000,
-                                  heartbeat_interval_ms=300),
+        name=f"g-{uuid.uuid4().hex[:8]}",
+        dsn_or_pool=app_pool,
+        bootstrap_servers=kafka_bootstrap,
+        topics=[unique_topic],
+        registry=sample.REGISTRY,
+        handlers={"sample.note.changed.v1": flaky},
+        settings=ConsumerSettings(
+            max_attempts=3, retry_backoff=0.01, session_timeout_ms=2000, heartbeat_interval_ms=300
+        ),
     )
 
     async def done():
@@ -186,5 +230,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     assert json.loads(dead[0].value)["note_id"] == "boom"
     assert "receiver exploded" in dict(dead[0].headers)["dlq_error"].decode()
     # The failed message left no partial effect and no inbox row.
-    assert await owner_pool.fetchval(
-        "SELECT count(*) FROM inbox WHERE event_id = $1", events[1].id) == 0
+    assert (
+        await owner_pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", events[1].id)
+        == 0
+    )

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.integration
 async def _append(pool: asyncpg.Pool, stream: str, expected: int, n: int = 1) -> list[int]:
     async with pool.acquire() as conn, conn.transaction():
         recorded = await eventstore.append(
-            conn, stream_id=stream, stream_type="note", expected_version=expected,
+            conn,
+            stream_id=stream,
+            stream_type="note",
+            expected_version=expected,
             events=[NewEvent("NoteRenamed", {"title": f"t{i}"}) for i in range(n)],
         )
         return [r.version for r in recorded]
@@ -62,8 +65,13 @@ async def test_a_reader_following_positions_never_skips_a_late_commit(app_pool):
 
     async def slow_writer():
         async with app_pool.acquire() as conn, conn.transaction():
-            await eventstore.append(conn, stream_id="slow", stream_type="note",
-                                    expected_version=0, events=[NewEvent("NoteRenamed", {})])
+            await eventstore.append(
+                conn,
+                stream_id="slow",
+                stream_type="note",
+                expected_version=0,
+                events=[NewEvent("NoteRenamed", {})],
+            )
             slow_started.set()
             await asyncio.sleep(0.3)
 
@@ -97,5 +105,10 @@ async def test_events_are_append_only_even_for_the_owner(owner_pool):
 async def test_append_outside_a_transaction_is_refused(app_pool):
     async with app_pool.acquire() as conn:
         with pytest.raises(RuntimeError):
-            await eventstore.append(conn, stream_id="x", stream_type="note", expected_version=0,
-                                    events=[NewEvent("NoteRenamed", {})])
+            await eventstore.append(
+                conn,
+                stream_id="x",
+                stream_type="note",
+                expected_version=0,
+                events=[NewEvent("NoteRenamed", {})],
+            )

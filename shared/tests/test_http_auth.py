@@ -31,16 +31,24 @@ def _b64(data: bytes) -> str:
 
 
 def _claims(**overrides):
-    claims = {"sub": "user-1", "email": "u@example.com", "brand_id": str(BRAND),
-              "role": "manager", "exp": int(time.time()) + 600}
+    claims = {
+        "sub": "user-1",
+        "email": "u@example.com",
+        "brand_id": str(BRAND),
+        "role": "manager",
+        "exp": int(time.time()) + 600,
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
 
 def _jwk(key, kid, alg):
     public = key.public_key()
-    algo = {"RS256": jwt.algorithms.RSAAlgorithm, "ES256": jwt.algorithms.ECAlgorithm,
-            "EdDSA": jwt.algorithms.OKPAlgorithm}[alg]
+    algo = {
+        "RS256": jwt.algorithms.RSAAlgorithm,
+        "ES256": jwt.algorithms.ECAlgorithm,
+        "EdDSA": jwt.algorithms.OKPAlgorithm,
+    }[alg]
     entry = json.loads(algo.to_jwk(public))
     entry.update({"kid": kid, "alg": alg, "use": "sig"})
     return entry
@@ -49,8 +57,13 @@ def _jwk(key, kid, alg):
 @pytest.fixture
 async def jwks_url():
     app = web.Application()
-    keys = {"keys": [_jwk(RSA_KEY, "rsa-1", "RS256"), _jwk(EC_KEY, "ec-1", "ES256"),
-                     _jwk(ED_KEY, "ed-1", "EdDSA")]}
+    keys = {
+        "keys": [
+            _jwk(RSA_KEY, "rsa-1", "RS256"),
+            _jwk(EC_KEY, "ec-1", "ES256"),
+            _jwk(ED_KEY, "ed-1", "EdDSA"),
+        ]
+    }
 
     async def serve(_):
         return web.json_response(keys)
@@ -72,8 +85,9 @@ class Client:
         self.session, self.base = session, base
 
     async def request(self, method, path, *, json=None, content=None, headers=None):
-        async with self.session.request(method, self.base + path, json=json, data=content,
-                                        headers=headers) as response:
+        async with self.session.request(
+            method, self.base + path, json=json, data=content, headers=headers
+        ) as response:
             body = await response.read()
             return Answer(response.status, response.headers, body)
 
@@ -120,8 +134,12 @@ async def _status(client, token, path="/v1/whoami"):
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("alg", "key", "kid"),
-    [("HS256", SECRET, None), ("RS256", RSA_KEY, "rsa-1"), ("ES256", EC_KEY, "ec-1"),
-     ("EdDSA", ED_KEY, "ed-1")],
+    [
+        ("HS256", SECRET, None),
+        ("RS256", RSA_KEY, "rsa-1"),
+        ("ES256", EC_KEY, "ec-1"),
+        ("EdDSA", ED_KEY, "ed-1"),
+    ],
 )
 async def test_valid_tokens_of_every_supported_algorithm_are_accepted(client, alg, key, kid):
     token = jwt.encode(_claims(), key, algorithm=alg, headers={"kid": kid} if kid else None)
@@ -144,16 +162,27 @@ def _unsigned(claims) -> str:
 
 REFUSED = {
     "expired": (lambda: jwt.encode(_claims(exp=int(time.time()) - 60), SECRET, "HS256"), 401),
-    "bad signature": (lambda: jwt.encode(_claims(), "another-secret-of-enough-length!", "HS256"), 401),
+    "bad signature": (
+        lambda: jwt.encode(_claims(), "another-secret-of-enough-length!", "HS256"),
+        401,
+    ),
     "alg none": (lambda: _unsigned(_claims()), 401),
     "hs256 with the rsa public key": (
-        lambda: _hs256_with(RSA_KEY.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), _claims()),
+        lambda: _hs256_with(
+            RSA_KEY.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            _claims(),
+        ),
         401,
     ),
     "rs256 with an unknown key": (
-        lambda: jwt.encode(_claims(), rsa.generate_private_key(public_exponent=65537, key_size=2048),
-                           "RS256", headers={"kid": "rsa-1"}),
+        lambda: jwt.encode(
+            _claims(),
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            "RS256",
+            headers={"kid": "rsa-1"},
+        ),
         401,
     ),
     "no exp": (lambda: jwt.encode(_claims(exp=None), SECRET, "HS256"), 401),
@@ -209,8 +238,11 @@ async def test_errors_are_problems_without_internals(client):
     assert "secret internals" not in response.text
     assert response.json()["request_id"] == "req-42"
     assert response.headers["x-request-id"] == "req-42"
-    bad = await client.post("/v1/notes", content=b"{nope",
-                            headers={**_bearer(token), "Content-Type": "application/json"})
+    bad = await client.post(
+        "/v1/notes",
+        content=b"{nope",
+        headers={**_bearer(token), "Content-Type": "application/json"},
+    )
     assert bad.status_code == 400
     invalid = await client.post("/v1/notes", json={"title": ""}, headers=_bearer(token))
     assert invalid.status_code in (400, 422)

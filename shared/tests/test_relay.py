@@ -56,8 +56,13 @@ async def test_relay_publishes_cloudevents_in_order_and_marks_rows_sent(
     brand = uuid.uuid4()
     await _write_notes(app_pool, brand, unique_topic, n_aggregates=4, renames=3)
     beats = Heartbeats()
-    relay = Relay(service="sample", dsn=sample_db.app_dsn, bootstrap_servers=kafka_bootstrap,
-                  heartbeats=beats, settings=RelaySettings(poll_interval=0.2))
+    relay = Relay(
+        service="sample",
+        dsn=sample_db.app_dsn,
+        bootstrap_servers=kafka_bootstrap,
+        heartbeats=beats,
+        settings=RelaySettings(poll_interval=0.2),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
@@ -81,10 +86,12 @@ async def test_relay_publishes_cloudevents_in_order_and_marks_rows_sent(
 async def test_second_relay_stands_by_while_the_first_holds_the_lock(sample_db, kafka_bootstrap):
     stop = asyncio.Event()
     settings = RelaySettings(poll_interval=0.1, standby_interval=0.1)
-    first = Relay(service="a", dsn=sample_db.app_dsn, bootstrap_servers=kafka_bootstrap,
-                  settings=settings)
-    second = Relay(service="b", dsn=sample_db.app_dsn, bootstrap_servers=kafka_bootstrap,
-                   settings=settings)
+    first = Relay(
+        service="a", dsn=sample_db.app_dsn, bootstrap_servers=kafka_bootstrap, settings=settings
+    )
+    second = Relay(
+        service="b", dsn=sample_db.app_dsn, bootstrap_servers=kafka_bootstrap, settings=settings
+    )
     t1 = asyncio.create_task(first.run(stop))
     await asyncio.sleep(0.5)
     t2 = asyncio.create_task(second.run(stop))
@@ -103,8 +110,13 @@ async def test_relay_keeps_rows_while_the_broker_is_down_and_publishes_later(
     brand = uuid.uuid4()
     await _write_notes(app_pool, brand, unique_topic, n_aggregates=2, renames=1)
     beats = Heartbeats()
-    relay = Relay(service="down", dsn=sample_db.app_dsn, bootstrap_servers=f"127.0.0.1:{port}",
-                  heartbeats=beats, settings=RelaySettings(poll_interval=0.1, max_backoff=0.5))
+    relay = Relay(
+        service="down",
+        dsn=sample_db.app_dsn,
+        bootstrap_servers=f"127.0.0.1:{port}",
+        heartbeats=beats,
+        settings=RelaySettings(poll_interval=0.1, max_backoff=0.5),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
@@ -114,8 +126,9 @@ async def test_relay_keeps_rows_while_the_broker_is_down_and_publishes_later(
         broker = EmbeddedKafka(port=port).start()
         try:
             await create_topics(broker.bootstrap_servers, unique_topic)
-            records = await read_until(broker.bootstrap_servers, unique_topic,
-                                       lambda r: len(r) >= 4, timeout=20)
+            records = await read_until(
+                broker.bootstrap_servers, unique_topic, lambda r: len(r) >= 4, timeout=20
+            )
             assert len({_ce_id(r) for r in records}) == 4
         finally:
             stop.set()
@@ -136,10 +149,22 @@ async def test_no_event_is_lost_when_the_relay_is_killed_at_random(
 
     def start_relay():
         return asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pressroom_kit", "relay", "--service", "killme",
-            "--dsn", sample_db.app_dsn, "--bootstrap", kafka_bootstrap,
-            "--batch-size", "50", "--poll-interval", "0.2",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "pressroom_kit",
+            "relay",
+            "--service",
+            "killme",
+            "--dsn",
+            sample_db.app_dsn,
+            "--bootstrap",
+            kafka_bootstrap,
+            "--batch-size",
+            "50",
+            "--poll-interval",
+            "0.2",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
@@ -155,8 +180,10 @@ async def test_no_event_is_lost_when_the_relay_is_killed_at_random(
             process = await start_relay()
         await writer
         records = await read_until(
-            kafka_bootstrap, unique_topic,
-            lambda r: len({_ce_id(x) for x in r}) >= 1000, timeout=60,
+            kafka_bootstrap,
+            unique_topic,
+            lambda r: len({_ce_id(x) for x in r}) >= 1000,
+            timeout=60,
         )
     finally:
         if process.returncode is None:

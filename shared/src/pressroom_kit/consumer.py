@@ -232,7 +232,7 @@ class InboxConsumer:
             return "ignored"
         assert item.event is not None and item.payload is not None
         inserted = await conn.fetchval(
-            "INSERT INTO inbox (consumer, event_id, event_type, topic, partition, \"offset\") "
+            'INSERT INTO inbox (consumer, event_id, event_type, topic, partition, "offset") '
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
             self.name,
             item.event.id,
@@ -286,8 +286,14 @@ class InboxConsumer:
         self.stats["dead_lettered"] += 1
         metrics.DLQ_MESSAGES.labels(self.name, record.topic).inc()
         metrics.CONSUMER_PROCESSED.labels(self.name, record.topic, "dead_lettered").inc()
-        log.error("message dead-lettered", consumer=self.name, topic=record.topic,
-                  partition=record.partition, offset=record.offset, error=item.error)
+        log.error(
+            "message dead-lettered",
+            consumer=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=item.error,
+        )
 
 
 class _Abort(Exception):

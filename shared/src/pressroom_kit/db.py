@@ -134,8 +134,12 @@ async def apply_migrations(
                         migration.name,
                         migration.checksum,
                     )
-                log.info("migration applied", namespace=namespace, version=migration.version,
-                         name=migration.name)
+                log.info(
+                    "migration applied",
+                    namespace=namespace,
+                    version=migration.version,
+                    name=migration.name,
+                )
                 applied_now.append(migration)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)

@@ -75,11 +75,13 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
     errors = []
     for entry in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(entry, dict):
-            errors.append({"field": entry.get("key") or entry.get("source"),
-                           "message": entry.get("message")})
+            errors.append(
+                {"field": entry.get("key") or entry.get("source"), "message": entry.get("message")}
+            )
     status = 400 if "malformed" in (exc.detail or "").lower() else 422
-    return problem(status, "Validation failed", exc.detail or "invalid input",
-                   code="validation", errors=errors)
+    return problem(
+        status, "Validation failed", exc.detail or "invalid input", code="validation", errors=errors
+    )
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -87,8 +89,12 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         return problem(401, "Unauthorized", exc.detail, code="unauthorized")
     if isinstance(exc, PermissionDeniedException):
         return problem(403, "Forbidden", exc.detail, code="forbidden")
-    titles = {404: "Not found", 405: "Method not allowed", 413: "Content too large",
-              429: "Too many requests"}
+    titles = {
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Content too large",
+        429: "Too many requests",
+    }
     title = titles.get(exc.status_code, "Request failed")
     response = problem(exc.status_code, title, exc.detail, code=_slug(title))
     if exc.headers:
@@ -98,8 +104,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error", error=repr(exc))
-    return problem(500, "Internal server error", "the server failed to handle the request",
-                   code="internal")
+    return problem(
+        500, "Internal server error", "the server failed to handle the request", code="internal"
+    )
 
 
 EXCEPTION_HANDLERS: Mapping[Any, Any] = {
@@ -146,7 +153,9 @@ class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
         super().__init__(app, **kwargs)
         self.verifier = verifier
 
-    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -172,8 +181,9 @@ def requires_role(minimum: Role) -> Callable[..., None]:
         if not isinstance(principal, Principal):
             raise Unauthorized("a bearer token is required", code="missing_token")
         if not principal.has_role(minimum):
-            raise Forbidden(f"this needs the {minimum} role; the token has {principal.role}",
-                            code="role")
+            raise Forbidden(
+                f"this needs the {minimum} role; the token has {principal.role}", code="role"
+            )
 
     guard.__name__ = f"requires_{minimum}"
     return guard
@@ -261,8 +271,12 @@ def create_service_app(
             )
         )
     middleware.append(
-        PrometheusConfig(app_name=name.replace("-", "_"), prefix="pressroom_http",
-                         group_path=True, exclude=["/metrics", "/healthz", "/readyz"]).middleware
+        PrometheusConfig(
+            app_name=name.replace("-", "_"),
+            prefix="pressroom_http",
+            group_path=True,
+            exclude=["/metrics", "/healthz", "/readyz"],
+        ).middleware
     )
     openapi = OpenAPIConfig(
         title=f"Pressroom {name}",
@@ -283,7 +297,9 @@ def create_service_app(
         guards=[brand_guard],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         openapi_config=openapi,
-        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/healthz", "/readyz"]))],
+        plugins=[
+            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/healthz", "/readyz"]))
+        ],
         lifespan=list(lifespan),
         cors_config=CORSConfig(allow_origins=list(cors_origins)) if cors_origins else None,
         debug=debug,

@@ -2,9 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-OUTBOX_BACKLOG = Gauge(
-    "pressroom_outbox_backlog", "Outbox rows not yet published", ["service"]
-)
+OUTBOX_BACKLOG = Gauge("pressroom_outbox_backlog", "Outbox rows not yet published", ["service"])
 OUTBOX_PUBLISHED = Counter(
     "pressroom_outbox_published_total", "Outbox rows published to Kafka", ["service"]
 )
@@ -18,7 +16,9 @@ RELAY_LEADER = Gauge(
     "pressroom_relay_leader", "1 when this process holds the relay lock", ["service"]
 )
 CONSUMER_LAG = Gauge(
-    "pressroom_consumer_lag", "Messages behind the partition end", ["consumer", "topic", "partition"]
+    "pressroom_consumer_lag",
+    "Messages behind the partition end",
+    ["consumer", "topic", "partition"],
 )
 CONSUMER_PROCESSED = Counter(
     "pressroom_consumer_processed_total", "Messages handled", ["consumer", "topic", "outcome"]

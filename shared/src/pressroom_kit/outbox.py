@@ -190,8 +190,9 @@ class Relay:
                     await self._publish(rows)
                 except (KafkaError, OSError, asyncio.TimeoutError) as exc:
                     self.heartbeats.beat(self.beat_name, ok=False, detail=f"broker: {exc!r}")
-                    log.warning("relay cannot publish; backing off", error=repr(exc),
-                                backoff_s=backoff)
+                    log.warning(
+                        "relay cannot publish; backing off", error=repr(exc), backoff_s=backoff
+                    )
                     await self._stop_producer()
                     await _sleep_or_stop(stop, backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, self.settings.max_backoff)

@@ -61,8 +61,11 @@ class Repository(Generic[A]):
             stream_type=self.aggregate.stream_type,
             expected_version=item.version,
             events=[
-                NewEvent(type=e.type_name, data=e.model_dump(mode="json"),
-                         schema_version=e.schema_version)
+                NewEvent(
+                    type=e.type_name,
+                    data=e.model_dump(mode="json"),
+                    schema_version=e.schema_version,
+                )
                 for e in item.pending
             ],
             brand_id=brand_id,

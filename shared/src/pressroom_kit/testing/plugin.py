@@ -40,8 +40,10 @@ def _want_containers() -> bool:
         docker.from_env().ping()
         return True
     except Exception:  # noqa: BLE001 - no Docker: fall back to the embedded servers
-        warnings.warn("PRESSROOM_TEST_CONTAINERS=1 but Docker is not reachable; "
-                      "using the embedded servers", stacklevel=1)
+        warnings.warn(
+            "PRESSROOM_TEST_CONTAINERS=1 but Docker is not reachable; using the embedded servers",
+            stacklevel=1,
+        )
         return False
 
 

@@ -16,8 +16,9 @@ from pressroom_kit.embedded import free_port
 async def serve_asgi(app: Any, *, port: int = 0) -> AsyncIterator[str]:
     """Run ``app`` with uvicorn on ``127.0.0.1``; yield its base URL; shut it down after."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import sample
+
+from pressroom_contracts import CloudEvent
+from pressroom_kit import cloudevents
+from pressroom_kit.db import MigrationError, load_migrations, replace_database, replace_user
+from pressroom_kit.errors import Invalid
+from pressroom_kit.health import Heartbeats
+
+pytestmark = pytest.mark.unit
+
+
+def test_cloudevent_round_trips_through_kafka_binary_mode():
+    event = CloudEvent(
+        source="/s",
+        type="brand.created.v1",
+        subject="b1",
+        brandid=uuid.uuid4(),
+        sequence=3,
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        data={"name": "Ünïcode", "n": 1},
+    )
+    headers = cloudevents.kafka_headers(cloudevents.to_headers(event))
+    decoded = cloudevents.decode(headers, cloudevents.encode_value(event))
+    assert decoded == event
+
+
+@pytest.mark.parametrize(
+    ("headers", "value", "message"),
+    [
+        ([], b"{}", "missing CloudEvents headers"),
+        (
+            [("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t"), ("ce_specversion", b"0.3")],
+            b"{}",
+            "specversion",
+        ),
+        (
+            [("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t"), ("ce_specversion", b"1.0")],
+            b"[1]",
+            "JSON object",
+        ),
+        (
+            [
+                ("ce_id", b"not-a-uuid"),
+                ("ce_source", b"s"),
+                ("ce_type", b"t"),
+                ("ce_specversion", b"1.0"),
+            ],
+            b"{}",
+            "bad CloudEvents attributes",
+        ),
+        ([("ce_id", b"\xff"), ("ce_source", b"s")], b"{}", "UTF-8"),
+    ],
+)
+def test_bad_messages_are_decode_errors(headers, value, message):
+    with pytest.raises(cloudevents.DecodeError, match=message):
+        cloudevents.decode(headers, value)
+
+
+def test_aggregate_decides_records_and_rehydrates():
+    brand = uuid.uuid4()
+    note = sample.Note.write("n1", brand, "first")
+    note.rename("second")
+    note.rename("second")  # no change, no event
+    assert [type(e).__name__ for e in note.pending] == ["NoteWritten", "NoteRenamed"]
+    saved = note.mark_saved()
+    assert note.version == 2 and not note.pending
+    again = sample.Note.rehydrate("n1", [(e.type_name, e.model_dump(mode="json")) for e in saved])
+    assert again.title == "second" and again.version == 2
+    with pytest.raises(Invalid):
+        sample.Note.write("n2", brand, "  ")
+
+
+def test_migration_files_must_be_numbered_and_unique(tmp_path: Path):
+    (tmp_path / "0001_first.sql").write_text("SELECT 1;")
+    (tmp_path / "0002_second.sql").write_text("SELECT 2;")
+    assert [m.version for m in load_migrations("x", tmp_path)] == [1, 2]
+    (tmp_path / "0002_again.sql").write_text("SELECT 3;")
+    with pytest.raises(MigrationError, match="two migrations"):
+        load_migrations("x", tmp_path)
+    (tmp_path / "0002_again.sql").unlink()
+    (tmp_path / "3_bad.sql").write_text("")
+    with pytest.raises(MigrationError, match="bad migration file name"):
+        load_migrations("x", tmp_path)
+
+
+def test_dsn_helpers():
+    dsn = "postgresql://owner:pw@db:5432/main?sslmode=require"
+    assert replace_database(dsn, "other") == "postgresql://owner:pw@db:5432/other?sslmode=require"
+    assert replace_user(dsn, "app") == "postgresql://app@db:5432/main?sslmode=require"
+
+
+def test_heartbeats_go_stale():
+    beats = Heartbeats()
+    beats.register("w", max_age=60)
+    assert not beats.healthy()
+    beats.beat("w")
+    assert beats.healthy()
+    beats.beat("w", ok=False, detail="broker down")
+    assert beats.status()["w"] == {"ok": False, "detail": "broker down", "age_s": 0.0}
