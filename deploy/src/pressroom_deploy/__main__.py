@@ -1,0 +1,3 @@
+from pressroom_deploy.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The ``pressroom`` command: the local embedded stack and development tokens."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import asyncio
+import secrets
+import signal
+import sys
+import uuid
+
+from pressroom_deploy.stack import LocalStack, data_dir, jwt_secret
+from pressroom_kit.auth import mint_token
+
+
+def _token(args: argparse.Namespace) -> None:
+    secret = jwt_secret(data_dir())
+    print(
+        mint_token(
+            secret,
+            sub=args.sub,
+            role=args.role,
+            brand_id=args.brand,
+            email=args.email,
+            ttl_seconds=args.ttl,
+            issuer=os.environ.get("PRESSROOM_JWT_ISSUER"),
+            audience=os.environ.get("PRESSROOM_JWT_AUDIENCE"),
+        )
+    )
+
+
+def _dev(args: argparse.Namespace) -> None:
+    stack = LocalStack(data_dir(), only=args.only)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await stack.run(stop)
+
+    sys.exit(asyncio.run(main()))
+
+
+def _rebuild(args: argparse.Namespace) -> None:
+    from pressroom_deploy.stack import rebuild_service
+
+    sys.exit(asyncio.run(rebuild_service(args.service, args.database_url, swap=args.swap)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the embedded stack (PostgreSQL, broker, services)")
+    dev.add_argument("--only", nargs="*", help="run only these services")
+    dev.set_defaults(func=_dev)
+
+    token = sub.add_parser("token", help="mint a development JWT (HS256, the local secret)")
+    token.add_argument("--brand", type=uuid.UUID, help="brand id (omit for onboarding tokens)")
+    token.add_argument("--role", choices=["admin", "manager", "viewer"], default="admin")
+    token.add_argument("--sub", default=f"dev-{secrets.token_hex(4)}")
+    token.add_argument("--email", default="dev@pressroom.local")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.set_defaults(func=_token)
+
+    rebuild = sub.add_parser("rebuild", help="replay a service's projections and verify them")
+    rebuild.add_argument("service")
+    rebuild.add_argument("--database-url", help="owner DSN (default: the local stack's)")
+    rebuild.add_argument("--swap", action="store_true", help="replace live rows when done")
+    rebuild.set_defaults(func=_rebuild)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+

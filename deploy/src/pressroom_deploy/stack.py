@@ -1,0 +1,213 @@
+"""The local stack: embedded PostgreSQL (a database per service), the embedded broker and
+every installed service, with prefixed coloured logs and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from pressroom_contracts import TOPICS, dlq_topic
+from pressroom_kit.auth import mint_token
+from pressroom_kit.db import ensure_databases, replace_database
+from pressroom_kit.embedded import EmbeddedKafka, EmbeddedPostgres
+from pressroom_kit.service import ServiceSpec, discover_services
+
+COLOURS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan"]
+console = Console(highlight=False)
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("PRESSROOM_DATA_DIR", "./var")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def jwt_secret(folder: Path) -> str:
+    """``PRESSROOM_JWT_SECRET``, or a development secret generated once under ``folder``."""
+    configured = os.environ.get("PRESSROOM_JWT_SECRET")
+    if configured:
+        return configured
+    path = folder / "jwt-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def dev_brand(folder: Path) -> uuid.UUID:
+    path = folder / "dev-brand"
+    if not path.exists():
+        path.write_text(str(uuid.uuid4()))
+    return uuid.UUID(path.read_text().strip())
+
+
+def log_line(name: str, colour: str, line: str) -> None:
+    prefix = Text(f"{name:>10} | ", style=colour)
+    console.print(prefix + Text(line.rstrip("\n")), soft_wrap=True)
+
+
+class LocalStack:
+    def __init__(self, folder: Path, only: list[str] | None = None) -> None:
+        self.folder = folder
+        self.only = set(only or [])
+        self.postgres: EmbeddedPostgres | None = None
+        self.kafka: EmbeddedKafka | None = None
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+
+    def services(self) -> list[ServiceSpec]:
+        found = discover_services()
+        return [s for s in found if not self.only or s.name in self.only]
+
+    async def run(self, stop: asyncio.Event) -> int:
+        secret = jwt_secret(self.folder)
+        external_kafka = os.environ.get("PRESSROOM_KAFKA_BOOTSTRAP_SERVERS")
+        external_pg = os.environ.get("PRESSROOM_DATABASE_URL")
+        try:
+            if external_pg:
+                admin_dsn = external_pg
+            else:
+                self.postgres = EmbeddedPostgres(
+                    self.folder / "postgres",
+                    port=int(os.environ.get("PRESSROOM_DEV_POSTGRES_PORT", "54329")),
+                    log_file=self.folder / "postgres.log",
+                )
+                await asyncio.to_thread(self.postgres.start)
+                admin_dsn = self.postgres.admin_dsn
+            log_line("postgres", "bright_black", f"ready at {admin_dsn}")
+            if external_kafka:
+                bootstrap = external_kafka
+            else:
+                self.kafka = EmbeddedKafka(
+                    port=int(os.environ.get("PRESSROOM_DEV_KAFKA_PORT", "19092")),
+                    log_file=self.folder / "broker.log",
+                )
+                await asyncio.to_thread(self.kafka.start)
+                bootstrap = self.kafka.bootstrap_servers
+            await _ensure_topics(bootstrap)
+            log_line("broker", "bright_black", f"ready at {bootstrap}")
+            services = self.services()
+            await ensure_databases(admin_dsn, [s.database for s in services])
+            readers = []
+            for index, spec in enumerate(services):
+                env = {
+                    **os.environ,
+                    "PRESSROOM_JWT_SECRET": secret,
+                    "PRESSROOM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                    f"{spec.env_prefix}DATABASE_URL": replace_database(admin_dsn, spec.database),
+                    f"{spec.env_prefix}PORT": os.environ.get(f"{spec.env_prefix}PORT",
+                                                             str(spec.port)),
+                    "PRESSROOM_DATA_DIR": str(self.folder),
+                    "PYTHONUNBUFFERED": "1",
+                }
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", spec.module, env=env,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                )
+                self.processes[spec.name] = process
+                readers.append(asyncio.create_task(
+                    _pump(spec.name, COLOURS[index % len(COLOURS)], process)))
+            self._banner(secret, admin_dsn, bootstrap, services)
+            waiters = [asyncio.create_task(p.wait()) for p in self.processes.values()]
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
+            exit_code = 0
+            if stopper not in done:
+                dead = [n for n, p in self.processes.items() if p.returncode is not None]
+                log_line("pressroom", "red", f"{', '.join(dead)} exited; stopping the stack")
+                exit_code = 1
+            return exit_code
+        finally:
+            await self._shutdown()
+
+    def _banner(self, secret: str, admin_dsn: str, bootstrap: str,
+                services: list[ServiceSpec]) -> None:
+        brand = dev_brand(self.folder)
+        token = mint_token(secret, sub="dev-admin", role="admin", brand_id=brand,
+                           email="admin@pressroom.local")
+        console.rule("[bold]Pressroom local stack")
+        console.print(f"PostgreSQL   {admin_dsn}")
+        console.print(f"Kafka        {bootstrap}")
+        for spec in services:
+            console.print(f"{spec.name:<12} http://127.0.0.1:{spec.port}  (docs: /schema)")
+        if not services:
+            console.print("(no service packages installed yet: only the infrastructure runs)")
+        console.print(f"Data         {self.folder}")
+        console.print(f"Brand        {brand}")
+        console.print("Token (admin, 12 h):")
+        print(token, flush=True)
+        console.print("More tokens: pressroom token --brand <id> --role manager|viewer|admin")
+        console.rule("Ctrl-C stops everything")
+
+    async def _shutdown(self) -> None:
+        for process in self.processes.values():
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+        for name, process in self.processes.items():
+            try:
+                await asyncio.wait_for(process.wait(), timeout=15)
+            except TimeoutError:
+                log_line(name, "red", "did not stop in 15 s; killing it")
+                process.kill()
+                await process.wait()
+        if self.kafka is not None:
+            await asyncio.to_thread(self.kafka.stop)
+        if self.postgres is not None:
+            await asyncio.to_thread(self.postgres.stop)
+        log_line("pressroom", "bright_black", "stopped")
+
+
+async def _pump(name: str, colour: str, process: asyncio.subprocess.Process) -> None:
+    assert process.stdout is not None
+    async for raw in process.stdout:
+        log_line(name, colour, raw.decode(errors="replace"))
+
+
+async def _ensure_topics(bootstrap: str, partitions: int = 3) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for name in TOPICS for t in (name, dlq_topic(name)) if t not in existing]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(t, partitions, 1) for t in wanted])
+    finally:
+        await admin.close()
+
+
+async def rebuild_service(name: str, database_url: str | None, *, swap: bool) -> int:
+    from pressroom_kit.db import connect
+    from pressroom_kit.projections import rebuild_with_progress_bar
+
+    specs = {s.name: s for s in discover_services()}
+    if name not in specs:
+        console.print(f"[red]no service named {name!r}; installed: {', '.join(specs) or 'none'}")
+        return 2
+    spec = specs[name]
+    dsn = database_url or os.environ.get(f"{spec.env_prefix}DATABASE_URL")
+    if dsn is None:
+        port = os.environ.get("PRESSROOM_DEV_POSTGRES_PORT", "54329")
+        dsn = f"postgresql://postgres@127.0.0.1:{port}/{spec.database}"
+    conn = await connect(dsn)
+    try:
+        diffs = await rebuild_with_progress_bar(conn, spec.projections(), do_swap=swap)
+    finally:
+        await conn.close()
+    bad = [d for d in diffs if not d.equal]
+    for diff in diffs:
+        state = "[green]equal" if diff.equal else (
+            f"[red]{diff.only_live} live-only, {diff.only_rebuilt} rebuilt-only rows")
+        console.print(f"{diff.table:<30} {state}")
+    return 1 if bad and not swap else 0
