@@ -4,7 +4,6 @@ import json
 import uuid
 
 import pytest
-
 from pressroom_contracts import EVENT_TYPES, TOPICS, CloudEvent, dlq_topic, payload_model
 from pressroom_contracts.__main__ import write_schemas
 from pressroom_contracts.topics import topic_for_type

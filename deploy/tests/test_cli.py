@@ -8,7 +8,6 @@ import sys
 
 import asyncpg
 import pytest
-
 from pressroom_kit.auth import JWTSettings, JWTVerifier
 from pressroom_kit.embedded import free_port
 
@@ -18,13 +17,22 @@ JWT_RE = re.compile(r"^eyJ[\w-]+\.[\w-]+\.[\w-]+$")
 @pytest.mark.e2e
 async def test_pressroom_dev_starts_the_stack_prints_a_working_token_and_stops_cleanly(tmp_path):
     pg_port, kafka_port = free_port(), free_port()
-    env = {**os.environ, "PRESSROOM_DATA_DIR": str(tmp_path / "var"),
-           "PRESSROOM_DEV_POSTGRES_PORT": str(pg_port), "PRESSROOM_DEV_KAFKA_PORT": str(kafka_port),
-           "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PRESSROOM_DATA_DIR": str(tmp_path / "var"),
+        "PRESSROOM_DEV_POSTGRES_PORT": str(pg_port),
+        "PRESSROOM_DEV_KAFKA_PORT": str(kafka_port),
+        "COLUMNS": "200",
+    }
     env.pop("PRESSROOM_JWT_SECRET", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pressroom_deploy", "dev", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "pressroom_deploy",
+        "dev",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     lines: list[str] = []
     token = None
@@ -61,7 +69,6 @@ def test_pressroom_token_mints_the_requested_claims(tmp_path, monkeypatch, capsy
     import uuid
 
     import jwt
-
     from pressroom_deploy.cli import main
 
     monkeypatch.setenv("PRESSROOM_JWT_SECRET", "cli-secret-cli-secret-cli-secret-cli")

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncpg
 import pytest
 import sample
-
 from pressroom_kit.db import apply_migrations, connect, create_pool
 from pressroom_kit.testing.plugin import TestDatabase
 

@@ -6,7 +6,6 @@ from typing import ClassVar
 from uuid import UUID
 
 import asyncpg
-
 from pressroom_contracts import EVENT_TYPES, EventPayload
 from pressroom_kit.domain import Aggregate, DomainEvent
 from pressroom_kit.errors import Invalid

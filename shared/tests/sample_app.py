@@ -6,15 +6,14 @@ import uuid
 from typing import Any
 
 import asyncpg
+import sample
 from litestar import Request, get, post
 from litestar.params import JSONBody
-from pydantic import BaseModel, Field
-
-import sample
 from pressroom_kit.auth import JWTVerifier, Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.http import create_service_app, database_check, requires_role
+from pydantic import BaseModel, Field
 
 
 class NoteCreate(BaseModel):

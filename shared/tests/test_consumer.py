@@ -8,7 +8,6 @@ import pytest
 import sample
 from aiokafka import AIOKafkaProducer
 from kafka_helpers import create_topics, read_until
-
 from pressroom_contracts import CloudEvent, dlq_topic
 from pressroom_kit import cloudevents
 from pressroom_kit.consumer import ConsumerSettings, InboxConsumer

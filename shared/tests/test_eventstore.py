@@ -5,7 +5,6 @@ import uuid
 
 import asyncpg
 import pytest
-
 from pressroom_kit import eventstore
 from pressroom_kit.errors import ConcurrencyError
 from pressroom_kit.eventstore import NewEvent

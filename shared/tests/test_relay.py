@@ -11,7 +11,6 @@ from collections import defaultdict
 import pytest
 import sample
 from kafka_helpers import create_topics, read_until
-
 from pressroom_kit import cloudevents
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.health import Heartbeats

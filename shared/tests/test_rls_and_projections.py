@@ -4,7 +4,6 @@ import uuid
 
 import pytest
 import sample
-
 from pressroom_kit import projections
 from pressroom_kit.db import tenant_transaction
 

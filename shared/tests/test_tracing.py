@@ -9,13 +9,12 @@ from aiohttp import ClientSession
 from kafka_helpers import create_topics
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sample_app import build_app
-
 from pressroom_kit.auth import JWTSettings, JWTVerifier, mint_token
 from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
 from pressroom_kit.outbox import Relay, RelaySettings
 from pressroom_kit.telemetry import configure_tracing
 from pressroom_kit.testing.servers import serve_asgi
+from sample_app import build_app
 
 pytestmark = pytest.mark.integration
 

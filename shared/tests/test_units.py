@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import sample
-
 from pressroom_contracts import CloudEvent
 from pressroom_kit import cloudevents
 from pressroom_kit.db import MigrationError, load_migrations, replace_database, replace_user

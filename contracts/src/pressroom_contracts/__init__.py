@@ -19,4 +19,4 @@ __all__ = [
     "register",
 ]
 
-from pressroom_contracts import events as _events  # noqa: E402,F401  (registers the catalog)
+from pressroom_contracts import events as _events  # noqa: F401  (registers the catalog)

@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class EventPayload(BaseModel):
-    """The ``data`` of a public event. Subclasses set ``event_type`` (``<domain>.<agg>.<event>.vN``)."""
+    """The ``data`` of a public event.
+
+    Subclasses set ``event_type`` as ``<domain>.<aggregate>.<event>.vN``.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 

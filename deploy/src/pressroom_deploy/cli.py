@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
+import os
 import secrets
 import signal
 import sys
 import uuid
 
-from pressroom_deploy.stack import LocalStack, data_dir, jwt_secret
 from pressroom_kit.auth import mint_token
+
+from pressroom_deploy.stack import LocalStack, data_dir, jwt_secret
 
 
 def _token(args: argparse.Namespace) -> None:
@@ -73,5 +74,3 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     args.func(args)
-
-

@@ -11,14 +11,13 @@ import sys
 import uuid
 from pathlib import Path
 
-from rich.console import Console
-from rich.text import Text
-
 from pressroom_contracts import TOPICS, dlq_topic
 from pressroom_kit.auth import mint_token
 from pressroom_kit.db import ensure_databases, replace_database
 from pressroom_kit.embedded import EmbeddedKafka, EmbeddedPostgres
 from pressroom_kit.service import ServiceSpec, discover_services
+from rich.console import Console
+from rich.text import Text
 
 COLOURS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan"]
 console = Console(highlight=False)
@@ -102,18 +101,24 @@ class LocalStack:
                     "PRESSROOM_JWT_SECRET": secret,
                     "PRESSROOM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                     f"{spec.env_prefix}DATABASE_URL": replace_database(admin_dsn, spec.database),
-                    f"{spec.env_prefix}PORT": os.environ.get(f"{spec.env_prefix}PORT",
-                                                             str(spec.port)),
+                    f"{spec.env_prefix}PORT": os.environ.get(
+                        f"{spec.env_prefix}PORT", str(spec.port)
+                    ),
                     "PRESSROOM_DATA_DIR": str(self.folder),
                     "PYTHONUNBUFFERED": "1",
                 }
                 process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", spec.module, env=env,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                    sys.executable,
+                    "-m",
+                    spec.module,
+                    env=env,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
                 )
                 self.processes[spec.name] = process
-                readers.append(asyncio.create_task(
-                    _pump(spec.name, COLOURS[index % len(COLOURS)], process)))
+                readers.append(
+                    asyncio.create_task(_pump(spec.name, COLOURS[index % len(COLOURS)], process))
+                )
             self._banner(secret, admin_dsn, bootstrap, services)
             waiters = [asyncio.create_task(p.wait()) for p in self.processes.values()]
             stopper = asyncio.create_task(stop.wait())
@@ -127,11 +132,13 @@ class LocalStack:
         finally:
             await self._shutdown()
 
-    def _banner(self, secret: str, admin_dsn: str, bootstrap: str,
-                services: list[ServiceSpec]) -> None:
+    def _banner(
+        self, secret: str, admin_dsn: str, bootstrap: str, services: list[ServiceSpec]
+    ) -> None:
         brand = dev_brand(self.folder)
-        token = mint_token(secret, sub="dev-admin", role="admin", brand_id=brand,
-                           email="admin@pressroom.local")
+        token = mint_token(
+            secret, sub="dev-admin", role="admin", brand_id=brand, email="admin@pressroom.local"
+        )
         console.rule("[bold]Pressroom local stack")
         console.print(f"PostgreSQL   {admin_dsn}")
         console.print(f"Kafka        {bootstrap}")
@@ -207,7 +214,10 @@ async def rebuild_service(name: str, database_url: str | None, *, swap: bool) ->
         await conn.close()
     bad = [d for d in diffs if not d.equal]
     for diff in diffs:
-        state = "[green]equal" if diff.equal else (
-            f"[red]{diff.only_live} live-only, {diff.only_rebuilt} rebuilt-only rows")
+        state = (
+            "[green]equal"
+            if diff.equal
+            else (f"[red]{diff.only_live} live-only, {diff.only_rebuilt} rebuilt-only rows")
+        )
         console.print(f"{diff.table:<30} {state}")
     return 1 if bad and not swap else 0

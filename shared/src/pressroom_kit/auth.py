@@ -81,10 +81,12 @@ class JWKSCache:
             if force and time.monotonic() - self._fetched < 10:
                 return
             timeout = aiohttp.ClientTimeout(total=5)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                async with session.get(self.url) as response:
-                    response.raise_for_status()
-                    document = await response.json(content_type=None)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(self.url) as response,
+            ):
+                response.raise_for_status()
+                document = await response.json(content_type=None)
             keys = {}
             for entry in document.get("keys", []):
                 try:
@@ -132,7 +134,7 @@ class JWTVerifier:
         elif alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
             try:
                 jwk = await self._jwks.key(header.get("kid"))
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 log.warning("JWKS fetch failed", url=self.settings.jwks_url, error=repr(exc))
                 raise Unauthorized("signing keys are unavailable") from exc
             if jwk.key_type != _key_type(alg):
@@ -140,7 +142,10 @@ class JWTVerifier:
             key = jwk.key
         else:
             raise Unauthorized(f"token algorithm {alg!r} is not accepted")
-        options = {"require": ["exp", "sub"]}
+        options: jwt.types.Options = {
+            "require": ["exp", "sub"],
+            "verify_aud": self.settings.audience is not None,
+        }
         try:
             return jwt.decode(
                 token,
@@ -149,7 +154,7 @@ class JWTVerifier:
                 audience=self.settings.audience,
                 issuer=self.settings.issuer,
                 leeway=self.settings.leeway,
-                options={**options, "verify_aud": self.settings.audience is not None},
+                options=options,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("token expired", code="token_expired") from exc

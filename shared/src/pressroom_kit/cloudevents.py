@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import ValidationError
-
 from pressroom_contracts import CloudEvent
+from pydantic import ValidationError
 
 _ATTRIBUTES = ("id", "source", "type", "subject", "time", "specversion", "brandid", "sequence")
 

@@ -15,15 +15,15 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
+from pressroom_contracts import EVENT_TYPES, CloudEvent, EventPayload, dlq_topic
 from pydantic import ValidationError
 
-from pressroom_contracts import EVENT_TYPES, CloudEvent, EventPayload, dlq_topic
 from pressroom_kit import cloudevents, metrics
 from pressroom_kit.db import set_tenant
 from pressroom_kit.health import Heartbeats
@@ -209,14 +209,15 @@ class InboxConsumer:
         failed: int | None = None
         outcomes: collections.Counter[str] = collections.Counter()
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self.pool.acquire() as proxy, proxy.transaction():
+                conn = cast(asyncpg.Connection, proxy)
                 for index, item in enumerate(items):
                     if item.error is not None:
                         failed = index
                         raise _Abort
                     try:
                         outcomes[await self._apply_one(conn, item)] += 1
-                    except Exception as exc:  # noqa: BLE001 - any handler error is retried
+                    except Exception as exc:
                         failed = index
                         item.error = f"handler: {exc!r}"
                         raise _Abort from exc
@@ -271,7 +272,8 @@ class InboxConsumer:
 
     async def _dead_letter(self, item: _Decoded) -> None:
         record = item.record
-        headers = list(record.headers or ()) + [
+        headers = [
+            *(record.headers or ()),
             ("dlq_error", (item.error or "unknown")[:2000].encode()),
             ("dlq_consumer", self.name.encode()),
             ("dlq_original_topic", record.topic.encode()),

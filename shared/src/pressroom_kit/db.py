@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
@@ -185,7 +186,8 @@ async def tenant_transaction(
     pool: asyncpg.Pool, brand_id: UUID | str | None
 ) -> AsyncIterator[asyncpg.Connection]:
     """A transaction whose row-level security sees only ``brand_id``'s rows."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as proxy, proxy.transaction():
+        conn = cast(asyncpg.Connection, proxy)  # a pool proxy behaves as its connection
         await set_tenant(conn, brand_id)
         yield conn
 
@@ -215,9 +217,7 @@ async def ensure_databases(admin_dsn: str, names: Iterable[str]) -> None:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
                 raise ValueError(f"bad database name {name!r}")
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                try:
+                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                     await conn.execute(f'CREATE DATABASE "{name}"')
-                except asyncpg.DuplicateDatabaseError:
-                    pass
     finally:
         await conn.close()

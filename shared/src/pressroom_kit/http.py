@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders, State
+from litestar.enums import ScopeType
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -124,7 +125,7 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         incoming = None
@@ -246,7 +247,7 @@ def create_service_app(
             try:
                 await check()
                 results[check_name] = {"ok": True}
-            except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            except Exception as exc:
                 results[check_name] = {"ok": False, "detail": repr(exc)}
 
         await asyncio.gather(*(run(n, c) for n, c in checks.items()))

@@ -22,8 +22,8 @@ from datetime import timedelta
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-
 from pressroom_contracts import CloudEvent
+
 from pressroom_kit import cloudevents, metrics
 from pressroom_kit.db import connect
 from pressroom_kit.health import Heartbeats
@@ -188,7 +188,7 @@ class Relay:
             if rows:
                 try:
                     await self._publish(rows)
-                except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, KafkaError, OSError) as exc:
                     self.heartbeats.beat(self.beat_name, ok=False, detail=f"broker: {exc!r}")
                     log.warning(
                         "relay cannot publish; backing off", error=repr(exc), backoff_s=backoff
