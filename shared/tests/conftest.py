@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-import sample
-from pressroom_kit.db import apply_migrations, connect, create_pool
-from pressroom_kit.testing.plugin import TestDatabase
+from pressroom_kit.db import apply_migrations, connect, create_pool, grant_runtime_role
+from pressroom_kit.testing.plugin import APP_ROLE, TestDatabase
+from pressroom_kit.testing.sample import domain as sample
 
 
 @pytest.fixture
@@ -12,9 +12,7 @@ async def sample_db(fresh_db: TestDatabase) -> TestDatabase:
     conn = await connect(fresh_db.owner_dsn)
     try:
         await apply_migrations(conn, [sample.MIGRATIONS])
-        await conn.execute(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON notes, note_mentions TO pressroom_app"
-        )
+        await grant_runtime_role(conn, APP_ROLE)
     finally:
         await conn.close()
     return fresh_db

@@ -5,13 +5,13 @@ import json
 import uuid
 
 import pytest
-import sample
 from aiokafka import AIOKafkaProducer
 from kafka_helpers import create_topics, read_until
 from pressroom_contracts import CloudEvent, dlq_topic
 from pressroom_kit import cloudevents
 from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
 from pressroom_kit.health import Heartbeats
+from pressroom_kit.testing.sample import domain as sample
 
 pytestmark = pytest.mark.integration
 

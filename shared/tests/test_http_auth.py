@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pressroom_kit.auth import JWTSettings, JWTVerifier, mint_token
 from pressroom_kit.health import Heartbeats
+from pressroom_kit.testing.sample.app import build_app
 from pressroom_kit.testing.servers import serve_asgi
-from sample_app import build_app
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 BRAND = uuid.uuid4()

@@ -9,12 +9,12 @@ import uuid
 from collections import defaultdict
 
 import pytest
-import sample
 from kafka_helpers import create_topics, read_until
 from pressroom_kit import cloudevents
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.outbox import Relay, RelaySettings
+from pressroom_kit.testing.sample import domain as sample
 
 pytestmark = pytest.mark.integration
 

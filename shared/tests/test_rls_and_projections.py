@@ -3,9 +3,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import sample
 from pressroom_kit import projections
 from pressroom_kit.db import tenant_transaction
+from pressroom_kit.testing.sample import domain as sample
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ import asyncio
 import uuid
 
 import pytest
-import sample
 from aiohttp import ClientSession
 from kafka_helpers import create_topics
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -13,8 +12,9 @@ from pressroom_kit.auth import JWTSettings, JWTVerifier, mint_token
 from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
 from pressroom_kit.outbox import Relay, RelaySettings
 from pressroom_kit.telemetry import configure_tracing
+from pressroom_kit.testing.sample import domain as sample
+from pressroom_kit.testing.sample.app import build_app
 from pressroom_kit.testing.servers import serve_asgi
-from sample_app import build_app
 
 pytestmark = pytest.mark.integration
 

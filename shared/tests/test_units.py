@@ -4,12 +4,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-import sample
 from pressroom_contracts import CloudEvent
 from pressroom_kit import cloudevents
 from pressroom_kit.db import MigrationError, load_migrations, replace_database, replace_user
 from pressroom_kit.errors import Invalid
 from pressroom_kit.health import Heartbeats
+from pressroom_kit.testing.sample import domain as sample
 
 pytestmark = pytest.mark.unit
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 from uuid import UUID
 
 import asyncpg
 from pressroom_contracts import EVENT_TYPES, EventPayload
+
 from pressroom_kit.domain import Aggregate, DomainEvent
 from pressroom_kit.errors import Invalid
 from pressroom_kit.eventstore import RecordedEvent
 from pressroom_kit.projections import Projection, Projector
 from pressroom_kit.repository import Repository
 
-MIGRATIONS = ("sample", __import__("pathlib").Path(__file__).parent / "sample_migrations")
+MIGRATIONS = ("sample", Path(__file__).parent / "migrations")
 
 
 class NoteWritten(DomainEvent):

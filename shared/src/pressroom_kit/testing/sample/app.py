@@ -6,14 +6,15 @@ import uuid
 from typing import Any
 
 import asyncpg
-import sample
 from litestar import Request, get, post
 from litestar.params import JSONBody
+from pydantic import BaseModel, Field
+
 from pressroom_kit.auth import JWTVerifier, Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.http import create_service_app, database_check, requires_role
-from pydantic import BaseModel, Field
+from pressroom_kit.testing.sample import domain as sample
 
 
 class NoteCreate(BaseModel):
@@ -39,6 +40,7 @@ def build_app(
     ) -> dict[str, Any]:
         assert pool is not None
         brand = request.user.brand_id
+        assert brand is not None  # the kit's brand guard refuses brandless tokens here
         note = sample.Note.write(f"note-{uuid.uuid4()}", brand, data.title)
         async with tenant_transaction(pool, brand) as conn:
             await sample.repository(topic).save(conn, note, brand_id=brand, actor=request.user.sub)
