@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
+from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -144,8 +145,13 @@ class InboxConsumer:
                     ok=bool(assigned),
                     detail=f"{len(assigned)} partitions" if assigned else "no assignment",
                 )
+                offsets = {}
                 for tp, records in batches.items():
                     await self._handle_partition(consumer, tp, records)
+                    offsets[tp] = records[-1].offset + 1
+                if offsets:
+                    # One commit for every partition of the poll, after their transactions.
+                    await consumer.commit(offsets)
                 self._record_lag(consumer)
         finally:
             self._consumer = None
@@ -191,36 +197,49 @@ class InboxConsumer:
     ) -> None:
         pending = [self._decode(r) for r in records]
         while pending:
-            failed_at = await self._apply_batch(pending)
-            if failed_at is None:
+            bad = next((i for i, item in enumerate(pending) if item.error), len(pending))
+            if bad > 0:
+                failed = await self._apply_batch(pending[:bad])
+                if failed is not None:
+                    continue  # that item now carries its error: the prefix before it goes next
+            if bad == len(pending):
                 break
-            if failed_at > 0:
-                # Everything before the failing message is good: commit it on its own.
-                retry_ok = await self._apply_batch(pending[:failed_at])
-                if retry_ok is not None:
-                    failed_at = retry_ok
-            await self._handle_alone(pending[failed_at])
-            await consumer.commit({tp: pending[failed_at].record.offset + 1})
-            pending = pending[failed_at + 1 :]
-        await consumer.commit({tp: records[-1].offset + 1})
+            await self._handle_alone(pending[bad])
+            await consumer.commit({tp: pending[bad].record.offset + 1})
+            pending = pending[bad + 1 :]
 
     async def _apply_batch(self, items: Sequence[_Decoded]) -> int | None:
-        """Apply items in one transaction; return the index of the first failure, if any."""
-        failed: int | None = None
+        """Apply good items in one transaction, all or nothing.
+
+        Returns ``None`` on success, or the index of the item whose handler failed (its
+        ``error`` is set and the whole transaction rolled back).
+        """
         outcomes: collections.Counter[str] = collections.Counter()
+        failed: int | None = None
         try:
             async with self.pool.acquire() as proxy, proxy.transaction():
                 conn = cast(asyncpg.Connection, proxy)
+                fresh = await self._record_in_inbox(conn, items)
+                tenant: object = _NO_TENANT
                 for index, item in enumerate(items):
-                    if item.error is not None:
-                        failed = index
-                        raise _Abort
+                    if item.handler is None:
+                        outcomes["ignored"] += 1
+                        continue
+                    assert item.event is not None and item.payload is not None
+                    if item.event.id not in fresh:
+                        outcomes["duplicate"] += 1  # its effects are already committed
+                        continue
+                    fresh.discard(item.event.id)
+                    if item.event.brandid != tenant:
+                        await set_tenant(conn, item.event.brandid)
+                        tenant = item.event.brandid
                     try:
-                        outcomes[await self._apply_one(conn, item)] += 1
+                        await self._run_handler(conn, item)
                     except Exception as exc:
                         failed = index
                         item.error = f"handler: {exc!r}"
                         raise _Abort from exc
+                    outcomes["handled"] += 1
         except _Abort:
             return failed
         self.stats.update(outcomes)
@@ -228,22 +247,31 @@ class InboxConsumer:
             metrics.CONSUMER_PROCESSED.labels(self.name, items[0].record.topic, outcome).inc(count)
         return None
 
-    async def _apply_one(self, conn: asyncpg.Connection, item: _Decoded) -> str:
-        if item.handler is None:
-            return "ignored"
-        assert item.event is not None and item.payload is not None
-        inserted = await conn.fetchval(
-            'INSERT INTO inbox (consumer, event_id, event_type, topic, partition, "offset") '
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+    async def _record_in_inbox(
+        self, conn: asyncpg.Connection, items: Sequence[_Decoded]
+    ) -> set[UUID]:
+        """Insert inbox rows for the handled items; return the ids not seen before."""
+        wanted = [i for i in items if i.handler is not None and i.event is not None]
+        if not wanted:
+            return set()
+        rows = await conn.fetch(
+            """
+            INSERT INTO inbox (consumer, event_id, event_type, topic, partition, "offset")
+            SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[])
+            ON CONFLICT DO NOTHING
+            RETURNING event_id
+            """,
             self.name,
-            item.event.id,
-            item.event.type,
-            item.record.topic,
-            item.record.partition,
-            item.record.offset,
+            [i.event.id for i in wanted if i.event],
+            [i.event.type for i in wanted if i.event],
+            [i.record.topic for i in wanted],
+            [i.record.partition for i in wanted],
+            [i.record.offset for i in wanted],
         )
-        if inserted is None:
-            return "duplicate"  # seen before: its effects are already committed
+        return {r["event_id"] for r in rows}
+
+    async def _run_handler(self, conn: asyncpg.Connection, item: _Decoded) -> None:
+        assert item.event is not None and item.payload is not None and item.handler is not None
         with tracer.start_as_current_span(
             f"consume {item.event.type}",
             context=context_from_traceparent(item.event.traceparent),
@@ -251,14 +279,12 @@ class InboxConsumer:
             attributes={
                 "messaging.system": "kafka",
                 "messaging.destination.name": item.record.topic,
-                "messaging.consumer.group.name": self.name,
+                "messaging.consumer.group.name": self.group_id,
                 "cloudevents.event_id": str(item.event.id),
                 "cloudevents.event_type": item.event.type,
             },
         ):
-            await set_tenant(conn, item.event.brandid)
             await item.handler(conn, item.event, item.payload)
-        return "handled"
 
     async def _handle_alone(self, item: _Decoded) -> None:
         """Retry one failing message up to ``max_attempts``, then dead-letter it."""
@@ -268,6 +294,7 @@ class InboxConsumer:
                 item.error = None
                 if await self._apply_batch([item]) is None:
                     return
+            log.warning("handler keeps failing", consumer=self.name, error=item.error)
         await self._dead_letter(item)
 
     async def _dead_letter(self, item: _Decoded) -> None:
@@ -300,3 +327,6 @@ class InboxConsumer:
 
 class _Abort(Exception):
     pass
+
+
+_NO_TENANT = object()

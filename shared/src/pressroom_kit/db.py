@@ -38,10 +38,25 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pooled connection released without asyncpg's reset query.
+
+    asyncpg rolls back an open transaction on release either way; the reset query
+    (``UNLISTEN``, ``RESET ALL``, unlock all) costs a round trip per request and undoes
+    nothing the kit does: tenant settings are ``SET LOCAL``, advisory locks are
+    transaction-level, and ``LISTEN`` only happens on dedicated connections. Code that
+    changes session state on a pooled connection must undo it itself.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any
 ) -> asyncpg.Pool:
     """An asyncpg pool whose connections speak JSON for json/jsonb."""
+    kwargs.setdefault("connection_class", PooledConnection)
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=init_connection, **kwargs
     )
@@ -185,11 +200,22 @@ async def set_tenant(conn: asyncpg.Connection, brand_id: UUID | str | None) -> N
 async def tenant_transaction(
     pool: asyncpg.Pool, brand_id: UUID | str | None
 ) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction whose row-level security sees only ``brand_id``'s rows."""
-    async with pool.acquire() as proxy, proxy.transaction():
+    """A transaction whose row-level security sees only ``brand_id``'s rows.
+
+    ``BEGIN`` and ``SET LOCAL`` travel in one round trip (the brand id is a validated UUID,
+    so it is safe to inline); the transaction commits on exit and rolls back on error.
+    """
+    brand = "" if brand_id is None else str(UUID(str(brand_id)))
+    async with pool.acquire() as proxy:
         conn = cast(asyncpg.Connection, proxy)  # a pool proxy behaves as its connection
-        await set_tenant(conn, brand_id)
-        yield conn
+        await conn.execute(f"BEGIN; SET LOCAL app.brand_id = '{brand}'")
+        try:
+            yield conn
+        except BaseException:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
 
 
 def replace_database(dsn: str, database: str) -> str:

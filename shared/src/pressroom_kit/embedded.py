@@ -88,11 +88,16 @@ class EmbeddedPostgres:
     durable: bool = True
     user: str = "postgres"
     log_file: Path | None = None
+    settings: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def admin_dsn(self) -> str:
         return self.dsn("postgres")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     def dsn(self, database: str, user: str | None = None) -> str:
         return f"postgresql://{user or self.user}@127.0.0.1:{self.port}/{database}"
@@ -134,6 +139,8 @@ class EmbeddedPostgres:
         }
         if not self.durable:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.settings
+        settings |= self.settings
         args = [str(bin_path / "postgres"), "-D", str(self.data_dir)]
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
@@ -197,6 +204,10 @@ class EmbeddedKafka:
     port: int = 0
     log_file: Path | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     @property
     def bootstrap_servers(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -12,8 +12,9 @@ import asyncpg
 
 from pressroom_kit.errors import ConcurrencyError
 
-# Every writer takes this transaction-level advisory lock before inserting, so commit order
-# equals global_position order and a reader following positions never skips a late commit.
+# Every writer takes this transaction-level advisory lock before positions are handed out and
+# keeps it until commit, so commit order equals global_position order and a reader following
+# positions never skips a late commit.
 _APPEND_LOCK = 7_250_002
 
 
@@ -50,6 +51,42 @@ _COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """A message to publish once the event ``event_id`` commits (see ``pressroom_kit.outbox``)."""
+
+    event_id: UUID
+    topic: str
+    key: str
+    headers: dict[str, str]
+    payload: dict[str, Any]
+
+
+_APPEND_SQL = """
+WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($10::bigint) AS locked),
+ins AS (
+    INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version,
+                        data, metadata, brand_id, occurred_at)
+    SELECT e.event_id, $1, $2, $3 + e.ord, e.type, e.schema_version, e.data, $4, $5, $11
+    FROM lock,
+         unnest($6::uuid[], $7::text[], $8::int[], $9::jsonb[])
+             WITH ORDINALITY AS e(event_id, type, schema_version, data, ord)
+    WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
+    ORDER BY e.ord
+    RETURNING global_position, event_id, version
+),
+out AS (
+    INSERT INTO outbox (event_id, topic, key, headers, payload)
+    SELECT o.event_id, o.topic, o.key, o.headers, o.payload
+    FROM unnest($12::uuid[], $13::text[], $14::text[], $15::jsonb[], $16::jsonb[])
+             WITH ORDINALITY AS o(event_id, topic, key, headers, payload, ord)
+    JOIN ins USING (event_id)
+    ORDER BY ins.global_position, o.ord
+)
+SELECT global_position, version FROM ins ORDER BY version
+"""
+
+
 async def append(
     conn: asyncpg.Connection,
     *,
@@ -59,49 +96,76 @@ async def append(
     events: Sequence[NewEvent],
     brand_id: UUID | None = None,
     metadata: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+    outbox: Sequence[OutboxRow] = (),
 ) -> list[RecordedEvent]:
-    """Append ``events`` to a stream that must be at ``expected_version`` (0: new stream).
+    """Append ``events`` to a stream that must be at ``expected_version`` (0: new stream),
+    with their ``outbox`` rows, in one statement.
 
     Must run inside a transaction; the caller commits. Raises ``ConcurrencyError`` when the
     stream moved on, so of two racing writers exactly one wins.
+
+    The statement first takes a transaction-level advisory lock that every writer shares, so
+    positions are handed out in commit order; it is the last thing a command does before
+    ``COMMIT`` so the lock is held for as short a time as possible.
     """
     if not conn.is_in_transaction():
         raise RuntimeError("append() must run inside a transaction")
     if not events:
         return []
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
-    current = await conn.fetchval(
-        "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
-    )
-    if current != expected_version:
+    occurred = occurred_at or datetime.now(UTC)
+    meta = metadata or {}
+    try:
+        rows = await conn.fetch(
+            _APPEND_SQL,
+            stream_id,
+            stream_type,
+            expected_version,
+            meta,
+            brand_id,
+            [e.event_id for e in events],
+            [e.type for e in events],
+            [e.schema_version for e in events],
+            [e.data for e in events],
+            _APPEND_LOCK,
+            occurred,
+            [o.event_id for o in outbox],
+            [o.topic for o in outbox],
+            [o.key for o in outbox],
+            [o.headers for o in outbox],
+            [o.payload for o in outbox],
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "events_stream_id_version_key":
+            raise
+        raise ConcurrencyError(
+            f"stream {stream_id} moved past version {expected_version}", stream_id=stream_id
+        ) from exc
+    if not rows:
+        current = await conn.fetchval(
+            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
+        )
         raise ConcurrencyError(
             f"stream {stream_id} is at version {current}, expected {expected_version}",
             stream_id=stream_id,
             actual_version=current,
         )
-    rows = await conn.fetch(
-        f"""
-        INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version,
-                            data, metadata, brand_id)
-        SELECT e.event_id, $1, $2, $3 + e.ord, e.type, e.schema_version, e.data, $4, $5
-        FROM unnest($6::uuid[], $7::text[], $8::int[], $9::jsonb[])
-             WITH ORDINALITY AS e(event_id, type, schema_version, data, ord)
-        ORDER BY e.ord
-        RETURNING {_COLUMNS}
-        """,
-        stream_id,
-        stream_type,
-        expected_version,
-        metadata or {},
-        brand_id,
-        [e.event_id for e in events],
-        [e.type for e in events],
-        [e.schema_version for e in events],
-        [e.data for e in events],
-    )
-    recorded = [RecordedEvent.from_row(r) for r in rows]
-    recorded.sort(key=lambda r: r.version)
-    return recorded
+    return [
+        RecordedEvent(
+            global_position=row["global_position"],
+            event_id=event.event_id,
+            stream_id=stream_id,
+            stream_type=stream_type,
+            version=row["version"],
+            type=event.type,
+            schema_version=event.schema_version,
+            data=event.data,
+            metadata=meta,
+            brand_id=brand_id,
+            occurred_at=occurred,
+        )
+        for row, event in zip(rows, events, strict=True)
+    ]
 
 
 async def load_stream(

@@ -26,6 +26,7 @@ from pressroom_contracts import CloudEvent
 
 from pressroom_kit import cloudevents, metrics
 from pressroom_kit.db import connect
+from pressroom_kit.eventstore import OutboxRow
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.logs import get_logger
 
@@ -42,8 +43,20 @@ class OutboxMessage:
     event: CloudEvent
 
 
+def outbox_row(message: OutboxMessage) -> OutboxRow:
+    """The row ``eventstore.append`` writes for ``message`` in the same statement."""
+    return OutboxRow(
+        event_id=message.event.id,
+        topic=message.topic,
+        key=message.key,
+        headers=cloudevents.to_headers(message.event),
+        payload=message.event.data,
+    )
+
+
 async def write_outbox(conn: asyncpg.Connection, messages: Sequence[OutboxMessage]) -> None:
-    """Insert outbox rows; call inside the transaction that appends the events."""
+    """Insert outbox rows on their own (e.g. from a consumer); call inside the transaction
+    whose effects they announce."""
     if not messages:
         return
     await conn.execute(
@@ -65,7 +78,8 @@ def make_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProduc
         "bootstrap_servers": bootstrap_servers,
         "acks": "all",
         "enable_idempotence": False,
-        "linger_ms": 0,
+        # A few ms of linger lets a relay batch travel in few produce requests.
+        "linger_ms": 5,
         "request_timeout_ms": 10_000,
         "retry_backoff_ms": 100,
         "max_batch_size": 256 * 1024,
@@ -78,6 +92,9 @@ def make_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProduc
 class RelaySettings:
     batch_size: int = 500
     poll_interval: float = 1.0
+    # After a wake-up, wait at least this long since the previous fetch so that a burst of
+    # commits (each one NOTIFYs) travels as one batch instead of one query per commit.
+    min_batch_interval: float = 0.005
     standby_interval: float = 1.0
     max_backoff: float = 5.0
     retention: timedelta = timedelta(days=1)
@@ -167,9 +184,14 @@ class Relay:
         backoff = 0.1
         last_backlog = 0.0
         last_cleanup = 0.0
+        last_fetch = 0.0
         while not stop.is_set():
+            since = time.monotonic() - last_fetch
+            if since < self.settings.min_batch_interval:
+                await asyncio.sleep(self.settings.min_batch_interval - since)
             self._wake.clear()
             now = time.monotonic()
+            last_fetch = now
             if now - last_backlog >= self.settings.backlog_every:
                 backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
                 metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import asyncpg
 
@@ -15,7 +16,7 @@ from pressroom_kit.cloudevents import new_event
 from pressroom_kit.domain import Aggregate
 from pressroom_kit.errors import ConcurrencyError
 from pressroom_kit.eventstore import NewEvent, RecordedEvent
-from pressroom_kit.outbox import OutboxMessage, write_outbox
+from pressroom_kit.outbox import OutboxMessage, outbox_row
 from pressroom_kit.projections import Projector
 from pressroom_kit.telemetry import current_traceparent
 
@@ -50,53 +51,84 @@ class Repository(Generic[A]):
         actor: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> list[RecordedEvent]:
-        """Append pending events, project them and write their public messages to the outbox."""
+        """Project pending events, then append them with their outbox rows.
+
+        Call inside the command's transaction. The projections run first, with
+        ``global_position`` still 0, so that the append (which holds the writers' lock
+        until commit) is the transaction's last statement.
+        """
         if not item.pending:
             return []
         traceparent = current_traceparent()
         meta = {"actor": actor, "traceparent": traceparent, **(metadata or {})}
+        occurred_at = datetime.now(UTC)
+        new_events = [
+            NewEvent(
+                type=e.type_name, data=e.model_dump(mode="json"), schema_version=e.schema_version
+            )
+            for e in item.pending
+        ]
+        preview = [
+            RecordedEvent(
+                global_position=0,
+                event_id=e.event_id,
+                stream_id=item.id,
+                stream_type=self.aggregate.stream_type,
+                version=item.version + offset,
+                type=e.type,
+                schema_version=e.schema_version,
+                data=e.data,
+                metadata=meta,
+                brand_id=brand_id,
+                occurred_at=occurred_at,
+            )
+            for offset, e in enumerate(new_events, start=1)
+        ]
+        if self.projector is not None:
+            await self.projector.apply(conn, preview)
+        outbox = [outbox_row(m) for m in self._public_messages(preview, traceparent)]
         recorded = await eventstore.append(
             conn,
             stream_id=item.id,
             stream_type=self.aggregate.stream_type,
             expected_version=item.version,
-            events=[
-                NewEvent(
-                    type=e.type_name,
-                    data=e.model_dump(mode="json"),
-                    schema_version=e.schema_version,
-                )
-                for e in item.pending
-            ],
+            events=new_events,
             brand_id=brand_id,
             metadata=meta,
+            occurred_at=occurred_at,
+            outbox=outbox,
         )
         item.mark_saved()
-        if self.projector is not None:
-            await self.projector.apply(conn, recorded)
-        if self.to_public is not None:
-            messages = []
-            for event in recorded:
-                for topic, public_type, data in self.to_public(event):
-                    messages.append(
-                        OutboxMessage(
-                            topic=topic,
-                            key=event.stream_id,
-                            event=new_event(
-                                source=self.source,
-                                type=public_type,
-                                data=data,
-                                event_id=event.event_id,
-                                subject=event.stream_id,
-                                brand_id=event.brand_id,
-                                sequence=event.version,
-                                time=event.occurred_at,
-                                traceparent=traceparent,
-                            ),
-                        )
-                    )
-            await write_outbox(conn, messages)
         return recorded
+
+    def _public_messages(
+        self, events: Sequence[RecordedEvent], traceparent: str | None
+    ) -> list[OutboxMessage]:
+        if self.to_public is None:
+            return []
+        messages = []
+        for event in events:
+            for index, (topic, public_type, data) in enumerate(self.to_public(event)):
+                # The first public message keeps the event's id; others get a stable derived id.
+                message_id = event.event_id if index == 0 else uuid5(event.event_id, public_type)
+                messages.append(
+                    OutboxMessage(
+                        topic=topic,
+                        key=event.stream_id,
+                        event=new_event(
+                            source=self.source,
+                            type=public_type,
+                            data=data,
+                            event_id=message_id,
+                            subject=event.stream_id,
+                            brand_id=event.brand_id,
+                            sequence=event.version,
+                            time=event.occurred_at,
+                            traceparent=traceparent,
+                        ),
+                    )
+                )
+        return messages
 
 
 async def retry_on_conflict(
