@@ -1,0 +1,57 @@
+"""Settings shared by every service, read from the environment.
+
+Shared names are fixed (ARCHITECTURE.md §6): ``PRESSROOM_JWT_SECRET``,
+``PRESSROOM_JWT_JWKS_URL``, ``PRESSROOM_JWT_ISSUER``, ``PRESSROOM_JWT_AUDIENCE``,
+``PRESSROOM_KAFKA_BOOTSTRAP_SERVERS``. A service subclasses ``ServiceSettings`` with its own
+prefix (``PRESSROOM_<SERVICE>_``) for the rest, e.g. ``PRESSROOM_MEDIA_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pressroom_kit.auth import JWTSettings
+
+
+def _shared(name: str) -> AliasChoices:
+    return AliasChoices(f"PRESSROOM_{name}", f"pressroom_{name.lower()}")
+
+
+class ServiceSettings(BaseSettings):
+    """Base of a service's settings; subclasses set ``env_prefix`` and add their own."""
+
+    model_config = SettingsConfigDict(env_prefix="PRESSROOM_SERVICE_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:54329/postgres"
+    migrate_database_url: str | None = Field(
+        default=None, description="owner DSN for migrations (default: database_url)"
+    )
+    runtime_role: str | None = Field(
+        default="pressroom_app",
+        description="non-owner role to create and run as locally; unset in production, "
+        "where database_url already names the runtime role",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8100
+    log_json: bool = True
+    log_level: str = "INFO"
+    cors_origins: list[str] = Field(default_factory=list)
+
+    jwt_secret: SecretStr | None = Field(default=None, validation_alias=_shared("JWT_SECRET"))
+    jwt_jwks_url: str | None = Field(default=None, validation_alias=_shared("JWT_JWKS_URL"))
+    jwt_issuer: str | None = Field(default=None, validation_alias=_shared("JWT_ISSUER"))
+    jwt_audience: str | None = Field(default=None, validation_alias=_shared("JWT_AUDIENCE"))
+    jwt_leeway_s: float = Field(default=30.0, validation_alias=_shared("JWT_LEEWAY_S"))
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS")
+    )
+
+    def jwt(self) -> JWTSettings:
+        return JWTSettings(
+            secret=self.jwt_secret.get_secret_value() if self.jwt_secret else None,
+            jwks_url=self.jwt_jwks_url,
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            leeway=self.jwt_leeway_s,
+        )
