@@ -49,3 +49,21 @@ def test_schemas_are_written_and_match_the_committed_ones(tmp_path):
         assert json.loads((committed / path.name).read_text()) == json.loads(path.read_text()), (
             f"run `make schemas`: {path.name} is out of date"
         )
+
+
+def test_asyncapi_lists_every_topic_and_type_and_is_committed(tmp_path):
+    from pathlib import Path
+
+    from pressroom_contracts.__main__ import asyncapi_document, write_asyncapi
+
+    document = asyncapi_document()
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert set(TOPICS) <= addresses
+    assert {dlq_topic(t) for t in TOPICS} <= addresses
+    names = {m["name"] for m in document["components"]["messages"].values()}
+    assert names == set(EVENT_TYPES)
+    committed = Path(__file__).resolve().parents[1] / "asyncapi.json"
+    fresh = write_asyncapi(tmp_path / "asyncapi.json")
+    assert json.loads(committed.read_text()) == json.loads(fresh.read_text()), (
+        "run `make schemas`: asyncapi.json is out of date"
+    )

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from pressroom_kit.runtime import BackgroundWorkers
 from pressroom_kit.settings import ServiceSettings
 

@@ -60,7 +60,7 @@ class BackgroundWorkers:
         self._stop.set()
         if not self._tasks:
             return
-        done, pending = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout)
+        _, pending = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
