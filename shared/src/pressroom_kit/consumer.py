@@ -38,10 +38,6 @@ tracer = trace.get_tracer("pressroom_kit.consumer")
 Handler = Callable[[asyncpg.Connection, CloudEvent, EventPayload], Awaitable[None]]
 
 
-class PoisonMessage(Exception):
-    """A message that can never be handled (bad encoding, unknown type, invalid payload)."""
-
-
 @dataclass
 class ConsumerSettings:
     max_attempts: int = 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -150,21 +150,47 @@ async def append(
             stream_id=stream_id,
             actual_version=current,
         )
+    unpositioned = preview(
+        stream_id=stream_id,
+        stream_type=stream_type,
+        expected_version=expected_version,
+        events=events,
+        brand_id=brand_id,
+        metadata=meta,
+        occurred_at=occurred,
+    )
+    return [
+        replace(event, global_position=row["global_position"])
+        for row, event in zip(rows, unpositioned, strict=True)
+    ]
+
+
+def preview(
+    *,
+    stream_id: str,
+    stream_type: str,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    brand_id: UUID | None,
+    metadata: dict[str, Any],
+    occurred_at: datetime,
+) -> list[RecordedEvent]:
+    """The events as they will be recorded, before they have a ``global_position`` (0)."""
     return [
         RecordedEvent(
-            global_position=row["global_position"],
+            global_position=0,
             event_id=event.event_id,
             stream_id=stream_id,
             stream_type=stream_type,
-            version=row["version"],
+            version=expected_version + offset,
             type=event.type,
             schema_version=event.schema_version,
             data=event.data,
-            metadata=meta,
+            metadata=metadata,
             brand_id=brand_id,
-            occurred_at=occurred,
+            occurred_at=occurred_at,
         )
-        for row, event in zip(rows, events, strict=True)
+        for offset, event in enumerate(events, start=1)
     ]
 
 

@@ -68,22 +68,15 @@ class Repository(Generic[A]):
             )
             for e in item.pending
         ]
-        preview = [
-            RecordedEvent(
-                global_position=0,
-                event_id=e.event_id,
-                stream_id=item.id,
-                stream_type=self.aggregate.stream_type,
-                version=item.version + offset,
-                type=e.type,
-                schema_version=e.schema_version,
-                data=e.data,
-                metadata=meta,
-                brand_id=brand_id,
-                occurred_at=occurred_at,
-            )
-            for offset, e in enumerate(new_events, start=1)
-        ]
+        preview = eventstore.preview(
+            stream_id=item.id,
+            stream_type=self.aggregate.stream_type,
+            expected_version=item.version,
+            events=new_events,
+            brand_id=brand_id,
+            metadata=meta,
+            occurred_at=occurred_at,
+        )
         if self.projector is not None:
             await self.projector.apply(conn, preview)
         outbox = [outbox_row(m) for m in self._public_messages(preview, traceparent)]
