@@ -191,6 +191,11 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_moves_on(
     assert "invalid sample.note.changed.v1 payload" in errors[3]
     assert dict(dead[0].headers)["dlq_original_topic"] == unique_topic.encode()
     assert dead[0].value == b"{not json"
+    from prometheus_client import REGISTRY
+
+    labels = {"consumer": consumer.name, "topic": unique_topic}
+    assert REGISTRY.get_sample_value("pressroom_dlq_messages_total", labels) == 4
+    assert consumer.stats["dead_lettered"] == 4
 
 
 async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(

@@ -53,19 +53,21 @@ def _jwk(key, kid, alg):
     return entry
 
 
+JWKS_KEYS: dict[str, list] = {"keys": []}
+
+
 @pytest.fixture
 async def jwks_url():
+    """A real JWKS endpoint; tests may add keys to ``JWKS_KEYS`` to rotate."""
     app = web.Application()
-    keys = {
-        "keys": [
-            _jwk(RSA_KEY, "rsa-1", "RS256"),
-            _jwk(EC_KEY, "ec-1", "ES256"),
-            _jwk(ED_KEY, "ed-1", "EdDSA"),
-        ]
-    }
+    JWKS_KEYS["keys"] = [
+        _jwk(RSA_KEY, "rsa-1", "RS256"),
+        _jwk(EC_KEY, "ec-1", "ES256"),
+        _jwk(ED_KEY, "ed-1", "EdDSA"),
+    ]
 
     async def serve(_):
-        return web.json_response(keys)
+        return web.json_response(JWKS_KEYS)
 
     app.router.add_get("/.well-known/jwks.json", serve)
     runner = web.AppRunner(app)
@@ -267,3 +269,20 @@ async def test_readyz_tells_the_truth_about_background_work(jwks_url):
         stale = await test_client.get("/readyz")
         assert stale.status_code == 503
         assert "no beat" in stale.json()["checks"]["relay:sample"]["detail"]
+
+
+@pytest.mark.integration
+async def test_a_rotated_signing_key_is_picked_up_from_the_jwks(jwks_url):
+    import asyncio
+
+    from pressroom_kit.errors import Unauthorized
+
+    verifier = JWTVerifier(JWTSettings(jwks_url=jwks_url, jwks_min_refresh=0.2))
+    await verifier.verify(jwt.encode(_claims(), RSA_KEY, "RS256", headers={"kid": "rsa-1"}))
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(_claims(sub="after-rotation"), new_key, "RS256", headers={"kid": "rsa-2"})
+    with pytest.raises(Unauthorized):
+        await verifier.verify(token)
+    JWKS_KEYS["keys"].append(_jwk(new_key, "rsa-2", "RS256"))
+    await asyncio.sleep(0.25)
+    assert (await verifier.verify(token)).sub == "after-rotation"

@@ -52,15 +52,18 @@ class JWTSettings:
     audience: str | None = None
     leeway: float = 30.0
     jwks_ttl: float = 600.0
+    # An unknown ``kid`` may mean the provider rotated keys: refetch, but not more often.
+    jwks_min_refresh: float = 10.0
     cache_size: int = 10_000
 
 
 class JWKSCache:
     """Keys from a JWKS URL, fetched with aiohttp, refreshed on TTL or on an unknown ``kid``."""
 
-    def __init__(self, url: str, ttl: float) -> None:
+    def __init__(self, url: str, ttl: float, min_refresh: float = 10.0) -> None:
         self.url = url
         self.ttl = ttl
+        self.min_refresh = min_refresh
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched = 0.0
         self._lock = asyncio.Lock()
@@ -77,8 +80,7 @@ class JWKSCache:
 
     async def _refresh(self, *, force: bool) -> None:
         async with self._lock:
-            # An unknown kid may be a rotation; refetch at most every 10 s for those.
-            if force and time.monotonic() - self._fetched < 10:
+            if force and self._fetched and time.monotonic() - self._fetched < self.min_refresh:
                 return
             timeout = aiohttp.ClientTimeout(total=5)
             async with (
@@ -105,7 +107,11 @@ class JWTVerifier:
         if not settings.secret and not settings.jwks_url:
             raise ValueError("JWT verification needs a secret or a JWKS URL")
         self.settings = settings
-        self._jwks = JWKSCache(settings.jwks_url, settings.jwks_ttl) if settings.jwks_url else None
+        self._jwks = (
+            JWKSCache(settings.jwks_url, settings.jwks_ttl, settings.jwks_min_refresh)
+            if settings.jwks_url
+            else None
+        )
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
