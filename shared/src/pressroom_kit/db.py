@@ -247,3 +247,28 @@ async def ensure_databases(admin_dsn: str, names: Iterable[str]) -> None:
                     await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+async def prepare_database(
+    *,
+    database_url: str,
+    migrate_database_url: str | None,
+    runtime_role: str | None,
+    migrations: Sequence[tuple[str, Traversable | Path]],
+) -> str:
+    """Migrate a service database and return the DSN the service should run with.
+
+    Migrations run as the owner (``migrate_database_url``, else ``database_url``). With a
+    ``runtime_role`` (the local stack), the role is created and granted, and the returned
+    DSN connects as it; without one (production), ``database_url`` already names the
+    non-owner runtime role and is returned as it is.
+    """
+    owner_dsn = migrate_database_url or database_url
+    conn = await connect(owner_dsn)
+    try:
+        await apply_migrations(conn, migrations)
+        if runtime_role:
+            await grant_runtime_role(conn, runtime_role)
+    finally:
+        await conn.close()
+    return replace_user(owner_dsn, runtime_role) if runtime_role else database_url

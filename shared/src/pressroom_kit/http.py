@@ -147,6 +147,39 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-site",
+}
+
+
+class SecurityHeadersMiddleware:
+    """Adds conservative security headers to every response (and HSTS over HTTPS)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                if https:
+                    headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
     """Verifies ``Authorization: Bearer <jwt>`` on every route not marked public."""
 
@@ -230,6 +263,9 @@ def create_service_app(
     cors_origins: Sequence[str] = (),
     debug: bool = False,
     state: Mapping[str, Any] | None = None,
+    public_paths: Sequence[str] = (),
+    after_auth_middleware: Sequence[Any] = (),
+    openapi_path: str = "/schema",
 ) -> Litestar:
     """A Litestar app with the kit's middleware, errors, health, metrics and OpenAPI."""
     beats = heartbeats or Heartbeats()
@@ -261,16 +297,17 @@ def create_service_app(
         opt = PUBLIC
         include_in_schema = False
 
-    middleware: list[Any] = [RequestIdMiddleware]
+    middleware: list[Any] = [RequestIdMiddleware, SecurityHeadersMiddleware]
     if verifier is not None:
         middleware.append(
             DefineMiddleware(
                 JWTAuthMiddleware,
                 verifier=verifier,
-                exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"],
+                exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics", *public_paths],
                 exclude_from_auth_key="exclude_from_auth",
             )
         )
+    middleware.extend(after_auth_middleware)
     middleware.append(
         PrometheusConfig(
             app_name=name.replace("-", "_"),
@@ -283,7 +320,7 @@ def create_service_app(
         title=f"Pressroom {name}",
         version=version,
         description=description or None,
-        path="/schema",
+        path=openapi_path,
         render_plugins=[ScalarRenderPlugin()],
         components=Components(
             security_schemes={

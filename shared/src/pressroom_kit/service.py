@@ -24,6 +24,7 @@ class ServiceSpec:
     database: str
     migrations: Traversable | Path | None = None
     projections: Callable[[], Sequence[Projection]] = field(default=lambda: ())
+    prefixes: tuple[str, ...] = ()  # public path prefixes the gateway routes to this service
     order: int = 100  # start order: the gateway goes last
 
     @property

@@ -1,0 +1,1 @@
+"""Pressroom gateway: the Litestar edge and the brand registry."""

@@ -1,0 +1,269 @@
+"""Streaming reverse proxy from public prefixes to the owning services.
+
+Bodies stream both ways through one pooled aiohttp session (aiohttp measured several times
+faster than httpx under concurrency here), so a 1 GB upload passes with bounded memory.
+A backend that is down answers 503, a slow one 504, a broken one 502 — always as
+problem+json and never a hang; an idempotent GET/HEAD is retried once on a connection error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from litestar.types import Message, Receive, Scope, Send
+from opentelemetry import propagate
+from pressroom_kit.logs import get_logger, request_id_var
+
+log = get_logger(__name__)
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
+CHUNK = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    max_body_bytes: int
+    connect_timeout_s: float
+    read_timeout_s: float
+    total_timeout_s: float
+
+
+class ReverseProxy:
+    """An ASGI app forwarding to ``routes`` (longest matching path prefix wins)."""
+
+    def __init__(self, routes: Mapping[str, str], settings: ProxySettings) -> None:
+        self.routes = sorted(
+            ((prefix.rstrip("/"), url.rstrip("/")) for prefix, url in routes.items()),
+            key=lambda item: len(item[0]),
+            reverse=True,
+        )
+        self.settings = settings
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self, pool_size: int) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=pool_size,
+            limit_per_host=pool_size,
+            keepalive_timeout=30,
+            enable_cleanup_closed=True,
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(
+                total=self.settings.total_timeout_s,
+                connect=self.settings.connect_timeout_s,
+                sock_read=self.settings.read_timeout_s,
+            ),
+        )
+
+    async def stop(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def backend_for(self, path: str) -> str | None:
+        for prefix, url in self.routes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return url
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else str(raw_path)
+        backend = self.backend_for(path)
+        if backend is None:
+            await _problem(send, 404, "Not found", f"no service serves {path}")
+            return
+        query = scope.get("query_string", b"")
+        url = backend + path + ("?" + query.decode("latin-1") if query else "")
+        method = str(scope.get("method", "GET"))
+        headers = _forward_headers(scope)
+        declared = headers.get("content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > self.settings.max_body_bytes
+        ):
+            await _problem(
+                send,
+                413,
+                "Content too large",
+                f"the body exceeds {self.settings.max_body_bytes} bytes",
+                limit_bytes=self.settings.max_body_bytes,
+            )
+            return
+        has_body = method not in ("GET", "HEAD", "OPTIONS", "DELETE") or declared not in (None, "0")
+        body = self._body(receive) if has_body else None
+        attempts = 2 if method in ("GET", "HEAD") else 1
+        assert self.session is not None, "the proxy was not started"
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                ) as upstream:
+                    await self._relay_response(upstream, send)
+                return
+            except BodyTooLarge:
+                await _problem(
+                    send,
+                    413,
+                    "Content too large",
+                    f"the body exceeds {self.settings.max_body_bytes} bytes",
+                    limit_bytes=self.settings.max_body_bytes,
+                )
+                return
+            except _ResponseStarted:
+                return  # the client already got a status; the stream was cut
+            except aiohttp.ClientConnectorError as exc:
+                if attempt < attempts:
+                    continue
+                log.warning("backend unreachable", backend=backend, error=repr(exc))
+                await _problem(
+                    send,
+                    503,
+                    "Service unavailable",
+                    "the service behind this path is unavailable",
+                    code="backend_down",
+                )
+                return
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                log.warning("backend timed out", backend=backend, url=url)
+                await _problem(
+                    send,
+                    504,
+                    "Gateway timeout",
+                    "the service behind this path did not answer in time",
+                    code="backend_timeout",
+                )
+                return
+            except aiohttp.ClientError as exc:
+                log.warning("backend failed", backend=backend, error=repr(exc))
+                await _problem(
+                    send,
+                    502,
+                    "Bad gateway",
+                    "the service behind this path gave no valid answer",
+                    code="backend_error",
+                )
+                return
+
+    async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise aiohttp.ClientPayloadError("the client went away")
+            chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+            seen += len(chunk)
+            if seen > self.settings.max_body_bytes:
+                raise BodyTooLarge
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def _relay_response(self, upstream: aiohttp.ClientResponse, send: Send) -> None:
+        headers = [
+            (name.lower(), value)
+            for name, value in upstream.raw_headers
+            if name.lower().decode("latin-1") not in HOP_BY_HOP
+        ]
+        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("upstream response cut", error=repr(exc))
+            raise _ResponseStarted from exc
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class _ResponseStarted(Exception):
+    pass
+
+
+def _forward_headers(scope: Scope) -> dict[str, str]:
+    incoming: list[tuple[str, str]] = [
+        (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
+    ]
+    connection_listed = {
+        token.strip().lower()
+        for name, value in incoming
+        if name == "connection"
+        for token in value.split(",")
+    }
+    headers: dict[str, str] = {}
+    for name, value in incoming:
+        if name in HOP_BY_HOP or name in connection_listed or name == "traceparent":
+            continue
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    client = scope.get("client")
+    client_ip = client[0] if client else None
+    if client_ip:
+        previous = headers.get("x-forwarded-for")
+        headers["x-forwarded-for"] = f"{previous}, {client_ip}" if previous else client_ip
+    headers.setdefault("x-forwarded-proto", scope.get("scheme", "http"))
+    host = next((v for k, v in incoming if k == "host"), None)
+    if host:
+        headers.setdefault("x-forwarded-host", host)
+    request_id = request_id_var.get()
+    if request_id:
+        headers["x-request-id"] = request_id
+    propagate.inject(headers)  # the gateway's span becomes the service span's parent
+    return headers
+
+
+async def _problem(
+    send: Send, status: int, title: str, detail: str, *, code: str | None = None, **extra: Any
+) -> None:
+    body: dict[str, Any] = {
+        "type": f"https://pressroom.dev/problems/{code or title.lower().replace(' ', '_')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
+    payload = json.dumps(body).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(payload)).encode()),
+        ],
+    }
+    with contextlib.suppress(Exception):
+        await send(start)
+        await send({"type": "http.response.body", "body": payload, "more_body": False})

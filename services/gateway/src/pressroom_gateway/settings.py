@@ -1,0 +1,55 @@
+"""Gateway settings: ``PRESSROOM_GATEWAY_*`` plus the shared ``PRESSROOM_*`` names."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pressroom_kit.settings import ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+# Which service owns which public path prefix (ARCHITECTURE.md §4 ports).
+DEFAULT_ROUTES: dict[str, str] = {
+    "/v1/media": "http://127.0.0.1:8101",
+    "/media-files": "http://127.0.0.1:8101",
+    "/v1/posts": "http://127.0.0.1:8102",
+    "/v1/connections": "http://127.0.0.1:8102",
+    "/v1/calendar": "http://127.0.0.1:8102",
+    "/v1/analytics": "http://127.0.0.1:8103",
+    "/v1/approvals": "http://127.0.0.1:8104",
+    "/v1/escalation-rules": "http://127.0.0.1:8104",
+    "/v1/client-settings": "http://127.0.0.1:8104",
+    "/v1/unsubscribe": "http://127.0.0.1:8104",
+    "/v1/audit-logs": "http://127.0.0.1:8104",
+    "/v1/privacy": "http://127.0.0.1:8104",
+    "/v1/webhooks": "http://127.0.0.1:8105",
+}
+
+# Paths that need no token at the gateway (the service checks what they carry instead).
+DEFAULT_PUBLIC = [
+    r"^/media-files/",
+    r"^/v1/unsubscribe/",
+    r"^/v1/connections/[^/]+/callback$",
+]
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PRESSROOM_GATEWAY_", extra="ignore")
+
+    port: int = 8000
+    database_url: str = "postgresql://postgres@127.0.0.1:54329/pressroom_gateway"
+    routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    public_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_PUBLIC))
+    max_body_bytes: int = 2 * 1024**3
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 30.0
+    total_timeout_s: float = 300.0
+    pool_size: int = 256
+    rate_limit_user: int = 600
+    rate_limit_brand: int = 3000
+    rate_limit_anonymous: int = 120
+    rate_limit_window_s: float = 60.0
+    redis_url: str | None = None
+    openapi_refresh_s: float = 30.0
+    backend_ready_timeout_s: float = 2.0
+    demo_brand_id: UUID | None = None
