@@ -21,7 +21,9 @@ def _shared(name: str) -> AliasChoices:
 class ServiceSettings(BaseSettings):
     """Base of a service's settings; subclasses set ``env_prefix`` and add their own."""
 
-    model_config = SettingsConfigDict(env_prefix="PRESSROOM_SERVICE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="PRESSROOM_SERVICE_", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = "postgresql://postgres@127.0.0.1:54329/postgres"
     migrate_database_url: str | None = Field(

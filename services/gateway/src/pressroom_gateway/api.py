@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Invalid, NotFound
@@ -108,7 +108,7 @@ class BrandController(Controller):
 
     @post("/", opt={"brand_optional": True}, status_code=201)
     async def create_brand(
-        self, request: Request[Any, Any, Any], state: State, data: BrandCreate
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[BrandCreate]
     ) -> BrandOut:
         """Create a brand; the caller becomes its admin. Tokens without a brand are accepted."""
         pool = _pool(state)
@@ -127,7 +127,7 @@ class BrandController(Controller):
 
     @patch("/current", guards=[requires_role("admin")])
     async def update(
-        self, request: Request[Any, Any, Any], state: State, data: BrandUpdate
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[BrandUpdate]
     ) -> BrandOut:
         pool = _pool(state)
         principal = _principal(request)
@@ -148,8 +148,8 @@ class BrandController(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        limit: int = Parameter(default=50, ge=1, le=200),
-        cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
     ) -> MemberPage:
         after = _decode_cursor(cursor)
         brand_id = _principal(request).brand_id
@@ -167,7 +167,7 @@ class BrandController(Controller):
 
     @post("/current/members", guards=[requires_role("admin")], status_code=201)
     async def add_member(
-        self, request: Request[Any, Any, Any], state: State, data: MemberCreate
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[MemberCreate]
     ) -> MemberOut:
         pool = _pool(state)
         principal = _principal(request)
@@ -187,6 +187,6 @@ class BrandController(Controller):
 
     @delete("/current/members/{user_id:str}", guards=[requires_role("admin")], status_code=204)
     async def remove_member(
-        self, request: Request[Any, Any, Any], state: State, user_id: str
+        self, request: Request[Any, Any, Any], state: State, user_id: FromPath[str]
     ) -> None:
         await handlers.remove_member(_pool(state), _principal(request), user_id=user_id)

@@ -115,7 +115,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         await proxy(scope, receive, send)
 
     mounts = [
-        asgi(prefix, is_mount=True, include_in_schema=False, name=f"proxy:{prefix}")(forward)
+        asgi(
+            prefix, is_mount=True, copy_scope=True, include_in_schema=False, name=f"proxy:{prefix}"
+        )(forward)
         for prefix in sorted(settings.routes)
     ]
 

@@ -33,44 +33,24 @@ SOURCE = "/pressroom/gateway"
 def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
     """Internal brand events -> the public ``brand.*`` contracts."""
     data, brand_id = event.data, str(event.brand_id)
-    public: dict[str, tuple[str, dict[str, Any]]] = {
-        "BrandCreated": (
-            BrandCreatedV1.event_type,
-            {
-                "brand_id": brand_id,
-                "name": data["name"],
-                "timezone": data["timezone"],
-                "settings": data["settings"],
-                "created_by": data["created_by"],
-            },
-        ),
-        "BrandUpdated": (
-            BrandUpdatedV1.event_type,
-            {
-                "brand_id": brand_id,
-                "name": data["name"],
-                "timezone": data["timezone"],
-                "settings": data["settings"],
-                "changed": data["changed"],
-            },
-        ),
-        "MemberAdded": (
-            BrandMemberAdded.event_type,
-            {
-                "brand_id": brand_id,
-                "user_id": data["user_id"],
-                "email": data.get("email"),
-                "role": data["role"],
-            },
-        ),
-        "MemberRemoved": (
-            BrandMemberRemoved.event_type,
-            {"brand_id": brand_id, "user_id": data["user_id"]},
-        ),
-    }
-    if event.type not in public:
-        return []
-    public_type, payload = public[event.type]
+    match event.type:
+        case "BrandCreated":
+            public_type = BrandCreatedV1.event_type
+            payload = {"brand_id": brand_id, "name": data["name"], "timezone": data["timezone"],
+                       "settings": data["settings"], "created_by": data["created_by"]}
+        case "BrandUpdated":
+            public_type = BrandUpdatedV1.event_type
+            payload = {"brand_id": brand_id, "name": data["name"], "timezone": data["timezone"],
+                       "settings": data["settings"], "changed": data["changed"]}
+        case "MemberAdded":
+            public_type = BrandMemberAdded.event_type
+            payload = {"brand_id": brand_id, "user_id": data["user_id"],
+                       "email": data.get("email"), "role": data["role"]}
+        case "MemberRemoved":
+            public_type = BrandMemberRemoved.event_type
+            payload = {"brand_id": brand_id, "user_id": data["user_id"]}
+        case _:
+            return []
     return [(Topic.BRANDS.value, public_type, payload)]
 
 

@@ -118,7 +118,8 @@ class ReverseProxy:
             )
             return
         has_body = method not in ("GET", "HEAD", "OPTIONS", "DELETE") or declared not in (None, "0")
-        body = self._body(receive) if has_body else None
+        overflow = _Overflow()
+        body = self._body(receive, overflow) if has_body else None
         attempts = 2 if method in ("GET", "HEAD") else 1
         assert self.session is not None, "the proxy was not started"
         for attempt in range(1, attempts + 1):
@@ -166,6 +167,11 @@ class ReverseProxy:
                 )
                 return
             except aiohttp.ClientError as exc:
+                if overflow.hit:  # aiohttp wraps our generator's BodyTooLarge
+                    await _problem(send, 413, "Content too large",
+                                   f"the body exceeds {self.settings.max_body_bytes} bytes",
+                                   limit_bytes=self.settings.max_body_bytes)
+                    return
                 log.warning("backend failed", backend=backend, error=repr(exc))
                 await _problem(
                     send,
@@ -176,7 +182,7 @@ class ReverseProxy:
                 )
                 return
 
-    async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
+    async def _body(self, receive: Receive, overflow: _Overflow) -> AsyncIterator[bytes]:
         seen = 0
         while True:
             message = await receive()
@@ -185,6 +191,7 @@ class ReverseProxy:
             chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
             seen += len(chunk)
             if seen > self.settings.max_body_bytes:
+                overflow.hit = True
                 raise BodyTooLarge
             if chunk:
                 yield chunk
@@ -209,6 +216,10 @@ class ReverseProxy:
 
 class _ResponseStarted(Exception):
     pass
+
+
+class _Overflow:
+    hit = False
 
 
 def _forward_headers(scope: Scope) -> dict[str, str]:

@@ -34,7 +34,9 @@ DEFAULT_PUBLIC = [
 
 
 class GatewaySettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="PRESSROOM_GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="PRESSROOM_GATEWAY_", extra="ignore", populate_by_name=True
+    )
 
     port: int = 8000
     database_url: str = "postgresql://postgres@127.0.0.1:54329/pressroom_gateway"

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from conftest import bearer, call, create_brand, token
+
+pytestmark = pytest.mark.integration
+
+
+async def test_brand_lifecycle_and_role_matrix(gateway, http):
+    brand = await create_brand(http, gateway, sub="founder")
+    admin = token("admin", brand, sub="founder")
+    manager = token("manager", brand, sub="m1")
+    viewer = token("viewer", brand, sub="v1")
+
+    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current", headers=bearer(viewer))
+    assert status == 200
+    assert body["name"] == "Acme" and body["timezone"] == "Europe/Paris"
+    assert body["created_by"] == "founder"
+
+    status, headers, body = await call(http, "PATCH", f"{gateway}/v1/brands/current",
+                                       json={"name": "Nope"}, headers=bearer(viewer))
+    assert status == 403 and headers["Content-Type"].startswith("application/problem+json")
+    status, _, body = await call(http, "POST", f"{gateway}/v1/brands/current/members",
+                                 json={"user_id": "x", "role": "viewer"}, headers=bearer(manager))
+    assert status == 403
+
+    status, _, body = await call(
+        http, "PATCH", f"{gateway}/v1/brands/current",
+        json={"name": "Acme Corp", "settings": {"approval_required": True}}, headers=bearer(admin),
+    )
+    assert status == 200, body
+    assert body["name"] == "Acme Corp" and body["settings"] == {"approval_required": True}
+    status, _, body = await call(http, "PATCH", f"{gateway}/v1/brands/current",
+                                 json={"settings": {"approval_required": None}},
+                                 headers=bearer(admin))
+    assert body["settings"] == {}
+
+    status, _, body = await call(http, "POST", f"{gateway}/v1/brands/current/members",
+                                 json={"user_id": "m1", "email": "m@x.io", "role": "manager"},
+                                 headers=bearer(admin))
+    assert status == 201 and body["role"] == "manager"
+    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current/members?limit=1",
+                                 headers=bearer(admin))
+    assert status == 200 and len(body["items"]) == 1 and body["next_cursor"]
+    status, _, page2 = await call(
+        http, "GET", f"{gateway}/v1/brands/current/members?limit=1&cursor={body['next_cursor']}",
+        headers=bearer(admin))
+    assert {body["items"][0]["user_id"], page2["items"][0]["user_id"]} == {"founder", "m1"}
+
+    status, _, body = await call(http, "DELETE", f"{gateway}/v1/brands/current/members/founder",
+                                 headers=bearer(admin))
+    assert status == 409 and body["title"] == "Conflict"  # the last admin stays
+    status, _, _ = await call(http, "DELETE", f"{gateway}/v1/brands/current/members/m1",
+                              headers=bearer(admin))
+    assert status == 204
+    status, _, _ = await call(http, "DELETE", f"{gateway}/v1/brands/current/members/m1",
+                              headers=bearer(admin))
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"name": ""}, "name"),
+        ({"timezone": "UTC"}, "name"),
+        ({"name": "x", "colour": "red"}, "colour"),
+    ],
+)
+async def test_bad_brand_input_is_422_naming_the_field(gateway, http, body, field):
+    status, headers, problem = await call(http, "POST", f"{gateway}/v1/brands", json=body,
+                                          headers=bearer(token("viewer", sub="someone")))
+    assert status in (400, 422), problem
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert field in str(problem)
+
+
+async def test_brand_a_never_reaches_brand_b(gateway, http):
+    brand_a = await create_brand(http, gateway, sub="alice", name="A")
+    brand_b = await create_brand(http, gateway, sub="bob", name="B")
+    alice = token("admin", brand_a, sub="alice")
+    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current", headers=bearer(alice))
+    assert body["id"] == str(brand_a)
+    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current/members",
+                                 headers=bearer(alice))
+    assert [m["user_id"] for m in body["items"]] == ["alice"]
+    # Routes take the brand from the token only; a brand id in the query changes nothing.
+    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current?brand_id={brand_b}",
+                                 headers=bearer(alice))
+    assert body["id"] == str(brand_a)
+    ghost = token("admin", uuid.uuid4(), sub="ghost")
+    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current", headers=bearer(ghost))
+    assert status == 404
+
+
+async def test_brandless_tokens_only_create_brands(gateway, http):
+    onboarding = token("viewer", None, sub="newbie")
+    status, _, _ = await call(http, "GET", f"{gateway}/v1/brands/current",
+                              headers=bearer(onboarding))
+    assert status == 403
+    status, _, _ = await call(http, "GET", f"{gateway}/v1/media", headers=bearer(onboarding))
+    assert status == 403
+    await create_brand(http, gateway, sub="newbie")
