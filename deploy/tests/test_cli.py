@@ -14,18 +14,17 @@ from pressroom_kit.embedded import free_port
 JWT_RE = re.compile(r"^eyJ[\w-]+\.[\w-]+\.[\w-]+$")
 
 
-@pytest.mark.e2e
-async def test_pressroom_dev_starts_the_stack_prints_a_working_token_and_stops_cleanly(tmp_path):
-    pg_port, kafka_port = free_port(), free_port()
+async def _run_dev(tmp_path, pg_port, kafka_port, gateway_port):
     env = {
         **os.environ,
         "PRESSROOM_DATA_DIR": str(tmp_path / "var"),
         "PRESSROOM_DEV_POSTGRES_PORT": str(pg_port),
         "PRESSROOM_DEV_KAFKA_PORT": str(kafka_port),
+        "PRESSROOM_GATEWAY_PORT": str(gateway_port),
         "COLUMNS": "200",
     }
     env.pop("PRESSROOM_JWT_SECRET", None)
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "pressroom_deploy",
@@ -34,32 +33,79 @@ async def test_pressroom_dev_starts_the_stack_prints_a_working_token_and_stops_c
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    lines: list[str] = []
-    token = None
-    try:
-        async with asyncio.timeout(90):
-            while token is None:
-                raw = await process.stdout.readline()
-                assert raw, "pressroom dev exited early:\n" + "".join(lines)
-                line = raw.decode().strip()
-                lines.append(line + "\n")
-                if JWT_RE.match(line):
-                    token = line
-        secret = (tmp_path / "var" / "jwt-secret").read_text().strip()
-        principal = await JWTVerifier(JWTSettings(secret=secret)).verify(token)
-        assert principal.role == "admin" and principal.brand_id is not None
-        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/postgres")
-        assert await conn.fetchval("SELECT 1") == 1
-        await conn.close()
-        _, writer = await asyncio.open_connection("127.0.0.1", kafka_port)
-        writer.close()
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-        rest = await asyncio.wait_for(process.stdout.read(), timeout=60)
-        code = await asyncio.wait_for(process.wait(), timeout=60)
-    assert code == 0, rest.decode()
-    assert "stopped" in rest.decode()
+
+
+async def _tokens(process, lines, count=3):
+    tokens = []
+    async with asyncio.timeout(120):
+        while len(tokens) < count:
+            raw = await process.stdout.readline()
+            assert raw, "pressroom dev exited early:\n" + "".join(lines)
+            line = raw.decode().strip()
+            lines.append(line + "\n")
+            if JWT_RE.match(line):
+                tokens.append(line)
+    return tokens
+
+
+async def _stop(process):
+    if process.returncode is None:
+        process.send_signal(signal.SIGINT)
+    rest = await asyncio.wait_for(process.stdout.read(), timeout=60)
+    code = await asyncio.wait_for(process.wait(), timeout=60)
+    return code, rest.decode()
+
+
+@pytest.mark.e2e
+async def test_pressroom_dev_runs_the_stack_with_a_demo_brand_and_stops_cleanly(tmp_path):
+    import aiohttp
+
+    pg_port, kafka_port, gateway_port = free_port(), free_port(), free_port()
+    for run in range(2):  # the second start finds the demo brand and creates nothing
+        process = await _run_dev(tmp_path, pg_port, kafka_port, gateway_port)
+        lines: list[str] = []
+        try:
+            admin, manager, viewer = await _tokens(process, lines)
+            secret = (tmp_path / "var" / "jwt-secret").read_text().strip()
+            principal = await JWTVerifier(JWTSettings(secret=secret)).verify(admin)
+            assert principal.role == "admin" and principal.brand_id is not None
+            base = f"http://127.0.0.1:{gateway_port}"
+            async with aiohttp.ClientSession() as http:
+                async with http.get(
+                    f"{base}/v1/brands/current", headers={"Authorization": f"Bearer {viewer}"}
+                ) as response:
+                    assert response.status == 200, await response.text()
+                    assert (await response.json())["name"] == "Demo Brand"
+                async with http.get(
+                    f"{base}/v1/brands/current/members",
+                    headers={"Authorization": f"Bearer {admin}"},
+                ) as response:
+                    members = {m["user_id"]: m["role"] for m in (await response.json())["items"]}
+                async with http.patch(
+                    f"{base}/v1/brands/current",
+                    json={"name": "x"},
+                    headers={"Authorization": f"Bearer {manager}"},
+                ) as response:
+                    assert response.status == 403
+                assert members == {
+                    "dev-admin": "admin",
+                    "dev-manager": "manager",
+                    "dev-viewer": "viewer",
+                }
+            conn = await asyncpg.connect(
+                f"postgresql://postgres@127.0.0.1:{pg_port}/pressroom_gateway"
+            )
+            brand_events = await conn.fetchval(
+                "SELECT count(*) FROM events WHERE type = 'BrandCreated'"
+            )
+            await conn.close()
+            assert brand_events == 1, f"run {run}: the demo brand was created again"
+            _, writer = await asyncio.open_connection("127.0.0.1", kafka_port)
+            writer.close()
+        finally:
+            code, rest = await _stop(process)
+        assert code == 0, "".join(lines) + rest
+        assert "stopped" in rest
     with pytest.raises(OSError):
         await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/postgres", timeout=2)
 

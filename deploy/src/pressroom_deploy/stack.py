@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import sys
@@ -12,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from pressroom_contracts import TOPICS, dlq_topic
-from pressroom_kit.auth import mint_token
+from pressroom_kit.auth import Role, mint_token
 from pressroom_kit.db import ensure_databases, replace_database
 from pressroom_kit.embedded import EmbeddedKafka, EmbeddedPostgres
 from pressroom_kit.service import ServiceSpec, discover_services
@@ -94,6 +95,15 @@ class LocalStack:
             log_line("broker", "bright_black", f"ready at {bootstrap}")
             services = self.services()
             await ensure_databases(admin_dsn, [s.database for s in services])
+            ports = {
+                s.name: int(os.environ.get(f"{s.env_prefix}PORT", str(s.port))) for s in services
+            }
+            routes = {
+                prefix: f"http://127.0.0.1:{ports[s.name]}"
+                for s in services
+                for prefix in s.prefixes
+            }
+            brand = dev_brand(self.folder)
             readers = []
             for index, spec in enumerate(services):
                 env = {
@@ -101,12 +111,13 @@ class LocalStack:
                     "PRESSROOM_JWT_SECRET": secret,
                     "PRESSROOM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                     f"{spec.env_prefix}DATABASE_URL": replace_database(admin_dsn, spec.database),
-                    f"{spec.env_prefix}PORT": os.environ.get(
-                        f"{spec.env_prefix}PORT", str(spec.port)
-                    ),
+                    f"{spec.env_prefix}PORT": str(ports[spec.name]),
                     "PRESSROOM_DATA_DIR": str(self.folder),
                     "PYTHONUNBUFFERED": "1",
                 }
+                if spec.name == "gateway":
+                    env.setdefault("PRESSROOM_GATEWAY_ROUTES", json.dumps(routes))
+                    env["PRESSROOM_GATEWAY_DEMO_BRAND_ID"] = str(brand)
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
@@ -119,7 +130,8 @@ class LocalStack:
                 readers.append(
                     asyncio.create_task(_pump(spec.name, COLOURS[index % len(COLOURS)], process))
                 )
-            self._banner(secret, admin_dsn, bootstrap, services)
+            await self._wait_healthy(services, ports, stop)
+            self._banner(secret, admin_dsn, bootstrap, services, ports)
             waiters = [asyncio.create_task(p.wait()) for p in self.processes.values()]
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
@@ -132,24 +144,66 @@ class LocalStack:
         finally:
             await self._shutdown()
 
+    async def _wait_healthy(
+        self,
+        services: list[ServiceSpec],
+        ports: dict[str, int],
+        stop: asyncio.Event,
+        within_s: float = 60.0,
+    ) -> None:
+        """Wait until every service answers ``/healthz`` (or has exited, or we stop)."""
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        pending = {s.name for s in services}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+            while pending and not stop.is_set():
+                for name in list(pending):
+                    if self.processes[name].returncode is not None:
+                        pending.discard(name)
+                        continue
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        url = f"http://127.0.0.1:{ports[name]}/healthz"
+                        async with http.get(url) as response:
+                            if response.status == 200:
+                                pending.discard(name)
+                if loop.time() > deadline:
+                    log_line("pressroom", "red", f"not healthy yet: {', '.join(sorted(pending))}")
+                    return
+                if pending:
+                    await asyncio.sleep(0.2)
+
     def _banner(
-        self, secret: str, admin_dsn: str, bootstrap: str, services: list[ServiceSpec]
+        self,
+        secret: str,
+        admin_dsn: str,
+        bootstrap: str,
+        services: list[ServiceSpec],
+        ports: dict[str, int],
     ) -> None:
         brand = dev_brand(self.folder)
-        token = mint_token(
-            secret, sub="dev-admin", role="admin", brand_id=brand, email="admin@pressroom.local"
-        )
         console.rule("[bold]Pressroom local stack")
         console.print(f"PostgreSQL   {admin_dsn}")
         console.print(f"Kafka        {bootstrap}")
         for spec in services:
-            console.print(f"{spec.name:<12} http://127.0.0.1:{spec.port}  (docs: /schema)")
+            url = f"http://127.0.0.1:{ports[spec.name]}"
+            console.print(f"{spec.name:<12} {url}  (API docs: {url}/schema)")
         if not services:
             console.print("(no service packages installed yet: only the infrastructure runs)")
         console.print(f"Data         {self.folder}")
-        console.print(f"Brand        {brand}")
-        console.print("Token (admin, 12 h):")
-        print(token, flush=True)
+        console.print(f'Brand        {brand} ("Demo Brand" when the gateway runs)')
+        roles: tuple[Role, ...] = ("admin", "manager", "viewer")
+        for role in roles:
+            token = mint_token(
+                secret,
+                sub=f"dev-{role}",
+                role=role,
+                brand_id=brand,
+                email=f"{role}@pressroom.local",
+            )
+            console.print(f"Token ({role}, 12 h):")
+            print(token, flush=True)
         console.print("More tokens: pressroom token --brand <id> --role manager|viewer|admin")
         console.rule("Ctrl-C stops everything")
 

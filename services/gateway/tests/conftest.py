@@ -11,7 +11,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-
 from pressroom_gateway.app import create_app
 from pressroom_gateway.settings import GatewaySettings
 from pressroom_kit.auth import mint_token
@@ -21,10 +20,17 @@ from pressroom_kit.testing.servers import serve_asgi
 SECRET = "gateway-test-secret-gateway-test-secret"
 
 
-def token(role: str = "admin", brand: uuid.UUID | None = None, sub: str | None = None,
-          **claims: Any) -> str:
-    return mint_token(SECRET, sub=sub or f"user-{role}", role=role,  # type: ignore[arg-type]
-                      brand_id=brand, email=f"{role}@example.com", **claims)
+def token(
+    role: str = "admin", brand: uuid.UUID | None = None, sub: str | None = None, **claims: Any
+) -> str:
+    return mint_token(
+        SECRET,
+        sub=sub or f"user-{role}",
+        role=role,  # type: ignore[arg-type]
+        brand_id=brand,
+        email=f"{role}@example.com",
+        **claims,
+    )
 
 
 def bearer(value: str) -> dict[str, str]:
@@ -35,15 +41,30 @@ MEDIA_OPENAPI = {
     "openapi": "3.1.0",
     "info": {"title": "Pressroom media", "version": "0.1.0"},
     "paths": {
-        "/v1/media": {"get": {"summary": "List media", "operationId": "ListMedia",
-                              "responses": {"200": {"description": "ok", "content": {
-                                  "application/json": {"schema": {
-                                      "$ref": "#/components/schemas/Asset"}}}}}}},
-        "/v1/brands/current": {"get": {"summary": "not media's to publish",
-                                       "responses": {"200": {"description": "ok"}}}},
+        "/v1/media": {
+            "get": {
+                "summary": "List media",
+                "operationId": "ListMedia",
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Asset"}}
+                        },
+                    }
+                },
+            }
+        },
+        "/v1/brands/current": {
+            "get": {
+                "summary": "not media's to publish",
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
     },
-    "components": {"schemas": {"Asset": {"type": "object",
-                                         "properties": {"id": {"type": "string"}}}}},
+    "components": {
+        "schemas": {"Asset": {"type": "object", "properties": {"id": {"type": "string"}}}}
+    },
 }
 
 
@@ -53,7 +74,7 @@ async def echo_backend(openapi: dict[str, Any] | None = None) -> AsyncIterator[s
 
     async def echo(request: web.Request) -> web.StreamResponse:
         if request.path.endswith("/slow"):
-            await asyncio.sleep(5)
+            await asyncio.sleep(float(request.query.get("sleep", "5")))
         if request.path.endswith("/upload"):
             digest, size = hashlib.sha256(), 0
             async for chunk in request.content.iter_chunked(256 * 1024):
@@ -69,8 +90,13 @@ async def echo_backend(openapi: dict[str, Any] | None = None) -> AsyncIterator[s
             return response
         body = await request.read()
         return web.json_response(
-            {"method": request.method, "path": request.path, "query": request.query_string,
-             "headers": dict(request.headers), "body_bytes": len(body)},
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": request.query_string,
+                "headers": dict(request.headers),
+                "body_bytes": len(body),
+            },
             status=int(request.query.get("status", "200")),
             headers={"X-Backend": "echo", "Connection": "keep-alive"},
         )
@@ -98,8 +124,9 @@ async def echo_backend(openapi: dict[str, Any] | None = None) -> AsyncIterator[s
         await runner.cleanup()
 
 
-def gateway_settings(db: TestDatabase, kafka: str, routes: dict[str, str],
-                     **overrides: Any) -> GatewaySettings:
+def gateway_settings(
+    db: TestDatabase, kafka: str, routes: dict[str, str], **overrides: Any
+) -> GatewaySettings:
     values: dict[str, Any] = {
         "database_url": db.owner_dsn,
         "runtime_role": APP_ROLE,
@@ -139,8 +166,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def call(session: aiohttp.ClientSession, method: str, url: str,
-               **kwargs: Any) -> tuple[int, Any, Any]:
+async def call(
+    session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+) -> tuple[int, Any, Any]:
     async with session.request(method, url, **kwargs) as response:
         raw = await response.read()
         try:
@@ -150,10 +178,15 @@ async def call(session: aiohttp.ClientSession, method: str, url: str,
         return response.status, response.headers.copy(), body
 
 
-async def create_brand(session: aiohttp.ClientSession, base: str, sub: str = "founder",
-                       name: str = "Acme") -> uuid.UUID:
-    status, _, body = await call(session, "POST", f"{base}/v1/brands",
-                                 json={"name": name, "timezone": "Europe/Paris"},
-                                 headers=bearer(token("viewer", sub=sub)))
+async def create_brand(
+    session: aiohttp.ClientSession, base: str, sub: str = "founder", name: str = "Acme"
+) -> uuid.UUID:
+    status, _, body = await call(
+        session,
+        "POST",
+        f"{base}/v1/brands",
+        json={"name": name, "timezone": "Europe/Paris"},
+        headers=bearer(token("viewer", sub=sub)),
+    )
     assert status == 201, body
     return uuid.UUID(body["id"])

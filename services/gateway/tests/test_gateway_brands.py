@@ -14,49 +14,75 @@ async def test_brand_lifecycle_and_role_matrix(gateway, http):
     manager = token("manager", brand, sub="m1")
     viewer = token("viewer", brand, sub="v1")
 
-    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current", headers=bearer(viewer))
+    status, _, body = await call(
+        http, "GET", f"{gateway}/v1/brands/current", headers=bearer(viewer)
+    )
     assert status == 200
     assert body["name"] == "Acme" and body["timezone"] == "Europe/Paris"
     assert body["created_by"] == "founder"
 
-    status, headers, body = await call(http, "PATCH", f"{gateway}/v1/brands/current",
-                                       json={"name": "Nope"}, headers=bearer(viewer))
+    status, headers, body = await call(
+        http, "PATCH", f"{gateway}/v1/brands/current", json={"name": "Nope"}, headers=bearer(viewer)
+    )
     assert status == 403 and headers["Content-Type"].startswith("application/problem+json")
-    status, _, body = await call(http, "POST", f"{gateway}/v1/brands/current/members",
-                                 json={"user_id": "x", "role": "viewer"}, headers=bearer(manager))
+    status, _, body = await call(
+        http,
+        "POST",
+        f"{gateway}/v1/brands/current/members",
+        json={"user_id": "x", "role": "viewer"},
+        headers=bearer(manager),
+    )
     assert status == 403
 
     status, _, body = await call(
-        http, "PATCH", f"{gateway}/v1/brands/current",
-        json={"name": "Acme Corp", "settings": {"approval_required": True}}, headers=bearer(admin),
+        http,
+        "PATCH",
+        f"{gateway}/v1/brands/current",
+        json={"name": "Acme Corp", "settings": {"approval_required": True}},
+        headers=bearer(admin),
     )
     assert status == 200, body
     assert body["name"] == "Acme Corp" and body["settings"] == {"approval_required": True}
-    status, _, body = await call(http, "PATCH", f"{gateway}/v1/brands/current",
-                                 json={"settings": {"approval_required": None}},
-                                 headers=bearer(admin))
+    status, _, body = await call(
+        http,
+        "PATCH",
+        f"{gateway}/v1/brands/current",
+        json={"settings": {"approval_required": None}},
+        headers=bearer(admin),
+    )
     assert body["settings"] == {}
 
-    status, _, body = await call(http, "POST", f"{gateway}/v1/brands/current/members",
-                                 json={"user_id": "m1", "email": "m@x.io", "role": "manager"},
-                                 headers=bearer(admin))
+    status, _, body = await call(
+        http,
+        "POST",
+        f"{gateway}/v1/brands/current/members",
+        json={"user_id": "m1", "email": "m@x.io", "role": "manager"},
+        headers=bearer(admin),
+    )
     assert status == 201 and body["role"] == "manager"
-    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current/members?limit=1",
-                                 headers=bearer(admin))
+    status, _, body = await call(
+        http, "GET", f"{gateway}/v1/brands/current/members?limit=1", headers=bearer(admin)
+    )
     assert status == 200 and len(body["items"]) == 1 and body["next_cursor"]
     status, _, page2 = await call(
-        http, "GET", f"{gateway}/v1/brands/current/members?limit=1&cursor={body['next_cursor']}",
-        headers=bearer(admin))
+        http,
+        "GET",
+        f"{gateway}/v1/brands/current/members?limit=1&cursor={body['next_cursor']}",
+        headers=bearer(admin),
+    )
     assert {body["items"][0]["user_id"], page2["items"][0]["user_id"]} == {"founder", "m1"}
 
-    status, _, body = await call(http, "DELETE", f"{gateway}/v1/brands/current/members/founder",
-                                 headers=bearer(admin))
+    status, _, body = await call(
+        http, "DELETE", f"{gateway}/v1/brands/current/members/founder", headers=bearer(admin)
+    )
     assert status == 409 and body["title"] == "Conflict"  # the last admin stays
-    status, _, _ = await call(http, "DELETE", f"{gateway}/v1/brands/current/members/m1",
-                              headers=bearer(admin))
+    status, _, _ = await call(
+        http, "DELETE", f"{gateway}/v1/brands/current/members/m1", headers=bearer(admin)
+    )
     assert status == 204
-    status, _, _ = await call(http, "DELETE", f"{gateway}/v1/brands/current/members/m1",
-                              headers=bearer(admin))
+    status, _, _ = await call(
+        http, "DELETE", f"{gateway}/v1/brands/current/members/m1", headers=bearer(admin)
+    )
     assert status == 404
 
 
@@ -70,8 +96,13 @@ async def test_brand_lifecycle_and_role_matrix(gateway, http):
     ],
 )
 async def test_bad_brand_input_is_422_naming_the_field(gateway, http, body, field):
-    status, headers, problem = await call(http, "POST", f"{gateway}/v1/brands", json=body,
-                                          headers=bearer(token("viewer", sub="someone")))
+    status, headers, problem = await call(
+        http,
+        "POST",
+        f"{gateway}/v1/brands",
+        json=body,
+        headers=bearer(token("viewer", sub="someone")),
+    )
     assert status in (400, 422), problem
     assert headers["Content-Type"].startswith("application/problem+json")
     assert field in str(problem)
@@ -83,12 +114,14 @@ async def test_brand_a_never_reaches_brand_b(gateway, http):
     alice = token("admin", brand_a, sub="alice")
     status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current", headers=bearer(alice))
     assert body["id"] == str(brand_a)
-    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current/members",
-                                 headers=bearer(alice))
+    status, _, body = await call(
+        http, "GET", f"{gateway}/v1/brands/current/members", headers=bearer(alice)
+    )
     assert [m["user_id"] for m in body["items"]] == ["alice"]
     # Routes take the brand from the token only; a brand id in the query changes nothing.
-    status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current?brand_id={brand_b}",
-                                 headers=bearer(alice))
+    status, _, body = await call(
+        http, "GET", f"{gateway}/v1/brands/current?brand_id={brand_b}", headers=bearer(alice)
+    )
     assert body["id"] == str(brand_a)
     ghost = token("admin", uuid.uuid4(), sub="ghost")
     status, _, body = await call(http, "GET", f"{gateway}/v1/brands/current", headers=bearer(ghost))
@@ -97,8 +130,9 @@ async def test_brand_a_never_reaches_brand_b(gateway, http):
 
 async def test_brandless_tokens_only_create_brands(gateway, http):
     onboarding = token("viewer", None, sub="newbie")
-    status, _, _ = await call(http, "GET", f"{gateway}/v1/brands/current",
-                              headers=bearer(onboarding))
+    status, _, _ = await call(
+        http, "GET", f"{gateway}/v1/brands/current", headers=bearer(onboarding)
+    )
     assert status == 403
     status, _, _ = await call(http, "GET", f"{gateway}/v1/media", headers=bearer(onboarding))
     assert status == 403

@@ -15,7 +15,6 @@ from conftest import (
     running_gateway,
     token,
 )
-
 from pressroom_kit.embedded import free_port
 
 pytestmark = pytest.mark.integration
@@ -23,8 +22,7 @@ BRAND = uuid.uuid4()
 
 
 def _claims(**overrides):
-    claims = {"sub": "u1", "brand_id": str(BRAND), "role": "manager",
-              "exp": int(time.time()) + 600}
+    claims = {"sub": "u1", "brand_id": str(BRAND), "role": "manager", "exp": int(time.time()) + 600}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -52,10 +50,17 @@ async def test_jwt_matrix_through_the_gateway(gateway, http, case):
 async def test_a_valid_request_is_forwarded_with_its_headers(gateway, http):
     manager = token("manager", BRAND)
     status, headers, body = await call(
-        http, "GET", f"{gateway}/v1/media/abc?tag=x&tag=y",
-        headers={**bearer(manager), "X-Request-ID": "rid-1", "User-Agent": "tests/1.0",
-                 "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-                 "Connection": "keep-alive, X-Secret-Hop", "X-Secret-Hop": "drop me"},
+        http,
+        "GET",
+        f"{gateway}/v1/media/abc?tag=x&tag=y",
+        headers={
+            **bearer(manager),
+            "X-Request-ID": "rid-1",
+            "User-Agent": "tests/1.0",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "drop me",
+        },
     )
     assert status == 200
     assert body["path"] == "/v1/media/abc" and body["query"] == "tag=x&tag=y"
@@ -73,8 +78,13 @@ async def test_a_valid_request_is_forwarded_with_its_headers(gateway, http):
 
 
 async def test_status_and_body_pass_through_and_public_paths_need_no_token(gateway, http):
-    status, _, body = await call(http, "POST", f"{gateway}/v1/media?status=418",
-                                 data=b"abc", headers=bearer(token("manager", BRAND)))
+    status, _, body = await call(
+        http,
+        "POST",
+        f"{gateway}/v1/media?status=418",
+        data=b"abc",
+        headers=bearer(token("manager", BRAND)),
+    )
     assert status == 418 and body["body_bytes"] == 3 and body["method"] == "POST"
     status, _, body = await call(http, "GET", f"{gateway}/media-files/signed/x.jpg")
     assert status == 200 and body["path"] == "/media-files/signed/x.jpg"
@@ -94,7 +104,9 @@ async def test_backend_down_is_503_and_slow_backend_is_504(fresh_db, kafka_boots
             assert headers["Content-Type"].startswith("application/problem+json")
             assert time.monotonic() - started < 3
             started = time.monotonic()
-            status, _, body = await call(http, "GET", f"{base}/v1/posts/slow", headers=manager)
+            status, _, body = await call(
+                http, "GET", f"{base}/v1/posts/slow?sleep=1.5", headers=manager
+            )
             assert status == 504, body
             assert time.monotonic() - started < 3
             status, _, body = await call(http, "GET", f"{base}/readyz")
@@ -109,23 +121,31 @@ async def test_oversized_bodies_are_413(fresh_db, kafka_bootstrap, backend, http
     settings = gateway_settings(fresh_db, kafka_bootstrap, routes, max_body_bytes=1024)
     async with running_gateway(settings) as base:
         manager = bearer(token("manager", BRAND))
-        status, _, body = await call(http, "POST", f"{base}/v1/media/upload",
-                                     data=b"x" * 2048, headers=manager)
+        status, _, body = await call(
+            http, "POST", f"{base}/v1/media/upload", data=b"x" * 2048, headers=manager
+        )
         assert status == 413 and body["limit_bytes"] == 1024
 
         async def chunks():
             for _ in range(4):
                 yield b"y" * 512
 
-        status, _, body = await call(http, "POST", f"{base}/v1/media/upload", data=chunks(),
-                                     headers=manager)
+        status, _, body = await call(
+            http, "POST", f"{base}/v1/media/upload", data=chunks(), headers=manager
+        )
         assert status == 413
 
 
-async def test_the_101st_request_in_a_window_of_100_is_429(fresh_db, kafka_bootstrap, backend,
-                                                           http):
-    settings = gateway_settings(fresh_db, kafka_bootstrap, {"/v1/media": backend},
-                                rate_limit_user=100, rate_limit_window_s=60)
+async def test_the_101st_request_in_a_window_of_100_is_429(
+    fresh_db, kafka_bootstrap, backend, http
+):
+    settings = gateway_settings(
+        fresh_db,
+        kafka_bootstrap,
+        {"/v1/media": backend},
+        rate_limit_user=100,
+        rate_limit_window_s=60,
+    )
     async with running_gateway(settings) as base:
         manager = bearer(token("manager", BRAND))
         statuses = await asyncio.gather(
@@ -140,3 +160,32 @@ async def test_the_101st_request_in_a_window_of_100_is_429(fresh_db, kafka_boots
         other_user = bearer(token("manager", BRAND, sub="someone-else"))
         status, _, _ = await call(http, "GET", f"{base}/v1/media", headers=other_user)
         assert status == 200
+
+
+async def test_with_redis_two_gateways_share_one_budget(fresh_db, kafka_bootstrap, backend, http):
+    from pressroom_kit.embedded import EmbeddedRedis
+
+    redis = EmbeddedRedis().start()
+    try:
+        settings = gateway_settings(
+            fresh_db,
+            kafka_bootstrap,
+            {"/v1/media": backend},
+            rate_limit_user=20,
+            rate_limit_window_s=60,
+            redis_url=redis.url,
+        )
+        async with running_gateway(settings) as one, running_gateway(settings) as two:
+            manager = bearer(token("manager", BRAND, sub="shared-user"))
+            results = await asyncio.gather(
+                *(
+                    call(http, "GET", f"{base}/v1/media", headers=manager)
+                    for base in [one, two] * 15
+                )
+            )
+            statuses = sorted(s for s, _, _ in results)
+            assert statuses.count(200) == 20 and statuses.count(429) == 10
+            refused = next(h for s, h, _ in results if s == 429)
+            assert int(refused["Retry-After"]) >= 1
+    finally:
+        redis.stop()

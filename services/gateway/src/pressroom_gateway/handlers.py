@@ -36,16 +36,30 @@ def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
     match event.type:
         case "BrandCreated":
             public_type = BrandCreatedV1.event_type
-            payload = {"brand_id": brand_id, "name": data["name"], "timezone": data["timezone"],
-                       "settings": data["settings"], "created_by": data["created_by"]}
+            payload = {
+                "brand_id": brand_id,
+                "name": data["name"],
+                "timezone": data["timezone"],
+                "settings": data["settings"],
+                "created_by": data["created_by"],
+            }
         case "BrandUpdated":
             public_type = BrandUpdatedV1.event_type
-            payload = {"brand_id": brand_id, "name": data["name"], "timezone": data["timezone"],
-                       "settings": data["settings"], "changed": data["changed"]}
+            payload = {
+                "brand_id": brand_id,
+                "name": data["name"],
+                "timezone": data["timezone"],
+                "settings": data["settings"],
+                "changed": data["changed"],
+            }
         case "MemberAdded":
             public_type = BrandMemberAdded.event_type
-            payload = {"brand_id": brand_id, "user_id": data["user_id"],
-                       "email": data.get("email"), "role": data["role"]}
+            payload = {
+                "brand_id": brand_id,
+                "user_id": data["user_id"],
+                "email": data.get("email"),
+                "role": data["role"],
+            }
         case "MemberRemoved":
             public_type = BrandMemberRemoved.event_type
             payload = {"brand_id": brand_id, "user_id": data["user_id"]}

@@ -168,9 +168,13 @@ class ReverseProxy:
                 return
             except aiohttp.ClientError as exc:
                 if overflow.hit:  # aiohttp wraps our generator's BodyTooLarge
-                    await _problem(send, 413, "Content too large",
-                                   f"the body exceeds {self.settings.max_body_bytes} bytes",
-                                   limit_bytes=self.settings.max_body_bytes)
+                    await _problem(
+                        send,
+                        413,
+                        "Content too large",
+                        f"the body exceeds {self.settings.max_body_bytes} bytes",
+                        limit_bytes=self.settings.max_body_bytes,
+                    )
                     return
                 log.warning("backend failed", backend=backend, error=repr(exc))
                 await _problem(
