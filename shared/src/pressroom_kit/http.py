@@ -198,7 +198,9 @@ class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=token.strip())
 
 
-def brand_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def brand_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """Every authenticated route needs a token with a brand, unless it opts out."""
     if handler.opt.get("public") or handler.opt.get("brand_optional"):
         return
@@ -207,10 +209,11 @@ def brand_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
         raise Forbidden("the token carries no brand_id", code="no_brand")
 
 
-def requires_role(minimum: Role) -> Callable[..., None]:
+def requires_role(minimum: Role) -> Callable[..., Awaitable[None]]:
     """A guard allowing ``minimum`` and higher roles (viewer < manager < admin)."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # Guards are async so that Litestar does not hop to a worker thread to run them.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal):
             raise Unauthorized("a bearer token is required", code="missing_token")

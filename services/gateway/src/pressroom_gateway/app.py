@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
 import aiohttp
-from litestar import Litestar, MediaType, Response, asgi, get
+from litestar import Litestar, MediaType, Response, get
 from litestar.middleware.base import DefineMiddleware
-from litestar.types import Receive, Scope, Send
 from pressroom_kit.auth import JWTVerifier
 from pressroom_kit.db import create_pool, prepare_database
 from pressroom_kit.health import Heartbeats
@@ -22,9 +20,16 @@ from pressroom_kit.runtime import BackgroundWorkers
 
 from pressroom_gateway import handlers
 from pressroom_gateway.api import BrandController
+from pressroom_gateway.edge import Edge
 from pressroom_gateway.openapi import SCALAR_PAGE, OpenAPIMerger
 from pressroom_gateway.proxy import ProxySettings, ReverseProxy
-from pressroom_gateway.ratelimit import Limits, MemoryBuckets, RateLimitMiddleware, RedisBuckets
+from pressroom_gateway.ratelimit import (
+    Limits,
+    MemoryBuckets,
+    RateLimiter,
+    RateLimitMiddleware,
+    RedisBuckets,
+)
 from pressroom_gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
@@ -43,7 +48,7 @@ def _backend_check(proxy: ReverseProxy, url: str, timeout: float) -> ReadinessCh
     return check
 
 
-def create_app(settings: GatewaySettings | None = None) -> Litestar:
+def create_app(settings: GatewaySettings | None = None) -> Edge:
     settings = settings or GatewaySettings()
     heartbeats = Heartbeats()
     workers = BackgroundWorkers()
@@ -64,6 +69,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         anonymous=settings.rate_limit_anonymous,
         window_s=settings.rate_limit_window_s,
     )
+    limiter = RateLimiter(store, limits)
     state: dict[str, Any] = {}
     readiness: dict[str, ReadinessCheck] = {}
 
@@ -111,16 +117,6 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                     await store.close()
                 await pool.close()
 
-    async def forward(scope: Scope, receive: Receive, send: Send) -> None:
-        await proxy(scope, receive, send)
-
-    mounts = [
-        asgi(
-            prefix, is_mount=True, copy_scope=True, include_in_schema=False, name=f"proxy:{prefix}"
-        )(forward)
-        for prefix in sorted(settings.routes)
-    ]
-
     @get("/schema/openapi.json", opt=PUBLIC, include_in_schema=False, sync_to_thread=False)
     def merged_openapi() -> dict[str, Any]:
         assert merger is not None
@@ -139,14 +135,14 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     app = create_service_app(
         name="gateway",
         description="The Pressroom gateway: brands and members, and every service behind it.",
-        route_handlers=[BrandController, merged_openapi, api_docs, *mounts],
+        route_handlers=[BrandController, merged_openapi, api_docs],
         verifier=verifier,
         heartbeats=heartbeats,
         readiness=readiness,
         lifespan=[lifespan],
         cors_origins=settings.cors_origins,
-        public_paths=[p for p in settings.public_paths if re.compile(p)],
-        after_auth_middleware=[DefineMiddleware(RateLimitMiddleware, store=store, limits=limits)],
+        public_paths=settings.public_paths,
+        after_auth_middleware=[DefineMiddleware(RateLimitMiddleware, limiter=limiter)],
         openapi_path="/schema/gateway",
     )
 
@@ -156,4 +152,4 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     merger = OpenAPIMerger(own_document, settings.routes, refresh_s=settings.openapi_refresh_s)
     app.state.merger = merger
     app.state.proxy = proxy
-    return app
+    return Edge(app, proxy, verifier, limiter, settings.public_paths)

@@ -97,7 +97,7 @@ class ReverseProxy:
         path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else str(raw_path)
         backend = self.backend_for(path)
         if backend is None:
-            await _problem(send, 404, "Not found", f"no service serves {path}")
+            await send_problem(send, 404, "Not found", f"no service serves {path}")
             return
         query = scope.get("query_string", b"")
         url = backend + path + ("?" + query.decode("latin-1") if query else "")
@@ -109,7 +109,7 @@ class ReverseProxy:
             and declared.isdigit()
             and int(declared) > self.settings.max_body_bytes
         ):
-            await _problem(
+            await send_problem(
                 send,
                 413,
                 "Content too large",
@@ -134,7 +134,7 @@ class ReverseProxy:
                     await self._relay_response(upstream, send)
                 return
             except BodyTooLarge:
-                await _problem(
+                await send_problem(
                     send,
                     413,
                     "Content too large",
@@ -148,7 +148,7 @@ class ReverseProxy:
                 if attempt < attempts:
                     continue
                 log.warning("backend unreachable", backend=backend, error=repr(exc))
-                await _problem(
+                await send_problem(
                     send,
                     503,
                     "Service unavailable",
@@ -158,7 +158,7 @@ class ReverseProxy:
                 return
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 log.warning("backend timed out", backend=backend, url=url)
-                await _problem(
+                await send_problem(
                     send,
                     504,
                     "Gateway timeout",
@@ -168,7 +168,7 @@ class ReverseProxy:
                 return
             except aiohttp.ClientError as exc:
                 if overflow.hit:  # aiohttp wraps our generator's BodyTooLarge
-                    await _problem(
+                    await send_problem(
                         send,
                         413,
                         "Content too large",
@@ -177,7 +177,7 @@ class ReverseProxy:
                     )
                     return
                 log.warning("backend failed", backend=backend, error=repr(exc))
-                await _problem(
+                await send_problem(
                     send,
                     502,
                     "Bad gateway",
@@ -257,9 +257,17 @@ def _forward_headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-async def _problem(
-    send: Send, status: int, title: str, detail: str, *, code: str | None = None, **extra: Any
+async def send_problem(
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    code: str | None = None,
+    www_authenticate: bool = False,
+    **extra: Any,
 ) -> None:
+    """A problem+json response written straight to ASGI ``send``."""
     body: dict[str, Any] = {
         "type": f"https://pressroom.dev/problems/{code or title.lower().replace(' ', '_')}",
         "title": title,
@@ -271,14 +279,13 @@ async def _problem(
     if request_id:
         body["request_id"] = request_id
     payload = json.dumps(body).encode()
-    start: Message = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(payload)).encode()),
-        ],
-    }
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if www_authenticate:
+        headers.append((b"www-authenticate", b'Bearer realm="pressroom"'))
+    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
     with contextlib.suppress(Exception):
         await send(start)
         await send({"type": "http.response.body", "body": payload, "more_body": False})

@@ -111,49 +111,28 @@ class Limits:
     window_s: float
 
 
-class RateLimitMiddleware:
+class RateLimiter:
     """Checks the caller's user bucket and brand bucket (or the client IP's when anonymous)."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        store: BucketStore,
-        limits: Limits,
-        exempt: tuple[str, ...] = ("/healthz", "/readyz", "/metrics", "/schema"),
-    ) -> None:
-        self.app = app
+    def __init__(self, store: BucketStore, limits: Limits) -> None:
         self.store = store
         self.limits = limits
-        self.exempt = exempt
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["path"].startswith(self.exempt):
-            await self.app(scope, receive, send)
-            return
-        checks = self._checks(scope)
-        decisions = []
+    async def check(self, scope: Scope) -> tuple[Decision | None, list[tuple[str, str]]]:
+        """``(refusal or None, headers to add)``; a broken store lets requests through."""
         try:
-            for key, capacity in checks:
-                decisions.append(await self.store.take(key, capacity, self.limits.window_s))
+            decisions = [
+                await self.store.take(key, capacity, self.limits.window_s)
+                for key, capacity in self._checks(scope)
+            ]
         except Exception as exc:
             log.warning("rate limiter unavailable; letting the request through", error=repr(exc))
-            await self.app(scope, receive, send)
-            return
-        tightest = min(decisions, key=lambda d: (d.allowed, d.remaining))
-        headers = _headers(tightest)
-        if not all(d.allowed for d in decisions):
-            refused = max((d for d in decisions if not d.allowed), key=lambda d: d.retry_after_s)
-            await _too_many(send, refused, _headers(refused))
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                mutable = MutableScopeHeaders.from_message(message)
-                for name, value in headers:
-                    mutable[name] = value
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+            return None, []
+        refused = [d for d in decisions if not d.allowed]
+        if refused:
+            worst = max(refused, key=lambda d: d.retry_after_s)
+            return worst, _headers(worst)
+        return None, _headers(min(decisions, key=lambda d: d.remaining))
 
     def _checks(self, scope: Scope) -> list[tuple[str, int]]:
         principal = scope.get("user")
@@ -166,6 +145,38 @@ class RateLimitMiddleware:
         return [(f"ip:{client[0] if client else 'unknown'}", self.limits.anonymous)]
 
 
+class RateLimitMiddleware:
+    """The limiter as Litestar middleware, for the gateway's own routes."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter,
+        exempt: tuple[str, ...] = ("/healthz", "/readyz", "/metrics", "/schema"),
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        refused, headers = await self.limiter.check(scope)
+        if refused is not None:
+            await too_many(send, refused, headers)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                mutable = MutableScopeHeaders.from_message(message)
+                for name, value in headers:
+                    mutable[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _headers(decision: Decision) -> list[tuple[str, str]]:
     return [
         ("RateLimit-Limit", str(decision.limit)),
@@ -174,7 +185,7 @@ def _headers(decision: Decision) -> list[tuple[str, str]]:
     ]
 
 
-async def _too_many(send: Send, decision: Decision, headers: list[tuple[str, str]]) -> None:
+async def too_many(send: Send, decision: Decision, headers: list[tuple[str, str]]) -> None:
     import json
 
     retry_after = max(1, math.ceil(decision.retry_after_s))
