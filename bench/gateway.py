@@ -152,6 +152,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         for name, url in sorted(targets.items(), reverse=bool(args.profile)):
             results[name] = wrk(url, token, args.seconds, args.connections)
             print(name, results[name], flush=True)
+        for name, url in targets.items():
+            results[f"{name}_1_connection"] = wrk(url, token, args.seconds / 2, 1)
+            print(name, "1 connection", results[f"{name}_1_connection"], flush=True)
+        results["added_p50_ms_1_connection"] = round(
+            results["gateway_1_connection"]["p50_ms"] - results["direct_1_connection"]["p50_ms"], 3
+        )
         direct, gateway = results["direct"], results["gateway"]
         results["gateway_share_of_direct_throughput"] = round(
             gateway["requests_per_s"] / direct["requests_per_s"], 3
