@@ -69,7 +69,9 @@ MEDIA_OPENAPI = {
 
 
 @asynccontextmanager
-async def echo_backend(openapi: dict[str, Any] | None = None) -> AsyncIterator[str]:
+async def echo_backend(
+    openapi: dict[str, Any] | None = None, port: int = 0
+) -> AsyncIterator[str]:
     """A real HTTP service standing in for a Pressroom service behind the gateway."""
 
     async def echo(request: web.Request) -> web.StreamResponse:
@@ -115,7 +117,7 @@ async def echo_backend(openapi: dict[str, Any] | None = None) -> AsyncIterator[s
     app.router.add_route("*", "/{tail:.*}", echo)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:

@@ -130,3 +130,23 @@ async def test_the_gateway_span_is_the_parent_of_the_service_span(fresh_db, kafk
     inner = next(s for s in server_spans if s is not outer)
     assert inner.context.trace_id == outer.context.trace_id
     assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+
+
+async def test_a_service_that_comes_up_later_appears_in_the_merged_document(
+    fresh_db, kafka_bootstrap, http
+):
+    from pressroom_kit.embedded import free_port
+
+    port = free_port()
+    routes = {"/v1/media": f"http://127.0.0.1:{port}"}
+    async with running_gateway(gateway_settings(fresh_db, kafka_bootstrap, routes)) as base:
+        _, _, document = await call(http, "GET", f"{base}/schema/openapi.json")
+        assert "/v1/media" not in document["paths"]
+        async with echo_backend(MEDIA_OPENAPI, port=port):
+            for _ in range(60):
+                _, _, document = await call(http, "GET", f"{base}/schema/openapi.json")
+                if "/v1/media" in document["paths"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert "/v1/media" in document["paths"]
+            assert "Asset" in document["components"]["schemas"]

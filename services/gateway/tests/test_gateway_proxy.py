@@ -189,3 +189,63 @@ async def test_with_redis_two_gateways_share_one_budget(fresh_db, kafka_bootstra
             assert int(refused["Retry-After"]) >= 1
     finally:
         redis.stop()
+
+
+async def test_an_idempotent_get_is_retried_once_when_the_backend_drops_the_connection(
+    fresh_db, kafka_bootstrap, http
+):
+    connections = []
+
+    async def flaky(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" /v1/media " in head.split(b"\r\n", 1)[0]:
+            connections.append(1)
+        else:  # the gateway's OpenAPI refresher and readiness probes
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
+        if len(connections) == 1:
+            writer.close()  # drop the first request without an answer
+            return
+        body = b'{"ok": true}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(flaky, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        routes = {"/v1/media": f"http://127.0.0.1:{port}"}
+        async with running_gateway(gateway_settings(fresh_db, kafka_bootstrap, routes)) as base:
+            manager = bearer(token("manager", BRAND))
+            status, _, body = await call(http, "GET", f"{base}/v1/media", headers=manager)
+            assert status == 200 and body == {"ok": True}
+            assert len(connections) == 2
+            connections.clear()
+            status, _, body = await call(http, "POST", f"{base}/v1/media", data=b"x",
+                                         headers=manager)
+            assert status == 502 and len(connections) == 1  # a POST is never replayed
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_cors_preflight_and_headers_for_configured_origins(fresh_db, kafka_bootstrap,
+                                                                 backend, http):
+    settings = gateway_settings(fresh_db, kafka_bootstrap, {"/v1/media": backend},
+                                cors_origins=["https://app.example.com"])
+    async with running_gateway(settings) as base:
+        status, headers, _ = await call(
+            http, "OPTIONS", f"{base}/v1/brands/current",
+            headers={"Origin": "https://app.example.com",
+                     "Access-Control-Request-Method": "PATCH",
+                     "Access-Control-Request-Headers": "authorization,content-type"})
+        assert status in (200, 204)
+        assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        status, headers, _ = await call(
+            http, "GET", f"{base}/v1/brands/current",
+            headers={"Origin": "https://evil.example.com",
+                     **bearer(token("viewer", BRAND))})
+        assert "Access-Control-Allow-Origin" not in headers

@@ -144,6 +144,15 @@ class ReverseProxy:
                 return
             except _ResponseStarted:
                 return  # the client already got a status; the stream was cut
+            except aiohttp.ServerDisconnectedError as exc:
+                # Typically a pooled keep-alive connection the backend had closed.
+                if attempt < attempts:
+                    continue
+                log.warning("backend closed the connection", backend=backend, error=repr(exc))
+                await send_problem(send, 502, "Bad gateway",
+                                   "the service behind this path closed the connection",
+                                   code="backend_error")
+                return
             except aiohttp.ClientConnectorError as exc:
                 if attempt < attempts:
                     continue
