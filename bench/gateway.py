@@ -71,7 +71,7 @@ def wrk(url: str, token: str, seconds: float, connections: int) -> dict[str, flo
 
     def latency(pct: str) -> float:
         value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {

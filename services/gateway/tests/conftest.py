@@ -69,9 +69,7 @@ MEDIA_OPENAPI = {
 
 
 @asynccontextmanager
-async def echo_backend(
-    openapi: dict[str, Any] | None = None, port: int = 0
-) -> AsyncIterator[str]:
+async def echo_backend(openapi: dict[str, Any] | None = None, port: int = 0) -> AsyncIterator[str]:
     """A real HTTP service standing in for a Pressroom service behind the gateway."""
 
     async def echo(request: web.Request) -> web.StreamResponse:

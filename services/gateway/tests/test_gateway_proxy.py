@@ -209,8 +209,10 @@ async def test_an_idempotent_get_is_retried_once_when_the_backend_drops_the_conn
             writer.close()  # drop the first request without an answer
             return
         body = b'{"ok": true}'
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
         await writer.drain()
         writer.close()
 
@@ -224,28 +226,38 @@ async def test_an_idempotent_get_is_retried_once_when_the_backend_drops_the_conn
             assert status == 200 and body == {"ok": True}
             assert len(connections) == 2
             connections.clear()
-            status, _, body = await call(http, "POST", f"{base}/v1/media", data=b"x",
-                                         headers=manager)
+            status, _, body = await call(
+                http, "POST", f"{base}/v1/media", data=b"x", headers=manager
+            )
             assert status == 502 and len(connections) == 1  # a POST is never replayed
     finally:
         server.close()
         await server.wait_closed()
 
 
-async def test_cors_preflight_and_headers_for_configured_origins(fresh_db, kafka_bootstrap,
-                                                                 backend, http):
-    settings = gateway_settings(fresh_db, kafka_bootstrap, {"/v1/media": backend},
-                                cors_origins=["https://app.example.com"])
+async def test_cors_preflight_and_headers_for_configured_origins(
+    fresh_db, kafka_bootstrap, backend, http
+):
+    settings = gateway_settings(
+        fresh_db, kafka_bootstrap, {"/v1/media": backend}, cors_origins=["https://app.example.com"]
+    )
     async with running_gateway(settings) as base:
         status, headers, _ = await call(
-            http, "OPTIONS", f"{base}/v1/brands/current",
-            headers={"Origin": "https://app.example.com",
-                     "Access-Control-Request-Method": "PATCH",
-                     "Access-Control-Request-Headers": "authorization,content-type"})
+            http,
+            "OPTIONS",
+            f"{base}/v1/brands/current",
+            headers={
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
         assert status in (200, 204)
         assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
         status, headers, _ = await call(
-            http, "GET", f"{base}/v1/brands/current",
-            headers={"Origin": "https://evil.example.com",
-                     **bearer(token("viewer", BRAND))})
+            http,
+            "GET",
+            f"{base}/v1/brands/current",
+            headers={"Origin": "https://evil.example.com", **bearer(token("viewer", BRAND))},
+        )
         assert "Access-Control-Allow-Origin" not in headers

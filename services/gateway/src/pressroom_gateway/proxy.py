@@ -149,9 +149,13 @@ class ReverseProxy:
                 if attempt < attempts:
                     continue
                 log.warning("backend closed the connection", backend=backend, error=repr(exc))
-                await send_problem(send, 502, "Bad gateway",
-                                   "the service behind this path closed the connection",
-                                   code="backend_error")
+                await send_problem(
+                    send,
+                    502,
+                    "Bad gateway",
+                    "the service behind this path closed the connection",
+                    code="backend_error",
+                )
                 return
             except aiohttp.ClientConnectorError as exc:
                 if attempt < attempts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from uuid import UUID
 
 from pressroom_kit.settings import ServiceSettings
@@ -55,3 +56,5 @@ class GatewaySettings(ServiceSettings):
     openapi_refresh_s: float = 30.0
     backend_ready_timeout_s: float = 2.0
     demo_brand_id: UUID | None = None
+    server: Literal["granian", "uvicorn"] = "uvicorn"
+    workers: int = 1
