@@ -39,6 +39,9 @@ lint: sync
 
 bench: sync
 	$(VENV)/bin/python -m bench.pipeline
+	@if command -v wrk >/dev/null; then \
+		$(VENV)/bin/python -m bench.gateway && $(VENV)/bin/python -m bench.http_stack; \
+	else echo "wrk is not installed: skipping the gateway and HTTP stack benchmarks"; fi
 
 schemas: sync
 	$(VENV)/bin/python -m pressroom_contracts schemas
