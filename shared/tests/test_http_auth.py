@@ -286,3 +286,21 @@ async def test_a_rotated_signing_key_is_picked_up_from_the_jwks(jwks_url):
     JWKS_KEYS["keys"].append(_jwk(new_key, "rsa-2", "RS256"))
     await asyncio.sleep(0.25)
     assert (await verifier.verify(token)).sub == "after-rotation"
+
+
+@pytest.mark.integration
+async def test_issuer_and_audience_are_checked_when_configured():
+    from pressroom_kit.errors import Unauthorized
+
+    verifier = JWTVerifier(
+        JWTSettings(secret=SECRET, issuer="https://id.example.com", audience="pressroom")
+    )
+    good = jwt.encode(_claims(iss="https://id.example.com", aud="pressroom"), SECRET, "HS256")
+    assert (await verifier.verify(good)).sub == "user-1"
+    for claims in (
+        _claims(iss="https://evil.example.com", aud="pressroom"),
+        _claims(iss="https://id.example.com", aud="other"),
+        _claims(aud="pressroom"),
+    ):
+        with pytest.raises(Unauthorized):
+            await verifier.verify(jwt.encode(claims, SECRET, "HS256"))

@@ -135,3 +135,33 @@ def test_json_logs_carry_trace_and_request_ids(capsys):
     assert line["event"] == "hello" and line["answer"] == 42
     assert line["trace_id"] == trace_id and line["request_id"] == "req-7"
     assert line["service"] == "logs-test" and line["level"] == "info"
+
+
+async def test_prepare_database_grants_a_production_runtime_role(fresh_db):
+    from pressroom_kit.db import prepare_database, replace_user
+
+    owner = await connect(fresh_db.owner_dsn)
+    try:
+        await owner.execute("DROP ROLE IF EXISTS svc_runtime")
+        await owner.execute("CREATE ROLE svc_runtime LOGIN")
+    finally:
+        await owner.close()
+    runtime_dsn = replace_user(fresh_db.owner_dsn, "svc_runtime")
+    dsn = await prepare_database(database_url=runtime_dsn,
+                                 migrate_database_url=fresh_db.owner_dsn,
+                                 runtime_role=None, migrations=[sample.MIGRATIONS])
+    assert dsn == runtime_dsn
+    conn = await connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM notes") == 0  # granted, RLS applies
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("DELETE FROM events")
+    finally:
+        await conn.close()
+    owner = await connect(fresh_db.owner_dsn)
+    try:
+        await owner.execute("REASSIGN OWNED BY svc_runtime TO postgres")
+        await owner.execute("DROP OWNED BY svc_runtime")
+        await owner.execute("DROP ROLE svc_runtime")
+    finally:
+        await owner.close()

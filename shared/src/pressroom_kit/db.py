@@ -13,6 +13,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -261,7 +262,8 @@ async def prepare_database(
     Migrations run as the owner (``migrate_database_url``, else ``database_url``). With a
     ``runtime_role`` (the local stack), the role is created and granted, and the returned
     DSN connects as it; without one (production), ``database_url`` already names the
-    non-owner runtime role and is returned as it is.
+    non-owner runtime role: it is granted what it needs (when it differs from the owner)
+    and returned as it is.
     """
     owner_dsn = migrate_database_url or database_url
     conn = await connect(owner_dsn)
@@ -269,6 +271,10 @@ async def prepare_database(
         await apply_migrations(conn, migrations)
         if runtime_role:
             await grant_runtime_role(conn, runtime_role)
+        else:
+            user = urlsplit(database_url).username
+            if user and user != urlsplit(owner_dsn).username:
+                await grant_runtime_role(conn, user)
     finally:
         await conn.close()
     return replace_user(owner_dsn, runtime_role) if runtime_role else database_url
