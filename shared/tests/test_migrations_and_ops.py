@@ -147,9 +147,12 @@ async def test_prepare_database_grants_a_production_runtime_role(fresh_db):
     finally:
         await owner.close()
     runtime_dsn = replace_user(fresh_db.owner_dsn, "svc_runtime")
-    dsn = await prepare_database(database_url=runtime_dsn,
-                                 migrate_database_url=fresh_db.owner_dsn,
-                                 runtime_role=None, migrations=[sample.MIGRATIONS])
+    dsn = await prepare_database(
+        database_url=runtime_dsn,
+        migrate_database_url=fresh_db.owner_dsn,
+        runtime_role=None,
+        migrations=[sample.MIGRATIONS],
+    )
     assert dsn == runtime_dsn
     conn = await connect(dsn)
     try:
