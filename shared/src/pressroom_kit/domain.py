@@ -7,6 +7,7 @@ saves them with optimistic concurrency.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar, Self
 
@@ -22,7 +23,7 @@ class DomainEvent(BaseModel):
     schema_version: ClassVar[int] = 1
 
 
-class Aggregate:
+class Aggregate(ABC):
     """Base of event-sourced aggregates.
 
     Subclasses set ``stream_type`` and ``event_classes`` and implement ``apply``, which
@@ -62,8 +63,9 @@ class Aggregate:
         self.apply(event)
         self.pending.append(event)
 
+    @abstractmethod
     def apply(self, event: DomainEvent) -> None:
-        raise NotImplementedError(f"{type(self).__name__}.apply")
+        """Change state from one event; never fails, never decides."""
 
     def mark_saved(self) -> list[DomainEvent]:
         saved, self.pending = self.pending, []

@@ -197,6 +197,18 @@ class EmbeddedPostgres:
             self._process.wait()
 
 
+def _terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a child server, then SIGKILL it if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class EmbeddedKafka:
     """The Tansu Kafka-compatible broker (memory storage) on a loopback port."""
@@ -242,14 +254,7 @@ class EmbeddedKafka:
         return self
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        _terminate(self._process)
 
 
 @contextlib.contextmanager
@@ -303,11 +308,4 @@ class EmbeddedRedis:
         return self
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        _terminate(self._process)

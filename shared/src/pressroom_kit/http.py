@@ -46,9 +46,10 @@ PUBLIC = {"public": True, "exclude_from_auth": True}
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
-def problem(
+def problem_body(
     status: int, title: str, detail: str, *, code: str | None = None, **extra: Any
-) -> Response[dict[str, Any]]:
+) -> dict[str, Any]:
+    """The RFC 9457 body every Pressroom error uses (with the request id when there is one)."""
     body: dict[str, Any] = {
         "type": f"https://pressroom.dev/problems/{code or _slug(title)}",
         "title": title,
@@ -59,6 +60,13 @@ def problem(
     if request_id:
         body["request_id"] = request_id
     body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def problem(
+    status: int, title: str, detail: str, *, code: str | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    body = problem_body(status, title, detail, code=code, **extra)
     headers = {"WWW-Authenticate": 'Bearer realm="pressroom"'} if status == 401 else None
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from litestar.types import Message, Receive, Scope, Send
 from opentelemetry import propagate
+from pressroom_kit.http import problem_body
 from pressroom_kit.logs import get_logger, request_id_var
 
 log = get_logger(__name__)
@@ -104,17 +105,11 @@ class ReverseProxy:
         method = str(scope.get("method", "GET"))
         headers = _forward_headers(scope)
         declared = headers.get("content-length")
-        if (
-            declared is not None
-            and declared.isdigit()
-            and int(declared) > self.settings.max_body_bytes
-        ):
+        limit = self.settings.max_body_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            status, title, detail, code = _FAILURES["too_large"]
             await send_problem(
-                send,
-                413,
-                "Content too large",
-                f"the body exceeds {self.settings.max_body_bytes} bytes",
-                limit_bytes=self.settings.max_body_bytes,
+                send, status, title, detail.format(limit=limit), code=code, limit_bytes=limit
             )
             return
         has_body = method not in ("GET", "HEAD", "OPTIONS", "DELETE") or declared not in (None, "0")
@@ -125,77 +120,27 @@ class ReverseProxy:
         for attempt in range(1, attempts + 1):
             try:
                 async with self.session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
+                    method, url, headers=headers, data=body, allow_redirects=False
                 ) as upstream:
                     await self._relay_response(upstream, send)
                 return
-            except BodyTooLarge:
-                await send_problem(
-                    send,
-                    413,
-                    "Content too large",
-                    f"the body exceeds {self.settings.max_body_bytes} bytes",
-                    limit_bytes=self.settings.max_body_bytes,
-                )
-                return
             except _ResponseStarted:
                 return  # the client already got a status; the stream was cut
-            except aiohttp.ServerDisconnectedError as exc:
-                # Typically a pooled keep-alive connection the backend had closed.
-                if attempt < attempts:
+            except (BodyTooLarge, aiohttp.ClientError, TimeoutError) as exc:
+                # aiohttp wraps our body generator's BodyTooLarge in a ClientError.
+                failure = "too_large" if overflow.hit else _failure_kind(exc)
+                if failure in ("disconnected", "unreachable") and attempt < attempts:
                     continue
-                log.warning("backend closed the connection", backend=backend, error=repr(exc))
+                if failure != "too_large":
+                    log.warning("backend failed", backend=backend, failure=failure, error=repr(exc))
+                status, title, detail, code = _FAILURES[failure]
                 await send_problem(
                     send,
-                    502,
-                    "Bad gateway",
-                    "the service behind this path closed the connection",
-                    code="backend_error",
-                )
-                return
-            except aiohttp.ClientConnectorError as exc:
-                if attempt < attempts:
-                    continue
-                log.warning("backend unreachable", backend=backend, error=repr(exc))
-                await send_problem(
-                    send,
-                    503,
-                    "Service unavailable",
-                    "the service behind this path is unavailable",
-                    code="backend_down",
-                )
-                return
-            except (TimeoutError, aiohttp.ServerTimeoutError):
-                log.warning("backend timed out", backend=backend, url=url)
-                await send_problem(
-                    send,
-                    504,
-                    "Gateway timeout",
-                    "the service behind this path did not answer in time",
-                    code="backend_timeout",
-                )
-                return
-            except aiohttp.ClientError as exc:
-                if overflow.hit:  # aiohttp wraps our generator's BodyTooLarge
-                    await send_problem(
-                        send,
-                        413,
-                        "Content too large",
-                        f"the body exceeds {self.settings.max_body_bytes} bytes",
-                        limit_bytes=self.settings.max_body_bytes,
-                    )
-                    return
-                log.warning("backend failed", backend=backend, error=repr(exc))
-                await send_problem(
-                    send,
-                    502,
-                    "Bad gateway",
-                    "the service behind this path gave no valid answer",
-                    code="backend_error",
+                    status,
+                    title,
+                    detail.format(limit=limit),
+                    code=code,
+                    limit_bytes=limit if failure == "too_large" else None,
                 )
                 return
 
@@ -233,6 +178,47 @@ class ReverseProxy:
 
 class _ResponseStarted(Exception):
     pass
+
+
+_FAILURES: dict[str, tuple[int, str, str, str]] = {
+    "too_large": (413, "Content too large", "the body exceeds {limit} bytes", "content_too_large"),
+    "unreachable": (
+        503,
+        "Service unavailable",
+        "the service behind this path is unavailable",
+        "backend_down",
+    ),
+    "timeout": (
+        504,
+        "Gateway timeout",
+        "the service behind this path did not answer in time",
+        "backend_timeout",
+    ),
+    "disconnected": (
+        502,
+        "Bad gateway",
+        "the service behind this path closed the connection",
+        "backend_error",
+    ),
+    "broken": (
+        502,
+        "Bad gateway",
+        "the service behind this path gave no valid answer",
+        "backend_error",
+    ),
+}
+
+
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, BodyTooLarge):
+        return "too_large"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "disconnected"  # typically a pooled keep-alive connection the backend closed
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "unreachable"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout"
+    return "broken"
 
 
 class _Overflow:
@@ -281,17 +267,7 @@ async def send_problem(
     **extra: Any,
 ) -> None:
     """A problem+json response written straight to ASGI ``send``."""
-    body: dict[str, Any] = {
-        "type": f"https://pressroom.dev/problems/{code or title.lower().replace(' ', '_')}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
-    request_id = request_id_var.get()
-    if request_id:
-        body["request_id"] = request_id
-    payload = json.dumps(body).encode()
+    payload = json.dumps(problem_body(status, title, detail, code=code, **extra)).encode()
     headers = [
         (b"content-type", b"application/problem+json"),
         (b"content-length", str(len(payload)).encode()),
