@@ -78,13 +78,16 @@ class InboxConsumer:
         heartbeats: Heartbeats | None = None,
         settings: ConsumerSettings | None = None,
         group_id: str | None = None,
+        default_handler: Handler | None = None,
     ) -> None:
+        """``default_handler`` handles every known type that has no handler of its own."""
         self.name = name
         self.group_id = group_id or name
         self.pool = dsn_or_pool
         self.bootstrap_servers = bootstrap_servers
         self.topics = list(topics)
         self.handlers = dict(handlers)
+        self.default_handler = default_handler
         self.registry = registry
         self.heartbeats = heartbeats or Heartbeats()
         self.settings = settings or ConsumerSettings()
@@ -179,7 +182,7 @@ class InboxConsumer:
         if model is None:
             item.error = f"unknown event type {item.event.type!r}"
             return item
-        item.handler = self.handlers.get(item.event.type)
+        item.handler = self.handlers.get(item.event.type, self.default_handler)
         if item.handler is None:
             return item  # a known type this consumer does not care about
         try:

@@ -1,5 +1,5 @@
 """The event catalog, one module per producing domain. Services add theirs as they land."""
 
-from pressroom_contracts.events import brands
+from pressroom_contracts.events import brands, webhook
 
-__all__ = ["brands"]
+__all__ = ["brands", "webhook"]

@@ -1,0 +1,1 @@
+"""Pressroom webhook service: signed deliveries to Zapier, Make, Slack or any URL."""

@@ -1,0 +1,385 @@
+"""Webhook endpoints, deliveries and attempts (admin only)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from pressroom_contracts import CloudEvent
+from pressroom_kit.auth import Principal
+from pressroom_kit.db import tenant_transaction
+from pressroom_kit.errors import Conflict, Invalid, NotFound
+from pressroom_kit.http import requires_role
+from pydantic import BaseModel, ConfigDict, Field
+
+from pressroom_webhook import handlers
+from pressroom_webhook.ssrf import validate_url
+
+ADMIN = [requires_role("admin")]
+Provider = Literal["generic", "zapier", "make", "slack"]
+
+
+class EndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2048)
+    provider: Provider = "generic"
+    event_types: list[str] = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=500)
+    enabled: bool = True
+
+
+class EndpointUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(default=None, max_length=2048)
+    provider: Provider | None = None
+    event_types: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = None
+
+
+class EndpointOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    provider: str
+    event_types: list[str]
+    description: str
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EndpointCreated(EndpointOut):
+    secret: str = Field(description="the signing secret; shown only now")
+
+
+class RotatedSecret(BaseModel):
+    secret: str
+    previous_valid_until: datetime
+
+
+class Recover(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: datetime
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    status: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    last_response_code: int | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    status: str
+    response_code: int | None
+    error: str | None
+    backoff_ms: int | None
+    response_body: str | None
+    duration_ms: int
+    attempted_at: datetime
+
+
+class Page(BaseModel):
+    items: list[Any]
+    next_cursor: str | None
+
+
+_ENDPOINT_COLUMNS = (
+    "id, url, provider, event_types, description, enabled, disabled_reason, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    sub: str
+    brand_id: uuid.UUID
+
+
+def _who(request: Request[Any, Any, Any]) -> Caller:
+    principal = request.user
+    assert isinstance(principal, Principal) and principal.brand_id is not None
+    return Caller(principal.sub, principal.brand_id)
+
+
+def _cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
+
+
+def _uncursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor:
+        return None
+    try:
+        stamp, _, row_id = base64.urlsafe_b64decode(cursor).decode().partition("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(row_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("the cursor is not one this API gave out", code="bad_cursor") from exc
+
+
+async def _endpoint(pool: asyncpg.Pool, brand_id: uuid.UUID, endpoint_id: uuid.UUID) -> EndpointOut:
+    async with tenant_transaction(pool, brand_id) as conn:
+        row = await conn.fetchrow(
+            f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND NOT deleted",
+            endpoint_id,
+        )
+    if row is None:
+        raise NotFound(f"no webhook endpoint {endpoint_id}", code="no_endpoint")
+    return EndpointOut(**dict(row))
+
+
+class EndpointController(Controller):
+    path = "/v1/webhooks/endpoints"
+    tags = ["webhooks"]
+    guards = ADMIN
+
+    @get("/")
+    async def list_endpoints(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page:
+        after = _uncursor(cursor)
+        async with tenant_transaction(state.pool, _who(request).brand_id) as conn:
+            rows = await conn.fetch(
+                f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE NOT deleted "
+                "AND ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2)) "
+                "ORDER BY created_at DESC, id DESC LIMIT $3",
+                after[0] if after else None,
+                after[1] if after else None,
+                limit + 1,
+            )
+        items = [EndpointOut(**dict(r)) for r in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items=items, next_cursor=_cursor(last.created_at, last.id) if last else None)
+
+    @post("/", status_code=201)
+    async def create(
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[EndpointCreate]
+    ) -> EndpointCreated:
+        who = _who(request)
+        settings = state.settings
+        url = await validate_url(data.url, state.resolver, require_https=settings.require_https)
+        endpoint_id, secret = await handlers.create_endpoint(
+            state.pool,
+            state.box,
+            brand_id=who.brand_id,
+            actor=who.sub,
+            url=url,
+            provider=data.provider,
+            event_types=data.event_types,
+            description=data.description,
+            enabled=data.enabled,
+        )
+        out = await _endpoint(state.pool, who.brand_id, endpoint_id)
+        return EndpointCreated(**out.model_dump(), secret=secret)
+
+    @get("/{endpoint_id:uuid}")
+    async def read(
+        self, request: Request[Any, Any, Any], state: State, endpoint_id: FromPath[uuid.UUID]
+    ) -> EndpointOut:
+        return await _endpoint(state.pool, _who(request).brand_id, endpoint_id)
+
+    @patch("/{endpoint_id:uuid}")
+    async def update(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        endpoint_id: FromPath[uuid.UUID],
+        data: JSONBody[EndpointUpdate],
+    ) -> EndpointOut:
+        who = _who(request)
+        for name in data.model_fields_set:
+            if getattr(data, name) is None:
+                raise Invalid(
+                    f"{name} cannot be null", errors=[{"field": name, "message": "cannot be null"}]
+                )
+        if data.url is not None:
+            await validate_url(data.url, state.resolver, require_https=state.settings.require_https)
+        await handlers.change_endpoint(
+            state.pool,
+            brand_id=who.brand_id,
+            endpoint_id=endpoint_id,
+            actor=who.sub,
+            decide=lambda e: e.change(
+                url=data.url,
+                provider=data.provider,
+                event_types=data.event_types,
+                description=data.description,
+                enabled=data.enabled,
+            ),
+        )
+        return await _endpoint(state.pool, who.brand_id, endpoint_id)
+
+    @delete("/{endpoint_id:uuid}", status_code=204)
+    async def remove(
+        self, request: Request[Any, Any, Any], state: State, endpoint_id: FromPath[uuid.UUID]
+    ) -> None:
+        who = _who(request)
+        await handlers.change_endpoint(
+            state.pool,
+            brand_id=who.brand_id,
+            endpoint_id=endpoint_id,
+            actor=who.sub,
+            decide=lambda e: e.delete(),
+        )
+
+    @post("/{endpoint_id:uuid}/rotate-secret", status_code=200)
+    async def rotate(
+        self, request: Request[Any, Any, Any], state: State, endpoint_id: FromPath[uuid.UUID]
+    ) -> RotatedSecret:
+        who = _who(request)
+        now = state.clock()
+        overlap = timedelta(seconds=state.settings.rotation_overlap_s)
+        secret = await handlers.rotate_secret(
+            state.pool,
+            state.box,
+            brand_id=who.brand_id,
+            endpoint_id=endpoint_id,
+            actor=who.sub,
+            now=now,
+            overlap=overlap,
+        )
+        return RotatedSecret(secret=secret, previous_valid_until=now + overlap)
+
+    @post("/{endpoint_id:uuid}/test", status_code=202)
+    async def send_test(
+        self, request: Request[Any, Any, Any], state: State, endpoint_id: FromPath[uuid.UUID]
+    ) -> dict[str, Any]:
+        who = _who(request)
+        endpoint = await _endpoint(state.pool, who.brand_id, endpoint_id)
+        if not endpoint.enabled:
+            raise Conflict("the endpoint is disabled; enable it to test", code="disabled")
+        event = CloudEvent(
+            source=handlers.SOURCE,
+            type="webhook.test",
+            subject=str(endpoint_id),
+            brandid=who.brand_id,
+            data={"endpoint_id": str(endpoint_id), "message": "Hello from Pressroom"},
+        )
+        async with tenant_transaction(state.pool, who.brand_id) as conn:
+            await handlers.enqueue(
+                conn,
+                event,
+                max_attempts=state.settings.max_attempts,
+                now=state.clock(),
+                endpoint_ids=[endpoint_id],
+            )
+        return {"event_id": str(event.id)}
+
+    @post("/{endpoint_id:uuid}/recover", status_code=200)
+    async def recover(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        endpoint_id: FromPath[uuid.UUID],
+        data: JSONBody[Recover],
+    ) -> dict[str, int]:
+        """Re-queue every failed delivery of the endpoint since ``since``."""
+        who = _who(request)
+        await _endpoint(state.pool, who.brand_id, endpoint_id)
+        async with tenant_transaction(state.pool, who.brand_id) as conn:
+            count = await conn.fetchval(
+                "WITH r AS (UPDATE webhook_events SET status = 'pending', next_attempt_at = $3, "
+                "max_attempts = attempts + $4, updated_at = $3 WHERE endpoint_id = $1 "
+                "AND status = 'failed' AND created_at >= $2 RETURNING 1) SELECT count(*) FROM r",
+                endpoint_id,
+                data.since,
+                state.clock(),
+                state.settings.max_attempts,
+            )
+        return {"requeued": int(count)}
+
+
+class DeliveryController(Controller):
+    path = "/v1/webhooks/events"
+    tags = ["webhooks"]
+    guards = ADMIN
+
+    @get("/")
+    async def list_deliveries(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        status: FromQuery[Literal["pending", "delivering", "delivered", "failed"] | None] = None,
+        endpoint_id: FromQuery[uuid.UUID | None] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page:
+        after = _uncursor(cursor)
+        async with tenant_transaction(state.pool, _who(request).brand_id) as conn:
+            rows = await conn.fetch(
+                "SELECT id, endpoint_id, event_id, event_type, status, attempts, max_attempts, "
+                "next_attempt_at, last_error, last_response_code, created_at, delivered_at "
+                "FROM webhook_events WHERE ($1::text IS NULL OR status = $1) "
+                "AND ($2::uuid IS NULL OR endpoint_id = $2) "
+                "AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) "
+                "ORDER BY created_at DESC, id DESC LIMIT $5",
+                status,
+                endpoint_id,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit + 1,
+            )
+        items = [DeliveryOut(**dict(r)) for r in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items=items, next_cursor=_cursor(last.created_at, last.id) if last else None)
+
+    @get("/{delivery_id:uuid}/attempts")
+    async def attempts(
+        self, request: Request[Any, Any, Any], state: State, delivery_id: FromPath[uuid.UUID]
+    ) -> list[AttemptOut]:
+        async with tenant_transaction(state.pool, _who(request).brand_id) as conn:
+            if not await conn.fetchval("SELECT 1 FROM webhook_events WHERE id = $1", delivery_id):
+                raise NotFound(f"no delivery {delivery_id}", code="no_delivery")
+            rows = await conn.fetch(
+                "SELECT attempt, status, response_code, error, backoff_ms, response_body, "
+                "duration_ms, attempted_at FROM webhook_attempts WHERE webhook_event_id = $1 "
+                "ORDER BY attempt",
+                delivery_id,
+            )
+        return [AttemptOut(**dict(r)) for r in rows]
+
+    @post("/{delivery_id:uuid}/replay", status_code=202)
+    async def replay(
+        self, request: Request[Any, Any, Any], state: State, delivery_id: FromPath[uuid.UUID]
+    ) -> DeliveryOut:
+        """Deliver again: a new round of up to ``max_attempts`` tries (history is kept)."""
+        async with tenant_transaction(state.pool, _who(request).brand_id) as conn:
+            row = await conn.fetchrow(
+                "UPDATE webhook_events SET status = 'pending', next_attempt_at = $2, "
+                "max_attempts = attempts + $3, updated_at = $2 "
+                "WHERE id = $1 AND status IN ('delivered', 'failed') "
+                "RETURNING id, endpoint_id, event_id, event_type, status, attempts, max_attempts, "
+                "next_attempt_at, last_error, last_response_code, created_at, delivered_at",
+                delivery_id,
+                state.clock(),
+                state.settings.max_attempts,
+            )
+            if row is None:
+                exists = await conn.fetchval(
+                    "SELECT status FROM webhook_events WHERE id = $1", delivery_id
+                )
+                if exists is None:
+                    raise NotFound(f"no delivery {delivery_id}", code="no_delivery")
+                raise Conflict(
+                    f"the delivery is {exists}; it will be delivered anyway", code="in_progress"
+                )
+        return DeliveryOut(**dict(row))
