@@ -181,7 +181,8 @@ async def enqueue(
         INSERT INTO webhook_events (id, brand_id, endpoint_id, event_id, event_type,
                                     idempotency_key, payload, status, max_attempts,
                                     next_attempt_at, created_at, updated_at)
-        SELECT gen_random_uuid(), $1, t.endpoint_id, $2, $3, t.endpoint_id::text || ':' || $2,
+        SELECT gen_random_uuid(), $1, t.endpoint_id, $2::uuid, $3,
+               t.endpoint_id::text || ':' || $2::uuid::text,
                $4, 'pending', $5, $6, $6, $6
         FROM unnest($7::uuid[]) AS t(endpoint_id)
         ON CONFLICT (idempotency_key) DO NOTHING

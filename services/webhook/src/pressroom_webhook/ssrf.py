@@ -29,10 +29,13 @@ def check_address(address: IPAddress, *, allow_private: bool) -> None:
         address = address.ipv4_mapped
     if address in METADATA or address.is_link_local:
         raise UnsafeTarget(f"{address} is a link-local or metadata address")
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
+    if address.is_multicast or address.is_unspecified:
         raise UnsafeTarget(f"{address} is not a unicast address")
-    if (address.is_loopback or address.is_private or not address.is_global) and not allow_private:
-        raise UnsafeTarget(f"{address} is a private or loopback address")
+    if address.is_loopback or address.is_private or not address.is_global:
+        if not allow_private:
+            raise UnsafeTarget(f"{address} is a private or loopback address")
+        if address.is_reserved and not address.is_loopback:
+            raise UnsafeTarget(f"{address} is a reserved address")
 
 
 class GuardedResolver(AbstractResolver):
