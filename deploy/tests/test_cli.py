@@ -14,13 +14,14 @@ from pressroom_kit.embedded import free_port
 JWT_RE = re.compile(r"^eyJ[\w-]+\.[\w-]+\.[\w-]+$")
 
 
-async def _run_dev(tmp_path, pg_port, kafka_port, gateway_port):
+async def _run_dev(tmp_path, pg_port, kafka_port, gateway_port, webhook_port):
     env = {
         **os.environ,
         "PRESSROOM_DATA_DIR": str(tmp_path / "var"),
         "PRESSROOM_DEV_POSTGRES_PORT": str(pg_port),
         "PRESSROOM_DEV_KAFKA_PORT": str(kafka_port),
         "PRESSROOM_GATEWAY_PORT": str(gateway_port),
+        "PRESSROOM_WEBHOOK_PORT": str(webhook_port),
         "COLUMNS": "200",
     }
     env.pop("PRESSROOM_JWT_SECRET", None)
@@ -60,9 +61,9 @@ async def _stop(process):
 async def test_pressroom_dev_runs_the_stack_with_a_demo_brand_and_stops_cleanly(tmp_path):
     import aiohttp
 
-    pg_port, kafka_port, gateway_port = free_port(), free_port(), free_port()
+    pg_port, kafka_port, gateway_port, webhook_port = (free_port() for _ in range(4))
     for run in range(2):  # the second start finds the demo brand and creates nothing
-        process = await _run_dev(tmp_path, pg_port, kafka_port, gateway_port)
+        process = await _run_dev(tmp_path, pg_port, kafka_port, gateway_port, webhook_port)
         lines: list[str] = []
         try:
             admin, manager, viewer = await _tokens(process, lines)
@@ -81,6 +82,9 @@ async def test_pressroom_dev_runs_the_stack_with_a_demo_brand_and_stops_cleanly(
                     headers={"Authorization": f"Bearer {admin}"},
                 ) as response:
                     members = {m["user_id"]: m["role"] for m in (await response.json())["items"]}
+                async with http.get(f"{base}/v1/webhooks/endpoints",
+                                    headers={"Authorization": f"Bearer {admin}"}) as response:
+                    assert response.status == 200, await response.text()  # routed to webhook
                 async with http.patch(
                     f"{base}/v1/brands/current",
                     json={"name": "x"},

@@ -120,7 +120,7 @@ async def test_retries_follow_the_backoff_schedule_and_honour_retry_after(
         assert await service.worker.run_once() == 1  # attempt 4: 200
         [delivery] = await deliveries(service, brand)
         assert delivery["status"] == "delivered" and delivery["attempts"] == 4
-        status, attempts = await service.call(
+        _status, attempts = await service.call(
             "GET", f"/v1/webhooks/events/{delivery['id']}/attempts", brand
         )
         assert [a["response_code"] for a in attempts] == [500, 429, 503, 200]
@@ -149,7 +149,7 @@ async def test_timeouts_refused_connections_and_the_final_failure(
         assert items[dead["id"]]["status"] == "failed"
         assert "connection failed" in items[dead["id"]]["last_error"]
         live = next(d for e, d in items.items() if e != dead["id"])
-        status, attempts = await service.call(
+        _status, attempts = await service.call(
             "GET", f"/v1/webhooks/events/{live['id']}/attempts", brand
         )
         assert "timed out" in attempts[0]["error"]
@@ -164,7 +164,7 @@ async def test_410_gone_disables_the_endpoint(fresh_db, kafka_bootstrap, topics)
         await put_event(service, brand, brand_event(brand))
         hook.answer(410)
         await service.worker.run_once()
-        status, body = await service.call("GET", f"/v1/webhooks/endpoints/{endpoint['id']}", brand)
+        _status, body = await service.call("GET", f"/v1/webhooks/endpoints/{endpoint['id']}", brand)
         assert body["enabled"] is False and "410" in body["disabled_reason"]
         [delivery] = await deliveries(service, brand)
         assert delivery["status"] == "failed"

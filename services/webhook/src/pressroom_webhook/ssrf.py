@@ -43,7 +43,13 @@ class GuardedResolver(AbstractResolver):
 
     def __init__(self, *, allow_private: bool, inner: AbstractResolver | None = None) -> None:
         self.allow_private = allow_private
-        self.inner = inner or ThreadedResolver()
+        self._inner = inner
+
+    @property
+    def inner(self) -> AbstractResolver:
+        if self._inner is None:  # made on first use: it needs the running loop
+            self._inner = ThreadedResolver()
+        return self._inner
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -61,7 +67,8 @@ class GuardedResolver(AbstractResolver):
         return results
 
     async def close(self) -> None:
-        await self.inner.close()
+        if self._inner is not None:
+            await self._inner.close()
 
 
 def _result(hostname: str, address: str, port: int) -> ResolveResult:
