@@ -82,8 +82,9 @@ async def test_pressroom_dev_runs_the_stack_with_a_demo_brand_and_stops_cleanly(
                     headers={"Authorization": f"Bearer {admin}"},
                 ) as response:
                     members = {m["user_id"]: m["role"] for m in (await response.json())["items"]}
-                async with http.get(f"{base}/v1/webhooks/endpoints",
-                                    headers={"Authorization": f"Bearer {admin}"}) as response:
+                async with http.get(
+                    f"{base}/v1/webhooks/endpoints", headers={"Authorization": f"Bearer {admin}"}
+                ) as response:
                     assert response.status == 200, await response.text()  # routed to webhook
                 async with http.patch(
                     f"{base}/v1/brands/current",

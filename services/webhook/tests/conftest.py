@@ -148,6 +148,7 @@ def webhook_settings(db: TestDatabase, kafka: str, **overrides: Any) -> WebhookS
         "kafka_bootstrap_servers": kafka,
         "consumer_group": f"webhook-test-{uuid.uuid4().hex[:8]}",
         "timeout_s": 1.0,
+        "consumer_session_timeout_ms": 2000,
         "allow_private_targets": True,
         **overrides,
     }
@@ -156,14 +157,21 @@ def webhook_settings(db: TestDatabase, kafka: str, **overrides: Any) -> WebhookS
 
 @asynccontextmanager
 async def webhook_service(
-    db: TestDatabase, kafka: str, *, dns: dict[str, str] | None = None, **overrides: Any
+    db: TestDatabase,
+    kafka: str,
+    *,
+    dns: dict[str, str] | None = None,
+    run_delivery: bool = False,
+    **overrides: Any,
 ) -> AsyncIterator[Service]:
+    """The service on a real port; tests step the worker on a fake clock unless
+    ``run_delivery`` runs it for real (on the real clock)."""
     clock = FakeClock()
     app = create_app(
         webhook_settings(db, kafka, **overrides),
-        clock=clock,
+        clock=(lambda: datetime.now(UTC)) if run_delivery else clock,
         inner_resolver=StaticResolver(dns or {}),
-        run_delivery=False,
+        run_delivery=run_delivery,
     )
     async with serve_asgi(app) as base, aiohttp.ClientSession() as http:
         yield Service(base, app, clock, http)

@@ -290,3 +290,25 @@ async def test_dns_rebinding_is_refused_at_delivery_time(fresh_db, kafka_bootstr
         [delivery] = await deliveries(service, brand)
         assert delivery["status"] == "failed"
         assert "refused target" in delivery["last_error"]
+
+
+async def test_the_running_worker_delivers_new_work_at_once(fresh_db, kafka_bootstrap, topics):
+    import time
+    from datetime import UTC, datetime
+
+    brand = uuid.uuid4()
+    async with (
+        receiver() as hook,
+        webhook_service(
+            fresh_db, kafka_bootstrap, run_delivery=True, poll_interval_s=30
+        ) as service,
+    ):
+        await make_endpoint(service, brand, hook.url)
+        started = time.monotonic()
+        async with tenant_transaction(service.pool, brand) as conn:
+            await enqueue(conn, brand_event(brand), max_attempts=5, now=datetime.now(UTC))
+        async with asyncio.timeout(5):
+            while not hook.requests:
+                await asyncio.sleep(0.01)
+        # Woken by NOTIFY, not by the 30 s poll.
+        assert time.monotonic() - started < 2

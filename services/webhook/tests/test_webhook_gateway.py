@@ -5,7 +5,6 @@ import uuid
 import aiohttp
 import pytest
 from conftest import SECRET, token, webhook_service
-
 from pressroom_gateway.app import create_app as create_gateway
 from pressroom_gateway.settings import GatewaySettings
 from pressroom_kit.testing.plugin import APP_ROLE
@@ -19,11 +18,17 @@ async def test_brand_b_cannot_read_list_change_or_delete_brand_a_endpoints(
 ):
     brand_a, brand_b = uuid.uuid4(), uuid.uuid4()
     async with webhook_service(fresh_db, kafka_bootstrap) as service:
-        gateway = create_gateway(GatewaySettings.model_validate({
-            "database_url": fresh_db.owner_dsn, "runtime_role": APP_ROLE,
-            "routes": {"/v1/webhooks": service.base}, "jwt_secret": SECRET,
-            "kafka_bootstrap_servers": kafka_bootstrap,
-        }))
+        gateway = create_gateway(
+            GatewaySettings.model_validate(
+                {
+                    "database_url": fresh_db.owner_dsn,
+                    "runtime_role": APP_ROLE,
+                    "routes": {"/v1/webhooks": service.base},
+                    "jwt_secret": SECRET,
+                    "kafka_bootstrap_servers": kafka_bootstrap,
+                }
+            )
+        )
         async with serve_asgi(gateway) as base, aiohttp.ClientSession() as http:
 
             async def call(method, path, brand, role="admin", **kwargs):
@@ -31,9 +36,12 @@ async def test_brand_b_cannot_read_list_change_or_delete_brand_a_endpoints(
                 async with http.request(method, base + path, headers=headers, **kwargs) as r:
                     return r.status, await r.json(content_type=None)
 
-            status, created = await call("POST", "/v1/webhooks/endpoints", brand_a,
-                                         json={"url": "http://127.0.0.1:9/h",
-                                               "event_types": ["*"]})
+            status, created = await call(
+                "POST",
+                "/v1/webhooks/endpoints",
+                brand_a,
+                json={"url": "http://127.0.0.1:9/h", "event_types": ["*"]},
+            )
             assert status == 201
             path = f"/v1/webhooks/endpoints/{created['id']}"
             assert (await call("GET", path, brand_a))[0] == 200

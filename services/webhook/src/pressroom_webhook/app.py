@@ -11,7 +11,7 @@ from aiohttp.abc import AbstractResolver
 from litestar import Litestar
 from pressroom_contracts import TOPICS
 from pressroom_kit.auth import JWTVerifier
-from pressroom_kit.consumer import InboxConsumer
+from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
 from pressroom_kit.db import create_pool, prepare_database
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.http import ReadinessCheck, broker_check, create_service_app, database_check
@@ -93,6 +93,10 @@ def create_app(
                 handlers={},
                 default_handler=handlers.fanout_handler(settings.max_attempts, clock),
                 heartbeats=heartbeats,
+                settings=ConsumerSettings(
+                    session_timeout_ms=settings.consumer_session_timeout_ms,
+                    heartbeat_interval_ms=max(100, settings.consumer_session_timeout_ms // 10),
+                ),
             ).run,
         )
         if run_delivery:

@@ -39,6 +39,7 @@ from pressroom_webhook.ssrf import GuardedResolver, UnsafeTarget
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
 USER_AGENT = "Pressroom-Webhooks/1.0"
+NOTIFY_CHANNEL = "pressroom_webhook_due"
 
 
 def utcnow() -> datetime:
@@ -90,6 +91,7 @@ class DeliveryWorker:
     _session: aiohttp.ClientSession | None = None
     _gates: dict[uuid.UUID, tuple[asyncio.Semaphore, _Bucket]] = field(default_factory=dict)
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    _done: asyncio.Event = field(default_factory=asyncio.Event)
 
     beat_name = "delivery"
 
@@ -124,8 +126,16 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
+        wake = asyncio.Event()
+
+        def on_notify(*_: object) -> None:
+            wake.set()
+
+        listener = await self.pool.acquire()
+        await listener.add_listener(NOTIFY_CHANNEL, on_notify)
         try:
             while not stop.is_set():
+                wake.clear()
                 claimed = await self.claim()
                 self.heartbeats.beat(self.beat_name, detail=f"{len(self._inflight)} in flight")
                 for row in claimed:
@@ -133,9 +143,18 @@ class DeliveryWorker:
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
                 if not claimed:
+                    # Wake on NOTIFY (new work), on a finished delivery (its endpoint may
+                    # have more), or after the poll interval (retries that became due).
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval_s)
+                        await asyncio.wait_for(
+                            _first(stop, wake, self._done), timeout=self.settings.poll_interval_s
+                        )
+                    self._done.clear()
         finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(NOTIFY_CHANNEL, on_notify)
+                await listener.execute(f"UNLISTEN {NOTIFY_CHANNEL}")
+            await self.pool.release(listener)
             await self.close()
 
     async def run_once(self) -> int:
@@ -162,6 +181,8 @@ class DeliveryWorker:
         except Exception:
             # The lease expires and the delivery is claimed again; nothing is lost.
             log.exception("delivery crashed", delivery_id=str(row["id"]))
+        finally:
+            self._done.set()
 
     def _gate(self, endpoint_id: uuid.UUID) -> tuple[asyncio.Semaphore, _Bucket]:
         if endpoint_id not in self._gates:
@@ -430,6 +451,15 @@ def _retry_after(value: str | None, cap_s: float = 86_400) -> float | None:
         moment = email.utils.parsedate_to_datetime(value)
         return min(max(0.0, (moment - datetime.now(UTC)).total_seconds()), cap_s)
     return None
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _ms(started: float) -> int:

@@ -40,3 +40,4 @@ class WebhookSettings(ServiceSettings):
     poll_interval_s: float = 0.5
     lease_s: float = 60.0
     consumer_group: str = "pressroom-webhook"
+    consumer_session_timeout_ms: int = 10_000
