@@ -312,3 +312,35 @@ async def test_the_running_worker_delivers_new_work_at_once(fresh_db, kafka_boot
                 await asyncio.sleep(0.01)
         # Woken by NOTIFY, not by the 30 s poll.
         assert time.monotonic() - started < 2
+
+
+async def test_redirects_are_failures_and_long_failure_disables_the_endpoint(
+    fresh_db, kafka_bootstrap, topics
+):
+    brand = uuid.uuid4()
+    async with (
+        receiver() as hook,
+        webhook_service(fresh_db, kafka_bootstrap, max_attempts=2, disable_after_s=3600) as service,
+    ):
+        service.worker.random_fraction = lambda: 0.5
+        endpoint = await make_endpoint(service, brand, hook.url)
+        await put_event(service, brand, brand_event(brand, 1))
+        hook.answer(302, {"Location": "https://elsewhere.example/"})
+        await service.worker.run_once()
+        [delivery] = await deliveries(service, brand)
+        assert delivery["status"] == "pending" and "not followed" in delivery["last_error"]
+        assert len(hook.requests) == 1  # the redirect was not followed
+        # The receiver keeps failing for over an hour: the endpoint gets disabled.
+        hook.script[:] = [(500, {}, 0.0)] * 10
+        service.clock.advance(4000)
+        await put_event(service, brand, brand_event(brand, 2))
+        while await service.worker.run_once():
+            pass
+        _, body = await service.call("GET", f"/v1/webhooks/endpoints/{endpoint['id']}", brand)
+        assert body["enabled"] is False and "failing continuously" in body["disabled_reason"]
+        assert "webhook.endpoint.disabled.v1" in await outbox_types(service)
+        # Re-enabling it is a plain PATCH.
+        status, body = await service.call(
+            "PATCH", f"/v1/webhooks/endpoints/{endpoint['id']}", brand, json={"enabled": True}
+        )
+        assert status == 200 and body["enabled"] is True and body["disabled_reason"] is None

@@ -226,6 +226,14 @@ class EndpointController(Controller):
                 enabled=data.enabled,
             ),
         )
+        if data.enabled:
+            # A re-enabled endpoint starts with a clean record of failures.
+            async with tenant_transaction(state.pool, who.brand_id) as conn:
+                await conn.execute(
+                    "UPDATE webhook_endpoint_health SET failing_since = NULL "
+                    "WHERE endpoint_id = $1",
+                    endpoint_id,
+                )
         return await _endpoint(state.pool, who.brand_id, endpoint_id)
 
     @delete("/{endpoint_id:uuid}", status_code=204)
