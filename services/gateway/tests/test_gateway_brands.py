@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import bearer, call, create_brand, token
+from gateway_testkit import bearer, call, create_brand, token
 
 pytestmark = pytest.mark.integration
 

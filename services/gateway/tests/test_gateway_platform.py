@@ -5,7 +5,7 @@ import json
 import uuid
 
 import pytest
-from conftest import (
+from gateway_testkit import (
     MEDIA_OPENAPI,
     bearer,
     call,
@@ -35,7 +35,7 @@ def posts_service():
     async def get_post(post_id: FromPath[uuid.UUID]) -> dict[str, str]:
         return {"id": str(post_id)}
 
-    from conftest import SECRET
+    from gateway_testkit import SECRET
 
     return create_service_app(
         name="publishing",

@@ -10,7 +10,7 @@ import uuid
 
 import psutil
 import pytest
-from conftest import SECRET, bearer, call, echo_backend, token
+from gateway_testkit import SECRET, bearer, call, echo_backend, token
 from pressroom_kit.embedded import free_port, wait_for_port
 from pressroom_kit.testing.plugin import APP_ROLE
 

@@ -6,7 +6,7 @@ import uuid
 
 import jwt
 import pytest
-from conftest import (
+from gateway_testkit import (
     SECRET,
     bearer,
     call,

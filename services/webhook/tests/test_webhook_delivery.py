@@ -5,13 +5,13 @@ import json
 import uuid
 
 import pytest
-from conftest import receiver, webhook_service
 from pressroom_contracts import CloudEvent
 from pressroom_kit import cloudevents
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.embedded import free_port
 from pressroom_webhook.handlers import enqueue
 from pressroom_webhook.signing import verify
+from webhook_testkit import receiver, webhook_service
 
 pytestmark = pytest.mark.integration
 

@@ -4,11 +4,11 @@ import uuid
 
 import aiohttp
 import pytest
-from conftest import SECRET, token, webhook_service
 from pressroom_gateway.app import create_app as create_gateway
 from pressroom_gateway.settings import GatewaySettings
 from pressroom_kit.testing.plugin import APP_ROLE
 from pressroom_kit.testing.servers import serve_asgi
+from webhook_testkit import SECRET, token, webhook_service
 
 pytestmark = pytest.mark.e2e
 

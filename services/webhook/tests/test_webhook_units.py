@@ -115,7 +115,7 @@ def test_link_local_metadata_and_multicast_are_never_allowed(address):
 
 
 async def test_urls_are_refused_at_creation_without_the_allow_list():
-    from conftest import StaticResolver
+    from webhook_testkit import StaticResolver
 
     resolver = GuardedResolver(
         allow_private=False,
