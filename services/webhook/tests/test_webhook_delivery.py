@@ -66,32 +66,40 @@ async def test_a_kafka_event_becomes_one_signed_delivery_even_when_redelivered(
         assert endpoint["secret"].startswith("whsec_")
         other_brand_endpoint = await make_endpoint(service, uuid.uuid4(), hook.url)
         event = brand_event(brand)
+        # A type this build has no contract for yet is still forwarded as it is.
+        unknown = CloudEvent(
+            source="/pressroom/publishing",
+            type="brand.renamed.v9",
+            subject=str(brand),
+            brandid=brand,
+            data={"any": "thing"},
+        )
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
         await producer.start()
         try:
-            for _ in range(2):  # a redelivery
+            for message in (event, event, unknown):  # the first one twice: a redelivery
                 await producer.send_and_wait(
                     "pressroom.brands.v1",
                     key=str(brand).encode(),
-                    value=cloudevents.encode_value(event),
-                    headers=cloudevents.kafka_headers(cloudevents.to_headers(event)),
+                    value=cloudevents.encode_value(message),
+                    headers=cloudevents.kafka_headers(cloudevents.to_headers(message)),
                 )
         finally:
             await producer.stop()
         async with asyncio.timeout(30):
-            while not await deliveries(service, brand):
+            while len(await deliveries(service, brand)) < 2:
                 await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)
-        assert len(await deliveries(service, brand)) == 1
-        assert await service.worker.run_once() == 1
-        assert len(hook.requests) == 1
-        request = hook.requests[0]
+        assert len(await deliveries(service, brand)) == 2
+        assert await service.worker.run_once() == 2
+        assert len(hook.requests) == 2
+        request = next(r for r in hook.requests if b"member_added" in r["body"])
+        assert any(b"brand.renamed.v9" in r["body"] for r in hook.requests)
         verify(endpoint["secret"], request["headers"], request["body"])
         sent = json.loads(request["body"])
         assert sent["id"] == str(event.id) and sent["type"] == "brand.member_added.v1"
         assert sent["data"]["user_id"] == "u0"
-        [delivery] = await deliveries(service, brand)
-        assert delivery["status"] == "delivered" and delivery["attempts"] == 1
+        assert {d["status"] for d in await deliveries(service, brand)} == {"delivered"}
         assert "webhook.delivery.succeeded.v1" in await outbox_types(service)
         assert other_brand_endpoint["id"] != endpoint["id"]
 

@@ -79,8 +79,12 @@ class InboxConsumer:
         settings: ConsumerSettings | None = None,
         group_id: str | None = None,
         default_handler: Handler | None = None,
+        accept_unknown_types: bool = False,
     ) -> None:
-        """``default_handler`` handles every known type that has no handler of its own."""
+        """``default_handler`` handles every known type that has no handler of its own, and
+        with ``accept_unknown_types`` also well-formed CloudEvents of types this build's
+        contracts do not know (a generic forwarder such as webhooks wants those; everyone
+        else dead-letters them)."""
         self.name = name
         self.group_id = group_id or name
         self.pool = dsn_or_pool
@@ -88,6 +92,7 @@ class InboxConsumer:
         self.topics = list(topics)
         self.handlers = dict(handlers)
         self.default_handler = default_handler
+        self.accept_unknown_types = accept_unknown_types
         self.registry = registry
         self.heartbeats = heartbeats or Heartbeats()
         self.settings = settings or ConsumerSettings()
@@ -180,6 +185,10 @@ class InboxConsumer:
             return item
         model = self.registry.get(item.event.type)
         if model is None:
+            if self.accept_unknown_types and self.default_handler is not None:
+                item.handler = self.default_handler
+                item.payload = EventPayload.model_validate(item.event.data)
+                return item
             item.error = f"unknown event type {item.event.type!r}"
             return item
         item.handler = self.handlers.get(item.event.type, self.default_handler)

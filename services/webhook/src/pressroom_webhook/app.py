@@ -92,6 +92,7 @@ def create_app(
                 topics=list(TOPICS),
                 handlers={},
                 default_handler=handlers.fanout_handler(settings.max_attempts, clock),
+                accept_unknown_types=True,
                 heartbeats=heartbeats,
                 settings=ConsumerSettings(
                     session_timeout_ms=settings.consumer_session_timeout_ms,
