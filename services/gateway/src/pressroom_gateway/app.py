@@ -108,14 +108,14 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
         assert merger is not None
         openapi_merger = merger
         workers.add("openapi", lambda stop: openapi_merger.run(stop, lambda: proxy.session))
-        async with workers.lifespan():
-            try:
+        try:
+            async with workers.lifespan():  # workers stop before what they use closes
                 yield
-            finally:
-                await proxy.stop()
-                if isinstance(store, RedisBuckets):
-                    await store.close()
-                await pool.close()
+        finally:
+            await proxy.stop()
+            if isinstance(store, RedisBuckets):
+                await store.close()
+            await pool.close()
 
     @get("/schema/openapi.json", opt=PUBLIC, include_in_schema=False, sync_to_thread=False)
     def merged_openapi() -> dict[str, Any]:

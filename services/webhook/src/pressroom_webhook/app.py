@@ -102,12 +102,12 @@ def create_app(
         )
         if run_delivery:
             workers.add("delivery", worker.run)
-        async with workers.lifespan():
-            try:
+        try:
+            async with workers.lifespan():  # workers stop before what they use closes
                 yield
-            finally:
-                await worker.close()
-                await pool.close()
+        finally:
+            await worker.close()
+            await pool.close()
 
     return create_service_app(
         name="webhook",
