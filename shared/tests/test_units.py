@@ -102,3 +102,17 @@ def test_heartbeats_go_stale():
     assert beats.healthy()
     beats.beat("w", ok=False, detail="broker down")
     assert beats.status()["w"] == {"ok": False, "detail": "broker down", "age_s": 0.0}
+
+
+def test_cursors_round_trip_and_foreign_cursors_are_refused():
+    from pressroom_kit.pagination import decode_cursor, encode_cursor, page
+
+    cursor = encode_cursor("2026-11-24T12:00:00+00:00", "abc")
+    assert decode_cursor(cursor, 2) == ["2026-11-24T12:00:00+00:00", "abc"]
+    assert decode_cursor(None, 2) is None
+    for bad in ("not-base64!!", encode_cursor("only one"), "e30="):
+        with pytest.raises(Invalid):
+            decode_cursor(bad, 2)
+    items, next_cursor = page([1, 2, 3], 2, lambda n: (n,))
+    assert items == [1, 2] and decode_cursor(next_cursor, 1) == [2]
+    assert page([1, 2], 2, lambda n: (n,)) == ([1, 2], None)

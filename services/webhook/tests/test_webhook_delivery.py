@@ -352,3 +352,32 @@ async def test_redirects_are_failures_and_long_failure_disables_the_endpoint(
             "PATCH", f"/v1/webhooks/endpoints/{endpoint['id']}", brand, json={"enabled": True}
         )
         assert status == 200 and body["enabled"] is True and body["disabled_reason"] is None
+
+
+async def test_lists_are_cursor_paginated_and_bad_input_is_a_problem(
+    fresh_db, kafka_bootstrap, topics
+):
+    brand = uuid.uuid4()
+    async with webhook_service(fresh_db, kafka_bootstrap) as service:
+        for n in range(3):
+            await make_endpoint(service, brand, f"http://127.0.0.1:9/h{n}")
+        status, first = await service.call("GET", "/v1/webhooks/endpoints?limit=2", brand)
+        assert status == 200 and len(first["items"]) == 2 and first["next_cursor"]
+        _, second = await service.call(
+            "GET", f"/v1/webhooks/endpoints?limit=2&cursor={first['next_cursor']}", brand
+        )
+        assert len(second["items"]) == 1 and second["next_cursor"] is None
+        ids = {e["id"] for e in first["items"] + second["items"]}
+        assert len(ids) == 3
+        assert "secret" not in first["items"][0]  # shown at creation only
+        status, problem = await service.call("GET", "/v1/webhooks/endpoints?cursor=nope", brand)
+        assert status == 422 and problem["status"] == 422
+        for body in (
+            {"url": "http://127.0.0.1:9/h", "event_types": []},
+            {"url": "http://127.0.0.1:9/h", "event_types": ["*"], "provider": "teams"},
+            {"url": "not a url", "event_types": ["*"]},
+        ):
+            status, problem = await service.call("POST", "/v1/webhooks/endpoints", brand, json=body)
+            assert status in (400, 422), problem
+        status, _ = await service.call("GET", f"/v1/webhooks/endpoints/{uuid.uuid4()}", brand)
+        assert status == 404

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -15,6 +14,7 @@ from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Invalid, NotFound
 from pressroom_kit.http import requires_role
+from pressroom_kit.pagination import decode_cursor, page
 from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_gateway import handlers
@@ -89,19 +89,6 @@ async def _read_brand(pool: asyncpg.Pool, brand_id: UUID | None) -> BrandOut:
     return BrandOut(**dict(row))
 
 
-def _encode_cursor(user_id: str) -> str:
-    return base64.urlsafe_b64encode(user_id.encode()).decode()
-
-
-def _decode_cursor(cursor: str | None) -> str:
-    if not cursor:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid("the cursor is not one this API gave out", code="bad_cursor") from exc
-
-
 class BrandController(Controller):
     path = "/v1/brands"
     tags = ["brands"]
@@ -151,7 +138,8 @@ class BrandController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> MemberPage:
-        after = _decode_cursor(cursor)
+        key = decode_cursor(cursor, 1)
+        after = key[0] if key else ""
         brand_id = _principal(request).brand_id
         async with tenant_transaction(_pool(state), brand_id) as conn:
             rows = await conn.fetch(
@@ -161,8 +149,9 @@ class BrandController(Controller):
                 after,
                 limit + 1,
             )
-        items = [MemberOut(**dict(r)) for r in rows[:limit]]
-        next_cursor = _encode_cursor(items[-1].user_id) if len(rows) > limit else None
+        items, next_cursor = page(
+            [MemberOut(**dict(r)) for r in rows], limit, lambda m: (m.user_id,)
+        )
         return MemberPage(items=items, next_cursor=next_cursor)
 
     @post("/current/members", guards=[requires_role("admin")], status_code=201)

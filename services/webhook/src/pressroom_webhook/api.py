@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound
 from pressroom_kit.http import requires_role
+from pressroom_kit.pagination import decode_cursor, page
 from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_webhook import handlers
@@ -118,17 +118,13 @@ def _who(request: Request[Any, Any, Any]) -> Caller:
     return Caller(principal.sub, principal.brand_id)
 
 
-def _cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
-
-
-def _uncursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
+def _after(cursor: str | None) -> tuple[datetime | None, uuid.UUID | None]:
+    key = decode_cursor(cursor, 2)
+    if key is None:
+        return None, None
     try:
-        stamp, _, row_id = base64.urlsafe_b64decode(cursor).decode().partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(row_id)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return datetime.fromisoformat(key[0]), uuid.UUID(key[1])
+    except (TypeError, ValueError) as exc:
         raise Invalid("the cursor is not one this API gave out", code="bad_cursor") from exc
 
 
@@ -156,19 +152,22 @@ class EndpointController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> Page:
-        after = _uncursor(cursor)
+        after_time, after_id = _after(cursor)
         async with tenant_transaction(state.pool, _who(request).brand_id) as conn:
             rows = await conn.fetch(
                 f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE NOT deleted "
                 "AND ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2)) "
                 "ORDER BY created_at DESC, id DESC LIMIT $3",
-                after[0] if after else None,
-                after[1] if after else None,
+                after_time,
+                after_id,
                 limit + 1,
             )
-        items = [EndpointOut(**dict(r)) for r in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items=items, next_cursor=_cursor(last.created_at, last.id) if last else None)
+        items, next_cursor = page(
+            [EndpointOut(**dict(r)) for r in rows],
+            limit,
+            lambda item: (item.created_at.isoformat(), item.id),
+        )
+        return Page(items=items, next_cursor=next_cursor)
 
     @post("/", status_code=201)
     async def create(
@@ -331,7 +330,7 @@ class DeliveryController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> Page:
-        after = _uncursor(cursor)
+        after_time, after_id = _after(cursor)
         async with tenant_transaction(state.pool, _who(request).brand_id) as conn:
             rows = await conn.fetch(
                 "SELECT id, endpoint_id, event_id, event_type, status, attempts, max_attempts, "
@@ -342,13 +341,16 @@ class DeliveryController(Controller):
                 "ORDER BY created_at DESC, id DESC LIMIT $5",
                 status,
                 endpoint_id,
-                after[0] if after else None,
-                after[1] if after else None,
+                after_time,
+                after_id,
                 limit + 1,
             )
-        items = [DeliveryOut(**dict(r)) for r in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items=items, next_cursor=_cursor(last.created_at, last.id) if last else None)
+        items, next_cursor = page(
+            [DeliveryOut(**dict(r)) for r in rows],
+            limit,
+            lambda item: (item.created_at.isoformat(), item.id),
+        )
+        return Page(items=items, next_cursor=next_cursor)
 
     @get("/{delivery_id:uuid}/attempts")
     async def attempts(
