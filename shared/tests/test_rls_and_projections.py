@@ -86,3 +86,34 @@ async def test_rebuild_gives_the_same_rows_as_the_live_projection(app_pool, owne
         assert diffs[0].only_live == 1 and diffs[0].only_rebuilt == 1
         await projections.swap(conn, sample.NOTES_PROJECTION)
         assert await conn.fetchval("SELECT title FROM notes WHERE id = 'n5'") == "title 5.0"
+
+
+async def test_racing_creators_of_one_aggregate_get_a_concurrency_error_not_a_crash(app_pool):
+    import asyncio
+
+    from pressroom_kit.errors import ConcurrencyError
+
+    brand = uuid.uuid4()
+    results = await asyncio.gather(
+        *(_write(app_pool, brand, "same-id", f"writer {n}") for n in range(4)),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, ConcurrencyError) for r in results if r is not None)
+    async with tenant_transaction(app_pool, brand) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM notes WHERE id = 'same-id'") == 1
+
+
+async def test_a_genuinely_broken_projection_is_not_mistaken_for_a_race(app_pool):
+    brand = uuid.uuid4()
+    async with tenant_transaction(app_pool, brand) as conn:
+        # A stray read-table row the event store knows nothing about.
+        await conn.execute(
+            "INSERT INTO notes (id, brand_id, title, updated_at) VALUES ('ghost', $1, 'x', now())",
+            brand,
+        )
+    import asyncpg
+
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await _write(app_pool, brand, "ghost", "real")
+    assert await app_pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 'ghost'") == 0

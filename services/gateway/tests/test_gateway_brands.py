@@ -137,3 +137,31 @@ async def test_brandless_tokens_only_create_brands(gateway, http):
     status, _, _ = await call(http, "GET", f"{gateway}/v1/media", headers=bearer(onboarding))
     assert status == 403
     await create_brand(http, gateway, sub="newbie")
+
+
+async def test_two_replicas_creating_the_demo_brand_together_create_it_once(fresh_db):
+    import asyncio
+
+    from pressroom_gateway.app import MIGRATIONS
+    from pressroom_gateway.handlers import ensure_demo_brand
+    from pressroom_kit.db import create_pool, prepare_database
+    from pressroom_kit.testing.plugin import APP_ROLE
+
+    dsn = await prepare_database(
+        database_url=fresh_db.owner_dsn,
+        migrate_database_url=None,
+        runtime_role=APP_ROLE,
+        migrations=[MIGRATIONS],
+    )
+    pool = await create_pool(dsn)
+    try:
+        brand = uuid.uuid4()
+        created = await asyncio.gather(
+            *(ensure_demo_brand(pool, brand, admin_sub="dev-admin") for _ in range(4))
+        )
+        assert sorted(created) == [False, False, False, True]
+        assert await ensure_demo_brand(pool, brand, admin_sub="dev-admin") is False
+        count = await pool.fetchval("SELECT count(*) FROM events WHERE type = 'BrandCreated'")
+        assert count == 1
+    finally:
+        await pool.close()

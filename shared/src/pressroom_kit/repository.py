@@ -77,20 +77,33 @@ class Repository(Generic[A]):
             metadata=meta,
             occurred_at=occurred_at,
         )
-        if self.projector is not None:
-            await self.projector.apply(conn, preview)
         outbox = [outbox_row(m) for m in self._public_messages(preview, traceparent)]
-        recorded = await eventstore.append(
-            conn,
-            stream_id=item.id,
-            stream_type=self.aggregate.stream_type,
-            expected_version=item.version,
-            events=new_events,
-            brand_id=brand_id,
-            metadata=meta,
-            occurred_at=occurred_at,
-            outbox=outbox,
-        )
+
+        async def append() -> list[RecordedEvent]:
+            return await eventstore.append(
+                conn,
+                stream_id=item.id,
+                stream_type=self.aggregate.stream_type,
+                expected_version=item.version,
+                events=new_events,
+                brand_id=brand_id,
+                metadata=meta,
+                occurred_at=occurred_at,
+                outbox=outbox,
+            )
+
+        if self.projector is not None:
+            # A writer racing us may have projected the same rows first; its commit makes our
+            # projection collide before our append could say "concurrency conflict". So on a
+            # constraint violation, undo the projection and let the append decide.
+            await conn.execute("SAVEPOINT pressroom_projection")
+            try:
+                await self.projector.apply(conn, preview)
+            except asyncpg.IntegrityConstraintViolationError:
+                await conn.execute("ROLLBACK TO SAVEPOINT pressroom_projection")
+                await append()  # raises ConcurrencyError when we lost the race
+                raise  # we did not: the projection itself is wrong
+        recorded = await append()
         item.mark_saved()
         return recorded
 
