@@ -165,3 +165,39 @@ async def test_two_replicas_creating_the_demo_brand_together_create_it_once(fres
         assert count == 1
     finally:
         await pool.close()
+
+
+async def test_pressroom_rebuild_replays_the_gateway_projections(gateway, http, fresh_db):
+    import asyncio
+    import sys
+
+    brand = await create_brand(http, gateway, sub="rebuild-founder", name="Rebuilt")
+    admin = token("admin", brand, sub="rebuild-founder")
+    await call(
+        http,
+        "POST",
+        f"{gateway}/v1/brands/current/members",
+        json={"user_id": "m9", "role": "manager"},
+        headers=bearer(admin),
+    )
+    await call(
+        http,
+        "PATCH",
+        f"{gateway}/v1/brands/current",
+        json={"name": "Rebuilt 2"},
+        headers=bearer(admin),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pressroom_deploy",
+        "rebuild",
+        "gateway",
+        "--database-url",
+        fresh_db.owner_dsn,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output = (await process.communicate())[0].decode()
+    assert process.returncode == 0, output
+    assert "brands" in output and "brand_users" in output and "equal" in output

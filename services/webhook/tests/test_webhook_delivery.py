@@ -381,3 +381,24 @@ async def test_lists_are_cursor_paginated_and_bad_input_is_a_problem(
             assert status in (400, 422), problem
         status, _ = await service.call("GET", f"/v1/webhooks/endpoints/{uuid.uuid4()}", brand)
         assert status == 404
+
+
+async def test_the_test_button_sends_a_webhook_test_event(fresh_db, kafka_bootstrap, topics):
+    brand = uuid.uuid4()
+    async with receiver() as hook, webhook_service(fresh_db, kafka_bootstrap) as service:
+        endpoint = await make_endpoint(service, brand, hook.url, provider="slack")
+        status, body = await service.call(
+            "POST", f"/v1/webhooks/endpoints/{endpoint['id']}/test", brand
+        )
+        assert status == 202 and body["event_id"]
+        assert await service.worker.run_once() == 1
+        message = json.loads(hook.requests[0]["body"])
+        assert message["text"].startswith("Test event from Pressroom")
+        verify(endpoint["secret"], hook.requests[0]["headers"], hook.requests[0]["body"])
+        await service.call(
+            "PATCH", f"/v1/webhooks/endpoints/{endpoint['id']}", brand, json={"enabled": False}
+        )
+        status, _ = await service.call(
+            "POST", f"/v1/webhooks/endpoints/{endpoint['id']}/test", brand
+        )
+        assert status == 409
