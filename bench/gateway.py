@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,13 @@ from typing import Any
 
 from pressroom_kit.auth import mint_token
 from pressroom_kit.db import ensure_databases, replace_database
-from pressroom_kit.embedded import EmbeddedKafka, EmbeddedPostgres, free_port, wait_for_port
+from pressroom_kit.embedded import (
+    EmbeddedKafka,
+    EmbeddedPostgres,
+    free_port,
+    terminate,
+    wait_for_port,
+)
 
 SECRET = "bench-gateway-secret-bench-gateway-secret"
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
@@ -166,12 +171,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         return results
     finally:
         for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            terminate(process, timeout=15)
         kafka.stop()
         postgres.stop()
         shutil.rmtree(folder, ignore_errors=True)

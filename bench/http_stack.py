@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Response, get
-from pressroom_kit.embedded import free_port, wait_for_port
+from pressroom_kit.embedded import free_port, terminate, wait_for_port
 
 from bench.gateway import wrk
 
@@ -130,8 +130,7 @@ def main() -> None:
                 f"http://127.0.0.1:{port}/hello", "-", args.seconds, args.connections
             )
         finally:
-            process.terminate()
-            process.wait()
+            terminate(process)
     upstream_port = free_port()
     upstream = serve("uvicorn", "bench.http_stack:plain_app", upstream_port)
     os.environ["UPSTREAM"] = f"http://127.0.0.1:{upstream_port}"
@@ -144,11 +143,9 @@ def main() -> None:
                     f"http://127.0.0.1:{port}/hello", "-", args.seconds, args.connections
                 )
             finally:
-                process.terminate()
-                process.wait()
+                terminate(process)
     finally:
-        upstream.terminate()
-        upstream.wait()
+        terminate(upstream)
     for name, figures in results.items():
         print(f"{name}: {figures}")
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -37,7 +37,7 @@ from pressroom_kit.db import (
     replace_database,
     tenant_transaction,
 )
-from pressroom_kit.embedded import EmbeddedPostgres, free_port, wait_for_port
+from pressroom_kit.embedded import EmbeddedPostgres, free_port, terminate, wait_for_port
 
 RESULTS = Path(__file__).parent / "results" / "webhook.json"
 ENDPOINTS = 50
@@ -231,12 +231,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         return results
     finally:
         for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            terminate(process, timeout=15)
         postgres.stop()
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -197,8 +197,8 @@ class EmbeddedPostgres:
             self._process.wait()
 
 
-def _terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    """SIGTERM a child server, then SIGKILL it if it lingers."""
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a child process, then SIGKILL it if it lingers past ``timeout``."""
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -254,7 +254,7 @@ class EmbeddedKafka:
         return self
 
     def stop(self) -> None:
-        _terminate(self._process)
+        terminate(self._process)
 
 
 @contextlib.contextmanager
@@ -308,4 +308,4 @@ class EmbeddedRedis:
         return self
 
     def stop(self) -> None:
-        _terminate(self._process)
+        terminate(self._process)
