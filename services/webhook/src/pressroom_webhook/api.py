@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -118,14 +119,42 @@ def _who(request: Request[Any, Any, Any]) -> Caller:
     return Caller(principal.sub, principal.brand_id)
 
 
-def _after(cursor: str | None) -> tuple[datetime | None, uuid.UUID | None]:
+async def _newest_first(
+    pool: asyncpg.Pool,
+    brand_id: uuid.UUID,
+    select: str,
+    model: type[BaseModel],
+    filters: Sequence[tuple[str, Any]],
+    cursor: str | None,
+    limit: int,
+    always: str = "TRUE",
+) -> Page:
+    """A page of ``select`` (``SELECT ... FROM table``) newest first, keyset-paginated on
+    ``(created_at, id)``. ``always`` is a fixed condition; ``filters`` are ``(fragment with
+    {} for the parameter, value)``, applied when the value is not ``None``. Values always
+    travel as parameters."""
+    params: list[Any] = []
+    clauses = [always]
+    for fragment, value in filters:
+        if value is not None:
+            params.append(value)
+            clauses.append(fragment.format(f"${len(params)}"))
     key = decode_cursor(cursor, 2)
-    if key is None:
-        return None, None
-    try:
-        return datetime.fromisoformat(key[0]), uuid.UUID(key[1])
-    except (TypeError, ValueError) as exc:
-        raise Invalid("the cursor is not one this API gave out", code="bad_cursor") from exc
+    if key is not None:
+        try:
+            params += [datetime.fromisoformat(key[0]), uuid.UUID(key[1])]
+        except (TypeError, ValueError) as exc:
+            raise Invalid("the cursor is not one this API gave out", code="bad_cursor") from exc
+        clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
+    params.append(limit + 1)
+    query = (
+        f"{select} WHERE {' AND '.join(clauses)} "
+        f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}"
+    )
+    async with tenant_transaction(pool, brand_id) as conn:
+        rows = await conn.fetch(query, *params)
+    kept, next_cursor = page(rows, limit, lambda r: (r["created_at"].isoformat(), r["id"]))
+    return Page(items=[model(**dict(r)) for r in kept], next_cursor=next_cursor)
 
 
 async def _endpoint(pool: asyncpg.Pool, brand_id: uuid.UUID, endpoint_id: uuid.UUID) -> EndpointOut:
@@ -152,22 +181,16 @@ class EndpointController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> Page:
-        after_time, after_id = _after(cursor)
-        async with tenant_transaction(state.pool, _who(request).brand_id) as conn:
-            rows = await conn.fetch(
-                f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE NOT deleted "
-                "AND ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2)) "
-                "ORDER BY created_at DESC, id DESC LIMIT $3",
-                after_time,
-                after_id,
-                limit + 1,
-            )
-        items, next_cursor = page(
-            [EndpointOut(**dict(r)) for r in rows],
+        return await _newest_first(
+            state.pool,
+            _who(request).brand_id,
+            f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints",
+            EndpointOut,
+            [],
+            cursor,
             limit,
-            lambda item: (item.created_at.isoformat(), item.id),
+            always="NOT deleted",
         )
-        return Page(items=items, next_cursor=next_cursor)
 
     @post("/", status_code=201)
     async def create(
@@ -330,27 +353,17 @@ class DeliveryController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> Page:
-        after_time, after_id = _after(cursor)
-        async with tenant_transaction(state.pool, _who(request).brand_id) as conn:
-            rows = await conn.fetch(
-                "SELECT id, endpoint_id, event_id, event_type, status, attempts, max_attempts, "
-                "next_attempt_at, last_error, last_response_code, created_at, delivered_at "
-                "FROM webhook_events WHERE ($1::text IS NULL OR status = $1) "
-                "AND ($2::uuid IS NULL OR endpoint_id = $2) "
-                "AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) "
-                "ORDER BY created_at DESC, id DESC LIMIT $5",
-                status,
-                endpoint_id,
-                after_time,
-                after_id,
-                limit + 1,
-            )
-        items, next_cursor = page(
-            [DeliveryOut(**dict(r)) for r in rows],
+        return await _newest_first(
+            state.pool,
+            _who(request).brand_id,
+            "SELECT id, endpoint_id, event_id, event_type, status, attempts, max_attempts, "
+            "next_attempt_at, last_error, last_response_code, created_at, delivered_at "
+            "FROM webhook_events",
+            DeliveryOut,
+            [("status = {}", status), ("endpoint_id = {}", endpoint_id)],
+            cursor,
             limit,
-            lambda item: (item.created_at.isoformat(), item.id),
         )
-        return Page(items=items, next_cursor=next_cursor)
 
     @get("/{delivery_id:uuid}/attempts")
     async def attempts(
