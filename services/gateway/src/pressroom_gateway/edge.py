@@ -85,10 +85,10 @@ class Edge:
                         "pressroom.backend": backend,
                     },
                 ) as span:
-                    await self._handle(scope, receive, send, request_id, status_holder)
+                    await self._handle(scope, receive, send, backend, request_id, status_holder)
                     span.set_attribute("http.response.status_code", status_holder[0])
             else:
-                await self._handle(scope, receive, send, request_id, status_holder)
+                await self._handle(scope, receive, send, backend, request_id, status_holder)
         finally:
             request_id_var.reset(token)
             PROXIED.labels(backend, f"{status_holder[0] // 100}xx").observe(
@@ -96,7 +96,13 @@ class Edge:
             )
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, status_holder: list[int]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        backend: str,
+        request_id: str,
+        status_holder: list[int],
     ) -> None:
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode()), *_SECURITY]
 
@@ -146,7 +152,7 @@ class Edge:
         if refused is not None:
             await too_many(send_with_headers, refused, [])
             return
-        await self.proxy(scope, receive, send_with_headers)
+        await self.proxy.forward(scope, receive, send_with_headers, backend)
 
 
 def _header(headers: Any, name: bytes) -> str | None:

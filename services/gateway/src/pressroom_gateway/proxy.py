@@ -94,12 +94,16 @@ class ReverseProxy:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        backend = self.backend_for(scope["path"])
+        if backend is None:
+            await send_problem(send, 404, "Not found", f"no service serves {scope['path']}")
+            return
+        await self.forward(scope, receive, send, backend)
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send, backend: str) -> None:
+        """Proxy one request to ``backend`` (the caller already matched the route)."""
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else str(raw_path)
-        backend = self.backend_for(path)
-        if backend is None:
-            await send_problem(send, 404, "Not found", f"no service serves {path}")
-            return
         query = scope.get("query_string", b"")
         url = backend + path + ("?" + query.decode("latin-1") if query else "")
         method = str(scope.get("method", "GET"))
