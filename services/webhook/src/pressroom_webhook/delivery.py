@@ -26,6 +26,7 @@ from pressroom_contracts import CloudEvent
 from pressroom_contracts.events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from pressroom_contracts.topics import Topic
 from pressroom_kit.db import tenant_transaction
+from pressroom_kit.errors import Conflict, NotFound
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import OutboxMessage, write_outbox
@@ -395,8 +396,6 @@ class DeliveryWorker:
             )
 
     async def _disable(self, brand_id: uuid.UUID, endpoint_id: uuid.UUID, reason: str) -> None:
-        from pressroom_kit.errors import Conflict, NotFound
-
         with contextlib.suppress(Conflict, NotFound):  # already disabled or deleted meanwhile
             await handlers.change_endpoint(
                 self.pool,
