@@ -58,6 +58,21 @@ async def _mention(conn, event, payload):
     )
 
 
+def _consumer(pool, bootstrap, topic, handler=None, **overrides):
+    """An inbox consumer of the sample domain's events, quick to join Tansu groups."""
+    options = {
+        "name": f"g-{uuid.uuid4().hex[:8]}",
+        "dsn_or_pool": pool,
+        "bootstrap_servers": bootstrap,
+        "topics": [topic],
+        "registry": sample.REGISTRY,
+        "handlers": {"sample.note.changed.v1": handler or _mention},
+        "settings": FAST,
+        **overrides,
+    }
+    return InboxConsumer(**options)
+
+
 async def _run_until(consumer, predicate, timeout=20.0):
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
@@ -82,15 +97,7 @@ async def test_the_same_cloudevent_delivered_twice_has_its_effect_once(
         unique_topic,
         [_encoded(first), _encoded(first), _encoded(other), _encoded(first)],
     )
-    consumer = InboxConsumer(
-        name=f"g-{uuid.uuid4().hex[:8]}",
-        dsn_or_pool=app_pool,
-        bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic],
-        registry=sample.REGISTRY,
-        handlers={"sample.note.changed.v1": _mention},
-        settings=FAST,
-    )
+    consumer = _consumer(app_pool, kafka_bootstrap, unique_topic)
 
     async def done():
         return await owner_pool.fetchval("SELECT count(*) FROM inbox") == 2
@@ -111,16 +118,7 @@ async def test_redelivery_after_a_crash_before_the_offset_commit_changes_nothing
     events = [_event(brand, f"n{i}", "t") for i in range(5)]
     await _produce(kafka_bootstrap, unique_topic, [_encoded(e) for e in events])
     group = f"g-{uuid.uuid4().hex[:8]}"
-    handlers = {"sample.note.changed.v1": _mention}
-    consumer = InboxConsumer(
-        name=group,
-        dsn_or_pool=app_pool,
-        bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic],
-        registry=sample.REGISTRY,
-        handlers=handlers,
-        settings=FAST,
-    )
+    consumer = _consumer(app_pool, kafka_bootstrap, unique_topic, name=group)
 
     async def all_seen():
         return await owner_pool.fetchval("SELECT count(*) FROM note_mentions") == 5
@@ -128,15 +126,8 @@ async def test_redelivery_after_a_crash_before_the_offset_commit_changes_nothing
     await _run_until(consumer, all_seen)
     # "Effects committed, offset commit lost": the same inbox reads the partition again
     # from the start (a group with no committed offsets) and must change nothing.
-    replay = InboxConsumer(
-        name=group,
-        group_id=f"{group}-replay",
-        dsn_or_pool=app_pool,
-        bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic],
-        registry=sample.REGISTRY,
-        handlers=handlers,
-        settings=FAST,
+    replay = _consumer(
+        app_pool, kafka_bootstrap, unique_topic, name=group, group_id=f"{group}-replay"
     )
 
     async def replayed():
@@ -167,16 +158,7 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_partition_moves_on(
     ]
     await _produce(kafka_bootstrap, unique_topic, messages)
     beats = Heartbeats()
-    consumer = InboxConsumer(
-        name=f"g-{uuid.uuid4().hex[:8]}",
-        dsn_or_pool=app_pool,
-        bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic],
-        registry=sample.REGISTRY,
-        handlers={"sample.note.changed.v1": _mention},
-        heartbeats=beats,
-        settings=FAST,
-    )
+    consumer = _consumer(app_pool, kafka_bootstrap, unique_topic, heartbeats=beats)
 
     async def done():
         return await owner_pool.fetchval("SELECT count(*) FROM note_mentions") == 2
@@ -213,13 +195,11 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
             raise RuntimeError("receiver exploded")
         await _mention(conn, event, payload)
 
-    consumer = InboxConsumer(
-        name=f"g-{uuid.uuid4().hex[:8]}",
-        dsn_or_pool=app_pool,
-        bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic],
-        registry=sample.REGISTRY,
-        handlers={"sample.note.changed.v1": flaky},
+    consumer = _consumer(
+        app_pool,
+        kafka_bootstrap,
+        unique_topic,
+        flaky,
         settings=ConsumerSettings(
             max_attempts=3, retry_backoff=0.01, session_timeout_ms=2000, heartbeat_interval_ms=300
         ),
