@@ -116,3 +116,18 @@ def test_cursors_round_trip_and_foreign_cursors_are_refused():
     items, next_cursor = page([1, 2, 3], 2, lambda n: (n,))
     assert items == [1, 2] and decode_cursor(next_cursor, 1) == [2]
     assert page([1, 2], 2, lambda n: (n,)) == ([1, 2], None)
+
+
+def test_structured_mode_carries_attributes_and_data_in_one_object():
+    event = CloudEvent(
+        source="/s",
+        type="brand.created.v1",
+        subject="b1",
+        brandid=uuid.uuid4(),
+        sequence=2,
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        data={"name": "Acme"},
+    )
+    body = cloudevents.to_structured(event)
+    assert CloudEvent.model_validate(body) == event.model_copy(update={"traceparent": None})
+    assert "traceparent" not in body and body["specversion"] == "1.0"

@@ -43,6 +43,28 @@ def to_headers(event: CloudEvent) -> dict[str, str]:
     return headers
 
 
+def to_structured(event: CloudEvent) -> dict[str, Any]:
+    """The event in JSON structured content mode (attributes and ``data`` in one object), as
+    HTTP receivers such as webhook endpoints get it. ``traceparent`` stays a transport
+    header and is left out."""
+    body: dict[str, Any] = {
+        "specversion": event.specversion,
+        "id": str(event.id),
+        "source": event.source,
+        "type": event.type,
+        "time": event.time.isoformat(),
+        "datacontenttype": event.datacontenttype,
+        "data": event.data,
+    }
+    if event.subject is not None:
+        body["subject"] = event.subject
+    if event.brandid is not None:
+        body["brandid"] = str(event.brandid)
+    if event.sequence is not None:
+        body["sequence"] = event.sequence
+    return body
+
+
 def encode_value(event: CloudEvent) -> bytes:
     return encode_value_raw(event.data)
 

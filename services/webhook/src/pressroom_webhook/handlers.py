@@ -11,6 +11,7 @@ import asyncpg
 from pressroom_contracts import CloudEvent, EventPayload
 from pressroom_contracts.events.webhook import WebhookEndpointDisabled
 from pressroom_contracts.topics import Topic
+from pressroom_kit.cloudevents import to_structured
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import NotFound
 from pressroom_kit.eventstore import RecordedEvent
@@ -132,24 +133,6 @@ async def rotate_secret(
     return secret
 
 
-def structured(event: CloudEvent) -> dict[str, Any]:
-    """The CloudEvent in JSON structured mode (what ``generic`` receivers get)."""
-    body: dict[str, Any] = {
-        "specversion": event.specversion,
-        "id": str(event.id),
-        "source": event.source,
-        "type": event.type,
-        "time": event.time.isoformat(),
-        "datacontenttype": event.datacontenttype,
-        "data": event.data,
-    }
-    if event.subject is not None:
-        body["subject"] = event.subject
-    if event.brandid is not None:
-        body["brandid"] = str(event.brandid)
-    return body
-
-
 async def enqueue(
     conn: asyncpg.Connection,
     event: CloudEvent,
@@ -191,7 +174,7 @@ async def enqueue(
         event.brandid,
         event.id,
         event.type,
-        structured(event),
+        to_structured(event),
         max_attempts,
         now,
         targets,
