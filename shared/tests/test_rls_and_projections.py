@@ -117,3 +117,29 @@ async def test_a_genuinely_broken_projection_is_not_mistaken_for_a_race(app_pool
     with pytest.raises(asyncpg.UniqueViolationError):
         await _write(app_pool, brand, "ghost", "real")
     assert await app_pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 'ghost'") == 0
+
+
+async def test_one_stored_event_may_announce_itself_in_several_messages(app_pool, owner_pool):
+    from dataclasses import replace
+
+    from pressroom_kit.eventstore import RecordedEvent
+
+    repo = sample.repository("t")
+    assert repo.to_public is not None
+    single = repo.to_public
+
+    def twice(event: RecordedEvent) -> list[tuple[str, str, dict[str, object]]]:
+        first = single(event)
+        return [*first, ("t.audit", "note.audited.v1", {"note_id": event.stream_id})]
+
+    brand = uuid.uuid4()
+    async with tenant_transaction(app_pool, brand) as conn:
+        note = sample.Note.write("multi", brand, "hello")
+        await replace(repo, to_public=twice).save(conn, note, brand_id=brand, actor="u1")
+    rows = await owner_pool.fetch(
+        "SELECT o.event_id, o.topic FROM outbox o ORDER BY o.id DESC LIMIT 2"
+    )
+    stored = await owner_pool.fetchval("SELECT event_id FROM events WHERE stream_id = 'multi'")
+    assert sorted(r["topic"] for r in rows) == ["t", "t.audit"]
+    # The first message keeps the stored event's id, the second gets a stable one of its own.
+    assert {r["event_id"] for r in rows} == {stored, uuid.uuid5(stored, "note.audited.v1")}

@@ -53,13 +53,15 @@ _COLUMNS = (
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """A message to publish once the event ``event_id`` commits (see ``pressroom_kit.outbox``)."""
+    """A message ``event_id`` to publish once the stored event ``for_event`` commits (see
+    ``pressroom_kit.outbox``); one stored event may announce itself in several messages."""
 
     event_id: UUID
     topic: str
     key: str
     headers: dict[str, str]
     payload: dict[str, Any]
+    for_event: UUID
 
 
 _APPEND_SQL = """
@@ -78,9 +80,9 @@ ins AS (
 out AS (
     INSERT INTO outbox (event_id, topic, key, headers, payload)
     SELECT o.event_id, o.topic, o.key, o.headers, o.payload
-    FROM unnest($12::uuid[], $13::text[], $14::text[], $15::jsonb[], $16::jsonb[])
-             WITH ORDINALITY AS o(event_id, topic, key, headers, payload, ord)
-    JOIN ins USING (event_id)
+    FROM unnest($12::uuid[], $13::text[], $14::text[], $15::jsonb[], $16::jsonb[], $17::uuid[])
+             WITH ORDINALITY AS o(event_id, topic, key, headers, payload, for_event, ord)
+    JOIN ins ON ins.event_id = o.for_event
     ORDER BY ins.global_position, o.ord
 )
 SELECT global_position, version FROM ins ORDER BY version
@@ -134,6 +136,7 @@ async def append(
             [o.key for o in outbox],
             [o.headers for o in outbox],
             [o.payload for o in outbox],
+            [o.for_event for o in outbox],
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "events_stream_id_version_key":

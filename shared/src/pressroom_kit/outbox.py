@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -43,14 +44,16 @@ class OutboxMessage:
     event: CloudEvent
 
 
-def outbox_row(message: OutboxMessage) -> OutboxRow:
-    """The row ``eventstore.append`` writes for ``message`` in the same statement."""
+def outbox_row(message: OutboxMessage, for_event: UUID | None = None) -> OutboxRow:
+    """The row ``eventstore.append`` writes for ``message`` in the same statement, when the
+    stored event ``for_event`` (default: the message's own id) is appended."""
     return OutboxRow(
         event_id=message.event.id,
         topic=message.topic,
         key=message.key,
         headers=cloudevents.to_headers(message.event),
         payload=message.event.data,
+        for_event=for_event or message.event.id,
     )
 
 

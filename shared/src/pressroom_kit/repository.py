@@ -77,7 +77,9 @@ class Repository(Generic[A]):
             metadata=meta,
             occurred_at=occurred_at,
         )
-        outbox = [outbox_row(m) for m in self._public_messages(preview, traceparent)]
+        outbox = [
+            outbox_row(m, event_id) for m, event_id in self._public_messages(preview, traceparent)
+        ]
 
         async def append() -> list[RecordedEvent]:
             return await eventstore.append(
@@ -109,7 +111,8 @@ class Repository(Generic[A]):
 
     def _public_messages(
         self, events: Sequence[RecordedEvent], traceparent: str | None
-    ) -> list[OutboxMessage]:
+    ) -> list[tuple[OutboxMessage, UUID]]:
+        """The public messages of ``events``, each with the stored event it announces."""
         if self.to_public is None:
             return []
         messages = []
@@ -118,20 +121,23 @@ class Repository(Generic[A]):
                 # The first public message keeps the event's id; others get a stable derived id.
                 message_id = event.event_id if index == 0 else uuid5(event.event_id, public_type)
                 messages.append(
-                    OutboxMessage(
-                        topic=topic,
-                        key=event.stream_id,
-                        event=new_event(
-                            source=self.source,
-                            type=public_type,
-                            data=data,
-                            event_id=message_id,
-                            subject=event.stream_id,
-                            brand_id=event.brand_id,
-                            sequence=event.version,
-                            time=event.occurred_at,
-                            traceparent=traceparent,
+                    (
+                        OutboxMessage(
+                            topic=topic,
+                            key=event.stream_id,
+                            event=new_event(
+                                source=self.source,
+                                type=public_type,
+                                data=data,
+                                event_id=message_id,
+                                subject=event.stream_id,
+                                brand_id=event.brand_id,
+                                sequence=event.version,
+                                time=event.occurred_at,
+                                traceparent=traceparent,
+                            ),
                         ),
+                        event.event_id,
                     )
                 )
         return messages
