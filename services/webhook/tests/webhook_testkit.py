@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from pressroom_kit.auth import mint_token
@@ -175,19 +174,3 @@ async def webhook_service(
     )
     async with serve_asgi(app) as base, aiohttp.ClientSession() as http:
         yield Service(base, app, clock, http)
-
-
-@pytest.fixture
-async def topics(kafka_bootstrap: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from pressroom_contracts import TOPICS
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in TOPICS if t not in existing]
-        if missing:
-            await admin.create_topics([NewTopic(t, 3, 1) for t in missing])
-    finally:
-        await admin.close()

@@ -17,7 +17,7 @@ from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound
 from pressroom_kit.http import requires_role
-from pressroom_kit.pagination import decode_cursor, page
+from pressroom_kit.pagination import newest_first
 from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_webhook import handlers
@@ -129,32 +129,10 @@ async def _newest_first(
     limit: int,
     always: str = "TRUE",
 ) -> Page:
-    """A page of ``select`` (``SELECT ... FROM table``) newest first, keyset-paginated on
-    ``(created_at, id)``. ``always`` is a fixed condition; ``filters`` are ``(fragment with
-    {} for the parameter, value)``, applied when the value is not ``None``. Values always
-    travel as parameters."""
-    params: list[Any] = []
-    clauses = [always]
-    for fragment, value in filters:
-        if value is not None:
-            params.append(value)
-            clauses.append(fragment.format(f"${len(params)}"))
-    key = decode_cursor(cursor, 2)
-    if key is not None:
-        try:
-            params += [datetime.fromisoformat(key[0]), uuid.UUID(key[1])]
-        except (TypeError, ValueError) as exc:
-            raise Invalid("the cursor is not one this API gave out", code="bad_cursor") from exc
-        clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
-    params.append(limit + 1)
-    query = (
-        f"{select} WHERE {' AND '.join(clauses)} "
-        f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}"
+    rows, next_cursor = await newest_first(
+        pool, brand_id, select, filters, cursor, limit, always=always
     )
-    async with tenant_transaction(pool, brand_id) as conn:
-        rows = await conn.fetch(query, *params)
-    kept, next_cursor = page(rows, limit, lambda r: (r["created_at"].isoformat(), r["id"]))
-    return Page(items=[model(**dict(r)) for r in kept], next_cursor=next_cursor)
+    return Page(items=[model(**dict(r)) for r in rows], next_cursor=next_cursor)
 
 
 async def _endpoint(pool: asyncpg.Pool, brand_id: uuid.UUID, endpoint_id: uuid.UUID) -> EndpointOut:

@@ -150,3 +150,20 @@ async def fresh_db(pg_admin_dsn: str, _template_db: str) -> AsyncIterator[TestDa
 def unique_topic() -> str:
     """A topic name no other test uses (the broker lives for the whole session)."""
     return f"test.{uuid.uuid4().hex[:12]}.v1"
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str) -> None:
+    """Every public topic of the event catalog exists on the broker (3 partitions each)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from pressroom_contracts import TOPICS
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in TOPICS if t not in existing]
+        if missing:
+            await admin.create_topics([NewTopic(t, 3, 1) for t in missing])
+    finally:
+        await admin.close()
