@@ -1,0 +1,263 @@
+"""Receive a multipart upload as it streams in: the file goes to a staging file while its
+SHA-256 is computed, its type is decided from its first bytes (a type we do not take is
+refused before the rest arrives), and the form fields are kept. Memory stays flat in the
+size of the file: data is written and hashed in ~1 MB steps, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pressroom_kit.errors import Invalid, PressroomError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from pressroom_media.processing import Detected, Rejected
+
+SNIFF_BYTES = 4096
+FLUSH_BYTES = 1024 * 1024
+MAX_FIELD_BYTES = 8192
+FIELDS = {"file", "category", "tags"}
+
+
+class UnsupportedType(PressroomError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class TooLarge(PressroomError):
+    status, code, title = 413, "too_large", "Content too large"
+
+
+class BadUpload(PressroomError):
+    status, code, title = 400, "bad_upload", "Bad upload"
+
+
+class Unprocessable(PressroomError):
+    status, code, title = 422, "unprocessable_file", "Unprocessable file"
+
+
+def refusal(rejected: Rejected) -> PressroomError:
+    """The problem for a file the processing step refused."""
+    if rejected.status == 415:
+        return UnsupportedType(rejected.detail, code=rejected.code)
+    return Unprocessable(rejected.detail, code=rejected.code)
+
+
+@dataclass
+class Received:
+    path: Path
+    size: int
+    sha256: str
+    filename: str | None
+    declared_type: str | None
+    detected: Detected
+    fields: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    content_type: str | None = None
+    value: bytearray = field(default_factory=bytearray)
+
+
+class _Receiver:
+    def __init__(
+        self, staging: Path, max_bytes: int, sniff: Callable[[bytes], Detected | None]
+    ) -> None:
+        self.staging, self.max_bytes, self.sniff = staging, max_bytes, sniff
+        self.headers: dict[str, str] = {}
+        self.header_field = bytearray()
+        self.header_value = bytearray()
+        self.part = _Part()
+        self.fields: dict[str, list[str]] = {}
+        self.file_part: _Part | None = None
+        self.file: BinaryIO | None = None
+        self.path: Path | None = None
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.head = b""
+        self.detected: Detected | None = None
+        self.error: PressroomError | None = None
+        self.ended = False
+
+    # Parser callbacks (synchronous, called from parser.write).
+    def on_part_begin(self) -> None:
+        self.part = _Part()
+        self.headers = {}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_field.decode("latin-1").lower()] = self.header_value.decode(
+            "utf-8", "replace"
+        )
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get("content-disposition"))
+        self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in options:
+            self.part.filename = options[b"filename"].decode("utf-8", "replace")
+            self.part.content_type = self.headers.get("content-type")
+        if self.part.name not in FIELDS:
+            self._fail(
+                Invalid(
+                    f"unknown form field {self.part.name!r}; send file, category and tags",
+                    errors=[{"field": self.part.name or "?", "message": "unknown field"}],
+                )
+            )
+        elif self.part.name == "file":
+            if self.file_part is not None:
+                self._fail(Invalid("send one file per upload", code="one_file_only"))
+            else:
+                self.file_part = self.part
+                self.path = self.staging / f"{uuid.uuid4().hex}.upload"
+                self.file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.error is not None:
+            return
+        chunk = data[start:end]
+        if self.part is self.file_part:
+            self.size += len(chunk)
+            if self.size > self.max_bytes:
+                self._fail(
+                    TooLarge(f"a file is at most {self.max_bytes} bytes", code="file_too_large")
+                )
+                return
+            self.pending.append(chunk)
+            self.pending_bytes += len(chunk)
+            if self.detected is None and len(self.head) < SNIFF_BYTES:
+                self.head += chunk[: SNIFF_BYTES - len(self.head)]
+                if len(self.head) >= SNIFF_BYTES:
+                    self._decide_type()
+        else:
+            self.part.value += chunk
+            if len(self.part.value) > MAX_FIELD_BYTES:
+                self._fail(Invalid(f"the field {self.part.name!r} is too long"))
+
+    def on_part_end(self) -> None:
+        if self.error is not None:
+            return
+        if self.part is self.file_part:
+            if self.detected is None:
+                self._decide_type()
+        else:
+            self.fields.setdefault(self.part.name, []).append(
+                self.part.value.decode("utf-8", "replace")
+            )
+
+    def on_end(self) -> None:
+        self.ended = True
+
+    def _decide_type(self) -> None:
+        detected = self.sniff(self.head)
+        if detected is None:
+            declared = self.file_part.content_type if self.file_part else None
+            self._fail(
+                UnsupportedType(
+                    "the file's content is not an image or video we take (JPEG, PNG, WebP, "
+                    f"GIF, HEIC, AVIF, MP4, MOV, WebM); it was declared as {declared or 'nothing'}"
+                )
+            )
+        self.detected = detected
+
+    def _fail(self, error: PressroomError) -> None:
+        if self.error is None:
+            self.error = error
+
+    # Off-loop work.
+    def flush(self) -> None:
+        assert self.file is not None
+        for chunk in self.pending:
+            self.hash.update(chunk)
+            self.file.write(chunk)
+        self.pending.clear()
+        self.pending_bytes = 0
+
+    def close(self, *, keep: bool) -> None:
+        if self.file is not None:
+            self.file.close()
+        if not keep and self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
+async def receive(
+    stream: AsyncIterator[bytes],
+    content_type: str | None,
+    staging: Path,
+    *,
+    max_bytes: int,
+    sniff: Callable[[bytes], Detected | None],
+) -> Received:
+    """Read a ``multipart/form-data`` body with one ``file`` part into ``staging``."""
+    mime, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if mime != b"multipart/form-data" or not boundary:
+        raise UnsupportedType(
+            "upload with Content-Type multipart/form-data and a part named file",
+            code="multipart_required",
+        )
+    receiver = _Receiver(staging, max_bytes, sniff)
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": receiver.on_part_begin,
+            "on_header_field": receiver.on_header_field,
+            "on_header_value": receiver.on_header_value,
+            "on_header_end": receiver.on_header_end,
+            "on_headers_finished": receiver.on_headers_finished,
+            "on_part_data": receiver.on_part_data,
+            "on_part_end": receiver.on_part_end,
+            "on_end": receiver.on_end,
+        },
+    )
+    keep = False
+    try:
+        async for chunk in stream:
+            try:
+                parser.write(chunk)
+            except Exception as exc:  # the library's MultipartParseError and friends
+                raise BadUpload(f"the multipart body is malformed: {exc}") from exc
+            if receiver.error is not None:
+                raise receiver.error
+            if receiver.pending_bytes >= FLUSH_BYTES:
+                await asyncio.to_thread(receiver.flush)
+        if not receiver.ended:
+            raise BadUpload("the multipart body ended early (no closing boundary)")
+        if receiver.file_part is None or receiver.detected is None:
+            raise Invalid(
+                "the upload has no file", errors=[{"field": "file", "message": "required"}]
+            )
+        if receiver.size == 0:
+            raise Invalid("the file is empty", errors=[{"field": "file", "message": "empty"}])
+        await asyncio.to_thread(receiver.flush)
+        assert receiver.path is not None
+        keep = True
+        return Received(
+            path=receiver.path,
+            size=receiver.size,
+            sha256=receiver.hash.hexdigest(),
+            filename=receiver.file_part.filename,
+            declared_type=receiver.file_part.content_type,
+            detected=receiver.detected,
+            fields=receiver.fields,
+        )
+    finally:
+        receiver.close(keep=keep)

@@ -1,0 +1,252 @@
+"""Quota, usage, the library's list/patch/delete and rebuilding the projections."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from media_samples import jpeg_bytes, png_bytes
+from media_testkit import media_service, outbox_types, publish
+from PIL import Image
+from pressroom_contracts import CloudEvent
+from pressroom_kit.db import connect
+from pressroom_kit.projections import rebuild, verify
+from pressroom_media.projections import MEDIA
+
+pytestmark = pytest.mark.integration
+
+
+def same_size_pngs(count: int, side: int = 40) -> list[bytes]:
+    """Distinct PNGs of exactly the same size (stored, uncompressed), so quota maths is exact."""
+    files = []
+    for i in range(count):
+        image = Image.new("RGB", (side, side), (i * 7 % 256, 255 - i, 42))
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", compress_level=0)
+        files.append(buffer.getvalue())
+    assert len({len(f) for f in files}) == 1 and len(set(files)) == count
+    return files
+
+
+async def test_twenty_concurrent_uploads_never_exceed_the_quota(
+    fresh_db, kafka_bootstrap, topics, tmp_path
+):
+    files = same_size_pngs(20)
+    size = len(files[0])
+    limit = int(size * 7.5)
+    async with media_service(
+        fresh_db, kafka_bootstrap, tmp_path, default_quota_bytes=limit
+    ) as media:
+        brand = uuid.uuid4()
+        results = await asyncio.gather(
+            *(
+                media.upload(brand, data, f"{i}.png", content_type="image/png")
+                for i, data in enumerate(files)
+            )
+        )
+        statuses = sorted(status for status, _ in results)
+        assert statuses.count(201) == 7 and statuses.count(413) == 13, statuses
+        refused = next(body for status, body in results if status == 413)
+        assert refused["limit_bytes"] == limit and refused["requested_bytes"] == size
+        _status, quota = await media.call("GET", "/v1/media/quota", brand, "viewer")
+        assert quota["used_bytes"] == 7 * size <= limit and quota["reserved_bytes"] == 0
+        assert len(media.stored_files()) == 7 * 6  # original, thumbnail and four variants each
+        assert media.staged_files() == []
+        types = await outbox_types(fresh_db.owner_dsn)
+        assert types.count("media.quota.exceeded.v1") == 13
+        assert types.count("media.asset.uploaded.v1") == 7
+
+
+async def test_the_warning_is_raised_once_per_crossing(fresh_db, kafka_bootstrap, topics, tmp_path):
+    files = same_size_pngs(12)
+    size = len(files[0])
+    async with media_service(
+        fresh_db, kafka_bootstrap, tmp_path, default_quota_bytes=size * 10
+    ) as media:
+        brand = uuid.uuid4()
+        ids = []
+        for i, data in enumerate(files[:9]):  # 80 % is reached by the 8th
+            status, asset = await media.upload(brand, data, f"{i}.png", content_type="image/png")
+            assert status == 201
+            ids.append(asset["id"])
+            warnings = (await outbox_types(fresh_db.owner_dsn)).count("media.quota.warning.v1")
+            assert warnings == (1 if i >= 7 else 0), i
+        status, quota = await media.call("GET", "/v1/media/quota", brand, "viewer")
+        assert quota["warning"] is True and quota["percent"] == 90.0
+        for asset_id in ids[:2]:  # back to 70 %
+            assert (await media.call("DELETE", f"/v1/media/{asset_id}", brand))[0] == 204
+        status, quota = await media.call("GET", "/v1/media/quota", brand, "viewer")
+        assert quota["warning"] is False and quota["used_bytes"] == 7 * size
+        await media.upload(brand, files[9], "9.png", content_type="image/png")  # 80 % again
+        await media.upload(brand, files[10], "10.png", content_type="image/png")  # 90 %
+        assert (await outbox_types(fresh_db.owner_dsn)).count("media.quota.warning.v1") == 2
+
+
+async def test_a_crashed_upload_gives_its_reservation_back(
+    fresh_db, kafka_bootstrap, topics, tmp_path
+):
+    files = same_size_pngs(2)
+    size = len(files[0])
+    async with media_service(
+        fresh_db, kafka_bootstrap, tmp_path, default_quota_bytes=size, reservation_ttl_s=1
+    ) as media:
+        brand = uuid.uuid4()
+        from pressroom_media import handlers
+
+        # A replica reserved the whole quota and died before committing.
+        await handlers.reserve(media.pool, brand, size, media.settings, filename="lost.png")
+        status, problem = await media.upload(brand, files[0], "a.png", content_type="image/png")
+        assert status == 413 and problem["reserved_bytes"] == size
+        await asyncio.sleep(1.1)
+        status, _ = await media.upload(brand, files[0], "a.png", content_type="image/png")
+        assert status == 201
+
+
+def post_event(
+    kind: str, brand: uuid.UUID, post: uuid.UUID, media_ids: list[str], **extra
+) -> CloudEvent:
+    now = datetime.now(UTC)
+    if kind == "published":
+        data = {
+            "post_id": str(post),
+            "brand_id": str(brand),
+            "platform": extra.get("platform", "instagram"),
+            "platform_post_id": "ig_123",
+            "url": "https://instagram.example/p/123",
+            "media_ids": media_ids,
+            "published_at": now.isoformat(),
+            "published_by": "user-editor",
+        }
+    else:
+        data = {
+            "post_id": str(post),
+            "brand_id": str(brand),
+            "scheduled_at": now.isoformat(),
+            "platforms": ["instagram"],
+            "media_ids": media_ids,
+            "scheduled_by": "user-editor",
+        }
+    return CloudEvent(
+        source="/pressroom/publishing",
+        type=f"publishing.post.{kind}.v1",
+        subject=str(post),
+        brandid=brand,
+        data=data,
+    )
+
+
+async def test_usage_from_publishing_events_counts_once(
+    fresh_db, kafka_bootstrap, topics, tmp_path
+):
+    async with media_service(fresh_db, kafka_bootstrap, tmp_path) as media:
+        brand, other = uuid.uuid4(), uuid.uuid4()
+        _, asset = await media.upload(brand, jpeg_bytes(200, 100))
+        _, foreign = await media.upload(other, jpeg_bytes(200, 100, color=(1, 2, 3)))
+        post = uuid.uuid4()
+        published = post_event("published", brand, post, [asset["id"], foreign["id"]])
+        scheduled = post_event("scheduled", brand, post, [asset["id"]])
+        # The same post published again under another event id (a retry upstream).
+        republished = post_event("published", brand, post, [asset["id"]])
+        await publish(
+            kafka_bootstrap, "pressroom.publishing.v1", scheduled, published, published, republished
+        )
+        path = f"/v1/media/{asset['id']}"
+        async with asyncio.timeout(30):
+            while (await media.call("GET", path, brand, "viewer"))[1]["usage_count"] < 2:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # let any duplicate arrive
+        _, current = await media.call("GET", path, brand, "viewer")
+        assert current["used_in"] == [f"post:{post}"] and current["usage_count"] == 2
+        status, usage = await media.call("GET", f"{path}/usage", brand, "viewer")
+        assert status == 200
+        assert sorted(u["action"] for u in usage["items"]) == ["published:instagram", "scheduled"]
+        assert {u["used_by_user"] for u in usage["items"]} == {"user-editor"}
+        # Brand B's asset named in brand A's event is untouched.
+        _, untouched = await media.call("GET", f"/v1/media/{foreign['id']}", other, "viewer")
+        assert untouched["usage_count"] == 0 and untouched["used_in"] == []
+        assert (await outbox_types(fresh_db.owner_dsn)).count("media.asset.used.v1") == 2
+
+        # In use: delete is a 409 until forced; then the files are gone.
+        status, problem = await media.call("DELETE", path, brand)
+        assert status == 409 and problem["used_in"] == [f"post:{post}"]
+        files_before = len(media.stored_files())
+        status, _ = await media.call("DELETE", f"{path}?force=true", brand)
+        assert status == 204
+        assert len(media.stored_files()) == files_before - 6
+        assert (await media.call("GET", path, brand, "viewer"))[0] == 404
+        status, _, _ = await media.fetch(asset["url"])
+        assert status == 404
+
+
+async def test_list_filters_pages_and_patch(fresh_db, kafka_bootstrap, topics, tmp_path):
+    async with media_service(fresh_db, kafka_bootstrap, tmp_path) as media:
+        brand = uuid.uuid4()
+        for i in range(5):
+            await media.upload(
+                brand,
+                png_bytes(20 + i, 20),
+                f"summer_{i}.png" if i % 2 else f"winter {i}.png",
+                content_type="image/png",
+                category="season",
+                tags=["hot" if i % 2 else "cold", "all"],
+            )
+        await media.upload(brand, jpeg_bytes(50, 50), "100%_real.jpg", category="other")
+
+        async def names(query: str) -> list[str]:
+            status, body = await media.call("GET", f"/v1/media?{query}", brand, "viewer")
+            assert status == 200, body
+            return sorted(item["filename"] for item in body["items"])
+
+        assert len(await names("")) == 6
+        assert await names("tag=hot") == ["summer_1.png", "summer_3.png"]
+        assert await names("q=WINTER") == ["winter 0.png", "winter 2.png", "winter 4.png"]
+        assert await names("q=100%25") == ["100%_real.jpg"]
+        assert await names("q=_") == ["100%_real.jpg", "summer_1.png", "summer_3.png"]
+        assert len(await names("category=season&kind=image")) == 5
+        assert await names("kind=video") == []
+
+        seen, cursor = [], None
+        while True:
+            query = "limit=2" + (f"&cursor={cursor}" if cursor else "")
+            _, body = await media.call("GET", f"/v1/media?{query}", brand, "viewer")
+            seen += [item["id"] for item in body["items"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == 6
+        status, _ = await media.call("GET", "/v1/media?cursor=nonsense", brand, "viewer")
+        assert status == 422
+
+        target = seen[0]
+        status, changed = await media.call(
+            "PATCH", f"/v1/media/{target}", brand, json={"filename": "new.png", "tags": ["x"]}
+        )
+        assert (
+            status == 200
+            and changed["filename"] == "new.png"
+            and changed["metadata"]["tags"] == ["x"]
+        )
+        status, changed = await media.call(
+            "PATCH", f"/v1/media/{target}", brand, json={"category": None}
+        )
+        assert status == 200 and changed["category"] is None
+        for bad in ({"filename": None}, {"size_bytes": 1}, {"tags": ["y" * 65]}):
+            status, _problem = await media.call("PATCH", f"/v1/media/{target}", brand, json=bad)
+            assert status in (400, 422), bad
+        assert (await media.call("PATCH", f"/v1/media/{target}", brand, "viewer", json={}))[
+            0
+        ] == 403
+        assert (await media.call("PATCH", f"/v1/media/{uuid.uuid4()}", brand, json={}))[0] == 404
+
+        # The projections rebuilt from the events equal the live tables.
+        conn = await connect(fresh_db.owner_dsn)
+        try:
+            await rebuild(conn, MEDIA)
+            diffs = await verify(conn, MEDIA)
+            assert [d.table for d in diffs] == list(MEDIA.tables)
+            assert all(d.equal for d in diffs), diffs
+        finally:
+            await conn.close()
