@@ -49,12 +49,12 @@ def photo(seed: int, width: int = 1800, height: int = 1350) -> bytes:
     from PIL import Image, ImageFilter
 
     noise = Image.frombytes("RGB", (width // 2, height // 2), os.urandom(width * height * 3 // 4))
-    noise = noise.filter(ImageFilter.GaussianBlur(1.2)).resize((width, height))
+    noise = noise.filter(ImageFilter.GaussianBlur(0.4)).resize((width, height))
     gradient = Image.linear_gradient("L").resize((width, height)).convert("RGB")
     tint = Image.new("RGB", (width, height), (seed * 37 % 256, seed * 91 % 256, 128))
     image = Image.blend(Image.blend(noise, gradient, 0.4), tint, 0.3)
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=92)
+    image.save(buffer, "JPEG", quality=91)
     return buffer.getvalue()
 
 
@@ -145,6 +145,32 @@ async def upload_large(
     }
 
 
+async def upload_large_curl(
+    base: str, token: str, path: Path, sampler_pids: dict[str, int]
+) -> dict[str, Any]:
+    """The same upload sent by curl: a client that costs little CPU, so the figure is the
+    servers' streaming speed rather than aiohttp's in this process."""
+    size = await asyncio.to_thread(lambda: path.stat().st_size)
+    command = [
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+        "-H", f"Authorization: Bearer {token}", "-H", "Expect:",
+        "-F", f"file=@{path};type=video/mp4", f"{base}/v1/media",
+    ]  # fmt: skip
+    with RssSampler(sampler_pids) as sampler:
+        started = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+        out, _ = await process.communicate()
+        elapsed = time.perf_counter() - started
+    return {
+        "client": "curl",
+        "status": int(out or 0),
+        "size_mb": round(size / 2**20),
+        "seconds": round(elapsed, 2),
+        "mb_per_s": round(size / elapsed / 2**20, 1),
+        "rss_growth_mb": sampler.growth_mb(),
+    }
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).parents[1] / "services" / "media" / "tests"))
     from media_samples import write_padded_mp4
@@ -199,6 +225,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         gateway = f"http://127.0.0.1:{gateway_port}"
         print("making test files", flush=True)
         jpegs = [photo(i) for i in range(args.jpegs + 8)]
+        print(f"{len(jpegs)} JPEGs, {sum(map(len, jpegs)) / len(jpegs) / 2**20:.2f} MB each")
         large = folder / "large.mp4"
         write_padded_mp4(str(large), args.large_mb * 2**20)
         pids = {name: p.pid for name, p in processes.items()}
@@ -207,14 +234,23 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             token = mint_token(SECRET, sub="bench", role="manager", brand_id=uuid.uuid4())
             await upload_jpegs(http, gateway, token, jpegs[-8:], 4)  # warm the worker pool
-            results["jpeg_1mb_via_gateway"] = await upload_jpegs(
-                http, gateway, token, jpegs[: args.jpegs], args.concurrency
-            )
-            print(results["jpeg_1mb_via_gateway"], flush=True)
+            if args.jpegs:
+                results["jpeg_1mb_via_gateway"] = await upload_jpegs(
+                    http, gateway, token, jpegs[: args.jpegs], args.concurrency
+                )
+                print(results["jpeg_1mb_via_gateway"], flush=True)
             for name, base in (("large_via_gateway", gateway), ("large_direct", media)):
                 brand_token = mint_token(SECRET, sub="bench", role="manager", brand_id=uuid.uuid4())
                 results[name] = await upload_large(http, base, brand_token, large, pids)
                 print(name, results[name], flush=True)
+                if shutil.which("curl"):
+                    brand_token = mint_token(
+                        SECRET, sub="bench", role="manager", brand_id=uuid.uuid4()
+                    )
+                    results[f"{name}_curl"] = await upload_large_curl(
+                        base, brand_token, large, pids
+                    )
+                    print(f"{name}_curl", results[f"{name}_curl"], flush=True)
         return results
     finally:
         for process in processes.values():

@@ -213,6 +213,9 @@ async def test_signed_urls_expire_and_refuse_tampering(media):
 
     status, headers, _ = await media.fetch(url, **{"If-None-Match": etag})
     assert status == 304
+    async with media.http.head(url.replace(media.settings.public_base_url, media.base)) as head:
+        assert head.status == 200 and head.headers["ETag"] == etag
+        assert head.headers["Content-Length"] == str(len(body)) and await head.read() == b""
     status, headers, part = await media.fetch(url, Range="bytes=10-19")
     assert status == 206 and part == body[10:20]
     assert headers["Content-Range"] == f"bytes 10-19/{len(body)}"

@@ -31,19 +31,20 @@ def same_size_pngs(count: int, side: int = 40) -> list[bytes]:
     return files
 
 
-async def test_twenty_concurrent_uploads_never_exceed_the_quota(
+async def test_twenty_concurrent_uploads_on_two_replicas_never_exceed_the_quota(
     fresh_db, kafka_bootstrap, topics, tmp_path
 ):
     files = same_size_pngs(20)
     size = len(files[0])
     limit = int(size * 7.5)
-    async with media_service(
-        fresh_db, kafka_bootstrap, tmp_path, default_quota_bytes=limit
-    ) as media:
+    async with (
+        media_service(fresh_db, kafka_bootstrap, tmp_path, default_quota_bytes=limit) as one,
+        media_service(fresh_db, kafka_bootstrap, tmp_path, default_quota_bytes=limit) as two,
+    ):
         brand = uuid.uuid4()
         results = await asyncio.gather(
             *(
-                media.upload(brand, data, f"{i}.png", content_type="image/png")
+                (one, two)[i % 2].upload(brand, data, f"{i}.png", content_type="image/png")
                 for i, data in enumerate(files)
             )
         )
@@ -51,10 +52,10 @@ async def test_twenty_concurrent_uploads_never_exceed_the_quota(
         assert statuses.count(201) == 7 and statuses.count(413) == 13, statuses
         refused = next(body for status, body in results if status == 413)
         assert refused["limit_bytes"] == limit and refused["requested_bytes"] == size
-        _status, quota = await media.call("GET", "/v1/media/quota", brand, "viewer")
+        _, quota = await one.call("GET", "/v1/media/quota", brand, "viewer")
         assert quota["used_bytes"] == 7 * size <= limit and quota["reserved_bytes"] == 0
-        assert len(media.stored_files()) == 7 * 6  # original, thumbnail and four variants each
-        assert media.staged_files() == []
+        assert len(one.stored_files()) == 7 * 6  # original, thumbnail and four variants each
+        assert one.staged_files() == []
         types = await outbox_types(fresh_db.owner_dsn)
         assert types.count("media.quota.exceeded.v1") == 13
         assert types.count("media.asset.uploaded.v1") == 7
@@ -250,3 +251,22 @@ async def test_list_filters_pages_and_patch(fresh_db, kafka_bootstrap, topics, t
             assert all(d.equal for d in diffs), diffs
         finally:
             await conn.close()
+
+
+async def test_a_body_that_cannot_fit_is_refused_before_it_is_read(
+    fresh_db, kafka_bootstrap, topics, tmp_path
+):
+    from media_samples import write_padded_mp4
+
+    video = tmp_path / "big.mp4"
+    write_padded_mp4(str(video), 20 * 1024 * 1024)
+    async with media_service(
+        fresh_db, kafka_bootstrap, tmp_path / "data", default_quota_bytes=1024 * 1024
+    ) as media:
+        brand = uuid.uuid4()
+        status, problem = await media.upload(brand, video.read_bytes(), "big.mp4")
+        assert status == 413 and problem["type"].endswith("quota_exceeded")
+        assert problem["limit_bytes"] == 1024 * 1024
+        assert problem["requested_bytes"] >= 20 * 1024 * 1024 - 64 * 1024
+        assert media.staged_files() == [] and media.stored_files() == []
+        assert (await outbox_types(fresh_db.owner_dsn)).count("media.quota.exceeded.v1") == 1

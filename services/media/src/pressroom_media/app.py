@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 from collections.abc import AsyncIterator
@@ -114,10 +115,12 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
                 ),
             ).run,
         )
+        warming = asyncio.create_task(processor.warm())
         try:
             async with workers.lifespan():  # workers stop before what they use closes
                 yield
         finally:
+            warming.cancel()
             await pool.close()
             processor.close()
             await storage.close()

@@ -219,24 +219,26 @@ async def reserve(
     settings: MediaSettings,
     *,
     filename: str | None,
+    hold: bool = True,
 ) -> uuid.UUID:
     """Set ``size`` bytes of the brand's quota aside for an upload in progress, or refuse it
     (413, and a ``media.quota.exceeded`` event). Reservations expire, so a crashed upload
-    gives its bytes back."""
+    gives its bytes back. ``hold=False`` only checks (before a large body is read)."""
     now = datetime.now(UTC)
     reservation = uuid.uuid4()
     refused: QuotaExceeded | None = None
     async with tenant_transaction(pool, brand_id) as conn:
         quota = await locked_quota(conn, brand_id, settings, now=now)
         if quota.fits(size):
-            await conn.execute(
-                "INSERT INTO media_quota_reservations (id, brand_id, bytes, expires_at) "
-                "VALUES ($1, $2, $3, $4)",
-                reservation,
-                brand_id,
-                size,
-                now + timedelta(seconds=settings.reservation_ttl_s),
-            )
+            if hold:
+                await conn.execute(
+                    "INSERT INTO media_quota_reservations (id, brand_id, bytes, expires_at) "
+                    "VALUES ($1, $2, $3, $4)",
+                    reservation,
+                    brand_id,
+                    size,
+                    now + timedelta(seconds=settings.reservation_ttl_s),
+                )
         else:
             message, refused = _exceeded(brand_id, quota, size, filename, now)
             await write_outbox(conn, [message])

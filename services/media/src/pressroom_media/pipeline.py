@@ -32,6 +32,7 @@ from pressroom_media.upload import Received, TooLarge, receive, refusal
 
 log = get_logger(__name__)
 MULTIPART_OVERHEAD = 64 * 1024
+EARLY_QUOTA_CHECK_BYTES = 8 * 1024 * 1024
 
 
 def asset_prefix(brand_id: uuid.UUID, asset_id: uuid.UUID) -> str:
@@ -61,7 +62,8 @@ class Uploads:
     ) -> tuple[uuid.UUID, bool]:
         """Store one upload; returns the asset id and whether it was already there."""
         if content_length is not None:
-            self._early_refusal(content_length)
+            await self._early_refusal(brand_id, content_length)
+        started = time.perf_counter()
         received = await receive(
             stream,
             content_type,
@@ -69,20 +71,32 @@ class Uploads:
             max_bytes=self.settings.max_upload_bytes,
             sniff=sniff,
         )
+        timings = {"receive_ms": round((time.perf_counter() - started) * 1000)}
         try:
-            return await self._accept(brand_id, actor, received)
+            return await self._accept(brand_id, actor, received, timings)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 received.path.unlink()
 
-    def _early_refusal(self, content_length: int) -> None:
+    async def _early_refusal(self, brand_id: uuid.UUID, content_length: int) -> None:
+        """Refuse a body that cannot fit before reading it (the file is at least the body
+        less the multipart framing)."""
         if content_length > self.settings.max_upload_bytes + MULTIPART_OVERHEAD:
             raise TooLarge(
                 f"a file is at most {self.settings.max_upload_bytes} bytes", code="file_too_large"
             )
+        if content_length > EARLY_QUOTA_CHECK_BYTES:
+            await handlers.reserve(
+                self.pool,
+                brand_id,
+                content_length - MULTIPART_OVERHEAD,
+                self.settings,
+                filename=None,
+                hold=False,
+            )
 
     async def _accept(
-        self, brand_id: uuid.UUID, actor: str, received: Received
+        self, brand_id: uuid.UUID, actor: str, received: Received, timings: dict[str, int]
     ) -> tuple[uuid.UUID, bool]:
         detected = received.detected
         tags = clean_tags(
@@ -106,12 +120,17 @@ class Uploads:
         stored = False
         try:
             work.mkdir(parents=True)
+            step = time.perf_counter()
             try:
                 processed = await self.processor.process(str(received.path), str(work), detected)
             except Rejected as rejected:
                 raise refusal(rejected) from None
             stored = True
+            timings["process_ms"] = round((time.perf_counter() - step) * 1000)
+            step = time.perf_counter()
             files = await self._store(brand_id, asset_id, received, processed)
+            timings["store_ms"] = round((time.perf_counter() - step) * 1000)
+            step = time.perf_counter()
             await handlers.commit_upload(
                 self.pool,
                 self.settings,
@@ -131,6 +150,14 @@ class Uploads:
                     "metadata": _metadata(processed),
                     "files": files,
                 },
+            )
+            timings["commit_ms"] = round((time.perf_counter() - step) * 1000)
+            log.info(
+                "upload stored",
+                asset_id=str(asset_id),
+                size_bytes=received.size,
+                kind=processed.kind,
+                **timings,
             )
             return asset_id, False
         except handlers.Duplicate as twin:

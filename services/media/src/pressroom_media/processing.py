@@ -268,7 +268,7 @@ def _process_image(path: str, out_dir: str, expected: Detected, limits: Limits) 
         thumbnail=_write_image(thumbnail_image, out_dir, "thumbnail", rendition_encoding),
         variants=[
             _write_image(
-                ImageOps.fit(source, size, Image.Resampling.LANCZOS),
+                ImageOps.fit(source, size, Image.Resampling.BICUBIC),
                 out_dir,
                 name,
                 rendition_encoding,
@@ -770,6 +770,10 @@ def _init_worker(limits: Limits) -> None:
     Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
 
 
+def _ready() -> int:
+    return os.getpid()
+
+
 class Processor:
     """Runs process_file in a process pool so the event loop never blocks."""
 
@@ -816,6 +820,14 @@ class Processor:
             for worker in list((pool._processes or {}).values()):
                 worker.kill()
         pool.shutdown(wait=False, cancel_futures=True)
+
+    async def warm(self) -> None:
+        """Start every worker now (a spawned worker takes a second or two to import Pillow
+        and PyAV) rather than on the first upload."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._pool, _ready) for _ in range(self._workers * 2))
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

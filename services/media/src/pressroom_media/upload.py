@@ -1,7 +1,9 @@
 """Receive a multipart upload as it streams in: the file goes to a staging file while its
 SHA-256 is computed, its type is decided from its first bytes (a type we do not take is
 refused before the rest arrives), and the form fields are kept. Memory stays flat in the
-size of the file: data is written and hashed in ~1 MB steps, off the event loop."""
+size of the file: data is hashed and written in ~1 MB batches in a thread while the event
+loop reads the next one, and large files are synced and dropped from the page cache every
+32 MB."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pressroom_media.processing import Detected, Rejected
 
 SNIFF_BYTES = 4096
 FLUSH_BYTES = 1024 * 1024
+SYNC_WINDOW = 32 * 1024 * 1024
 MAX_FIELD_BYTES = 8192
 FIELDS = {"file", "category", "tags"}
 
@@ -89,6 +92,9 @@ class _Receiver:
         self.detected: Detected | None = None
         self.error: PressroomError | None = None
         self.ended = False
+        self.flushing: asyncio.Future[None] | None = None
+        self.written = 0
+        self.synced = 0
 
     # Parser callbacks (synchronous, called from parser.write).
     def on_part_begin(self) -> None:
@@ -181,14 +187,32 @@ class _Receiver:
         if self.error is None:
             self.error = error
 
-    # Off-loop work.
-    def flush(self) -> None:
+    # Off-loop work: one batch at a time in a thread while the loop reads the next.
+    async def flush(self) -> None:
+        """Start hashing and writing what arrived (after the previous batch is done)."""
+        await self.wait_flushed()
+        batch, self.pending, self.pending_bytes = self.pending, [], 0
+        self.flushing = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
+
+    async def wait_flushed(self) -> None:
+        if self.flushing is not None:
+            flushing, self.flushing = self.flushing, None
+            await flushing
+
+    def _write(self, batch: list[bytes]) -> None:
         assert self.file is not None
-        for chunk in self.pending:
+        for chunk in batch:
             self.hash.update(chunk)
             self.file.write(chunk)
-        self.pending.clear()
-        self.pending_bytes = 0
+            self.written += len(chunk)
+        if self.written - self.synced >= SYNC_WINDOW:
+            # Large files go to disk as they arrive and leave the page cache: memory stays
+            # flat, and the final fsync before the file is stored has little left to do.
+            self.file.flush()
+            fd = self.file.fileno()
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, self.synced, self.written - self.synced, os.POSIX_FADV_DONTNEED)
+            self.synced = self.written
 
     def close(self, *, keep: bool) -> None:
         if self.file is not None:
@@ -238,7 +262,7 @@ async def receive(
             if receiver.error is not None:
                 raise receiver.error
             if receiver.pending_bytes >= FLUSH_BYTES:
-                await asyncio.to_thread(receiver.flush)
+                await receiver.flush()
         if not receiver.ended:
             raise BadUpload("the multipart body ended early (no closing boundary)")
         if receiver.file_part is None or receiver.detected is None:
@@ -247,7 +271,8 @@ async def receive(
             )
         if receiver.size == 0:
             raise Invalid("the file is empty", errors=[{"field": "file", "message": "empty"}])
-        await asyncio.to_thread(receiver.flush)
+        await receiver.flush()
+        await receiver.wait_flushed()
         assert receiver.path is not None
         keep = True
         return Received(
@@ -260,4 +285,6 @@ async def receive(
             fields=receiver.fields,
         )
     finally:
+        with contextlib.suppress(Exception):
+            await receiver.wait_flushed()  # the thread must let go of the file first
         receiver.close(keep=keep)
