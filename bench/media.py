@@ -83,10 +83,33 @@ class RssSampler:
         return {n: round((self.peak[n] - self.base[n]) / 2**20, 1) for n in self.processes}
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time so far of each server, its worker processes apart, and of this client."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        parent = psutil.Process(pid)
+        times = parent.cpu_times()
+        out[name] = times.user + times.system
+        children = parent.children(recursive=True)
+        if children:
+            out[f"{name}_workers"] = sum(
+                c.cpu_times().user + c.cpu_times().system for c in children
+            )
+    me = psutil.Process().cpu_times()
+    out["client"] = me.user + me.system
+    return out
+
+
 async def upload_jpegs(
-    http: aiohttp.ClientSession, base: str, token: str, files: list[bytes], concurrency: int
+    http: aiohttp.ClientSession,
+    base: str,
+    token: str,
+    files: list[bytes],
+    concurrency: int,
+    pids: dict[str, int],
 ) -> dict[str, Any]:
     queue = list(enumerate(files))
+    cpu_before = cpu_seconds(pids)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
@@ -106,8 +129,13 @@ async def upload_jpegs(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(pids)
     total = sum(len(f) for f in files)
     latencies.sort()
+    cpu_ms = {
+        name: round((cpu_after[name] - cpu_before.get(name, 0.0)) / len(files) * 1000, 1)
+        for name in cpu_after
+    }
     return {
         "uploads": len(files),
         "concurrency": concurrency,
@@ -117,6 +145,10 @@ async def upload_jpegs(
         "mb_per_s": round(total / elapsed / 2**20, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
         "p95_ms": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
+        "cpu_ms_per_upload": cpu_ms,
+        "machine_cpu_share_used": round(
+            sum(cpu_ms.values()) / 1000 * len(files) / elapsed / (os.cpu_count() or 1), 2
+        ),
     }
 
 
@@ -233,10 +265,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=None)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             token = mint_token(SECRET, sub="bench", role="manager", brand_id=uuid.uuid4())
-            await upload_jpegs(http, gateway, token, jpegs[-8:], 4)  # warm the worker pool
+            await upload_jpegs(http, gateway, token, jpegs[-8:], 4, pids)  # warm the pool
             if args.jpegs:
                 results["jpeg_1mb_via_gateway"] = await upload_jpegs(
-                    http, gateway, token, jpegs[: args.jpegs], args.concurrency
+                    http, gateway, token, jpegs[: args.jpegs], args.concurrency, pids
                 )
                 print(results["jpeg_1mb_via_gateway"], flush=True)
             for name, base in (("large_via_gateway", gateway), ("large_direct", media)):

@@ -98,7 +98,9 @@ async def test_a_crashed_upload_gives_its_reservation_back(
         from pressroom_media import handlers
 
         # A replica reserved the whole quota and died before committing.
-        await handlers.reserve(media.pool, brand, size, media.settings, filename="lost.png")
+        await handlers.reserve(
+            media.pool, brand, size, media.settings, filename="lost.png", asset_id=uuid.uuid4()
+        )
         status, problem = await media.upload(brand, files[0], "a.png", content_type="image/png")
         assert status == 413 and problem["reserved_bytes"] == size
         await asyncio.sleep(1.1)
@@ -270,3 +272,44 @@ async def test_a_body_that_cannot_fit_is_refused_before_it_is_read(
         assert problem["requested_bytes"] >= 20 * 1024 * 1024 - 64 * 1024
         assert media.staged_files() == [] and media.stored_files() == []
         assert (await outbox_types(fresh_db.owner_dsn)).count("media.quota.exceeded.v1") == 1
+
+
+async def test_the_sweeper_removes_what_a_crashed_upload_stored(
+    fresh_db, kafka_bootstrap, topics, tmp_path
+):
+    from pressroom_media import handlers
+
+    async with media_service(
+        fresh_db, kafka_bootstrap, tmp_path / "data", reservation_ttl_s=1, sweep_interval_s=3600
+    ) as media:
+        brand = uuid.uuid4()
+        status, kept = await media.upload(brand, jpeg_bytes(120, 80))
+        assert status == 201
+        files_of_kept = media.stored_files()
+        # A replica reserved, stored its files, and died before committing.
+        lost = uuid.uuid4()
+        reservation = await handlers.reserve(
+            media.pool, brand, 1000, media.settings, filename="lost.jpg", asset_id=lost
+        )
+        staged = tmp_path / "lost.jpg"
+        staged.write_bytes(jpeg_bytes(60, 40))
+        await media.app.state.storage.put_file(f"{brand}/{lost}/original.jpg", str(staged), "x")
+        assert len(media.stored_files()) == len(files_of_kept) + 1
+        await asyncio.sleep(1.1)
+        swept = await handlers.sweep_expired_reservations(
+            media.pool, media.app.state.storage, now=datetime.now(UTC)
+        )
+        assert swept == 1
+        assert media.stored_files() == files_of_kept
+        assert (await media.call("GET", f"/v1/media/{kept['id']}", brand, "viewer"))[0] == 200
+        # Had it been alive after all, its commit is refused: its files may be gone.
+        with pytest.raises(handlers.UploadExpired):
+            await handlers.commit_upload(
+                media.pool,
+                media.settings,
+                brand_id=brand,
+                reservation=reservation,
+                asset_id=lost,
+                actor="u",
+                fields={"size_bytes": 1000, "filename": "lost.jpg"},
+            )

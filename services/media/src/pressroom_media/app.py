@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -115,6 +116,17 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
                 ),
             ).run,
         )
+
+        async def sweep(stop: asyncio.Event) -> None:
+            """Clean up after crashed uploads (any replica may; claims never overlap)."""
+            while not stop.is_set():
+                await handlers.sweep_expired_reservations(pool, storage, now=datetime.now(UTC))
+                heartbeats.beat("sweeper")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), settings.sweep_interval_s)
+
+        heartbeats.register("sweeper", max_age=settings.sweep_interval_s * 2 + 30)
+        workers.add("sweeper", sweep)
         warming = asyncio.create_task(processor.warm())
         try:
             async with workers.lifespan():  # workers stop before what they use closes

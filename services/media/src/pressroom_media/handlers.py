@@ -32,6 +32,7 @@ from pressroom_kit.telemetry import current_traceparent
 from pressroom_media.domain import MediaAsset, Quota
 from pressroom_media.projections import MEDIA
 from pressroom_media.settings import MediaSettings
+from pressroom_media.storage import Storage
 
 SOURCE = "/pressroom/media"
 MEDIA_TOPIC = Topic.MEDIA.value
@@ -40,6 +41,10 @@ log = get_logger(__name__)
 
 class QuotaExceeded(PressroomError):
     status, code, title = 413, "quota_exceeded", "Storage quota exceeded"
+
+
+class UploadExpired(PressroomError):
+    status, code, title = 503, "upload_expired", "Upload expired"
 
 
 class Duplicate(Exception):
@@ -219,34 +224,31 @@ async def reserve(
     settings: MediaSettings,
     *,
     filename: str | None,
-    hold: bool = True,
+    asset_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Set ``size`` bytes of the brand's quota aside for an upload in progress, or refuse it
     (413, and a ``media.quota.exceeded`` event). Reservations expire, so a crashed upload
-    gives its bytes back. ``hold=False`` only checks (before a large body is read)."""
+    gives its bytes back (and the sweeper removes the files stored for ``asset_id``). Without
+    an ``asset_id`` nothing is held: the quota is only checked (before a body is read)."""
     now = datetime.now(UTC)
     reservation = uuid.uuid4()
     refused: QuotaExceeded | None = None
     async with tenant_transaction(pool, brand_id) as conn:
         quota = await locked_quota(conn, brand_id, settings, now=now)
         if quota.fits(size):
-            if hold:
+            if asset_id is not None:
                 await conn.execute(
-                    "INSERT INTO media_quota_reservations (id, brand_id, bytes, expires_at) "
-                    "VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO media_quota_reservations (id, brand_id, asset_id, bytes, "
+                    "expires_at) VALUES ($1, $2, $3, $4, $5)",
                     reservation,
                     brand_id,
+                    asset_id,
                     size,
                     now + timedelta(seconds=settings.reservation_ttl_s),
                 )
         else:
             message, refused = _exceeded(brand_id, quota, size, filename, now)
             await write_outbox(conn, [message])
-            await conn.execute(
-                "DELETE FROM media_quota_reservations WHERE brand_id = $1 AND expires_at <= $2",
-                brand_id,
-                now,
-            )
     if refused is not None:
         raise refused
     return reservation
@@ -276,13 +278,18 @@ async def commit_upload(
         async with tenant_transaction(pool, brand_id) as conn:
             quota = await locked_quota(conn, brand_id, settings, now=now)
             held = await conn.fetchval(
-                "DELETE FROM media_quota_reservations WHERE id = $1 AND expires_at > $2 "
-                "RETURNING bytes",
+                "DELETE FROM media_quota_reservations WHERE id = $1 RETURNING expires_at > $2",
                 reservation,
                 now,
             )
+            if held is None:
+                # The sweeper took it: this upload outlived its reservation and its files
+                # may be gone already.
+                raise UploadExpired(
+                    "the upload took longer than its quota reservation; send it again"
+                )
             # A reservation that expired (a very slow upload) must still fit.
-            if held is None and not quota.fits(size):
+            if not held and not quota.fits(size):
                 message, refused = _exceeded(brand_id, quota, size, fields["filename"], now)
                 await write_outbox(conn, [message])
             else:
@@ -376,3 +383,24 @@ async def record_usage(conn: asyncpg.Connection, event: CloudEvent, payload: Eve
                 actor=user,
                 metadata={"usage_count": asset.usage_count, "caused_by": str(event.id)},
             )
+
+
+async def sweep_expired_reservations(
+    pool: asyncpg.Pool, storage: Storage, *, now: datetime, batch: int = 100
+) -> int:
+    """Remove what crashed uploads left: their reservations and the files stored for an asset
+    that was never committed. Returns how many reservations were swept."""
+    rows = await pool.fetch("SELECT * FROM media_claim_expired_reservations($1, $2)", now, batch)
+    for row in rows:
+        async with tenant_transaction(pool, row["brand_id"]) as conn:
+            committed = await conn.fetchval(
+                "SELECT 1 FROM media_assets WHERE id = $1", row["asset_id"]
+            )
+        if not committed:
+            removed = await storage.delete_prefix(f"{row['brand_id']}/{row['asset_id']}/")
+            log.info(
+                "files of an abandoned upload removed",
+                asset_id=str(row["asset_id"]),
+                files=removed,
+            )
+    return len(rows)

@@ -92,7 +92,6 @@ class Uploads:
                 content_length - MULTIPART_OVERHEAD,
                 self.settings,
                 filename=None,
-                hold=False,
             )
 
     async def _accept(
@@ -112,10 +111,10 @@ class Uploads:
         if existing is not None:
             return existing, True
 
-        reservation = await handlers.reserve(
-            self.pool, brand_id, received.size, self.settings, filename=filename
-        )
         asset_id = uuid.uuid4()
+        reservation = await handlers.reserve(
+            self.pool, brand_id, received.size, self.settings, filename=filename, asset_id=asset_id
+        )
         work = self.staging / asset_id.hex
         stored = False
         try:

@@ -51,6 +51,7 @@ class MediaSettings(ServiceSettings):
     )
     quota_warning_threshold: float = Field(default=0.8, gt=0, le=1)
     reservation_ttl_s: int = 3600
+    sweep_interval_s: float = 60.0
     max_upload_bytes: int = 2 * 1024**3
     max_image_pixels: int = 60_000_000
     max_video_pixels: int = 4096 * 2160

@@ -49,9 +49,24 @@ SELECT pressroom_enable_tenant_rls('storage_quotas');
 CREATE TABLE media_quota_reservations (
     id         uuid        PRIMARY KEY,
     brand_id   uuid        NOT NULL,
+    asset_id   uuid        NOT NULL,
     bytes      bigint      NOT NULL CHECK (bytes >= 0),
     expires_at timestamptz NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX media_quota_reservations_brand_idx ON media_quota_reservations (brand_id, expires_at);
 SELECT pressroom_enable_tenant_rls('media_quota_reservations');
+
+-- Reservations left behind by crashed uploads expire; the sweeper claims them across brands
+-- (row-level security keeps the runtime role inside one brand, so the claim runs as this
+-- function's owner and only hands out what to clean) and removes the files they stored.
+CREATE FUNCTION media_claim_expired_reservations(at timestamptz, max_rows integer)
+RETURNS TABLE (brand_id uuid, asset_id uuid)
+LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
+    DELETE FROM media_quota_reservations r
+    WHERE r.id IN (
+        SELECT x.id FROM media_quota_reservations x WHERE x.expires_at <= at
+        ORDER BY x.expires_at LIMIT max_rows FOR UPDATE SKIP LOCKED
+    )
+    RETURNING r.brand_id, r.asset_id
+$$;
