@@ -53,6 +53,14 @@ class ConsumerSettings:
     rebalance_timeout_ms: int = 2_000
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def with_session_timeout(cls, session_timeout_ms: int) -> ConsumerSettings:
+        """Defaults with this session timeout and a heartbeat a tenth of it."""
+        return cls(
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(100, session_timeout_ms // 10),
+        )
+
 
 @dataclass
 class _Decoded:

@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pressroom_kit.logs import get_logger
+
+if TYPE_CHECKING:
+    from pressroom_kit.settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -74,3 +77,23 @@ class BackgroundWorkers:
             yield
         finally:
             await self.stop()
+
+
+def serve(name: str, settings: ServiceSettings, create_app: Callable[[Any], Any]) -> None:
+    """``python -m pressroom_<name>``: logging and tracing, then the app on uvicorn."""
+    import uvicorn
+
+    from pressroom_kit.logs import configure_logging
+    from pressroom_kit.telemetry import configure_tracing
+
+    configure_logging(name, level=settings.log_level, json=settings.log_json)
+    configure_tracing(name)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -110,9 +110,8 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
                     PostScheduled.event_type: handlers.record_usage,
                 },
                 heartbeats=heartbeats,
-                settings=ConsumerSettings(
-                    session_timeout_ms=settings.consumer_session_timeout_ms,
-                    heartbeat_interval_ms=max(100, settings.consumer_session_timeout_ms // 10),
+                settings=ConsumerSettings.with_session_timeout(
+                    settings.consumer_session_timeout_ms
                 ),
             ).run,
         )

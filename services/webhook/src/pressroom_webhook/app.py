@@ -94,9 +94,8 @@ def create_app(
                 default_handler=handlers.fanout_handler(settings.max_attempts, clock),
                 accept_unknown_types=True,
                 heartbeats=heartbeats,
-                settings=ConsumerSettings(
-                    session_timeout_ms=settings.consumer_session_timeout_ms,
-                    heartbeat_interval_ms=max(100, settings.consumer_session_timeout_ms // 10),
+                settings=ConsumerSettings.with_session_timeout(
+                    settings.consumer_session_timeout_ms
                 ),
             ).run,
         )
