@@ -90,6 +90,15 @@ async def test_the_same_bytes_are_one_asset_per_brand_and_never_shared(media):
     status, quota_b = await media.call("GET", "/v1/media/quota", brand_b, "viewer")
     assert quota_b["used_bytes"] == len(data)
 
+    async with media.http.get(f"{media.base}/metrics") as response:
+        metrics = await response.text()
+    for line in (
+        'pressroom_media_uploads_total{outcome="duplicate"}',
+        'pressroom_media_uploads_total{outcome="created"}',
+        'pressroom_media_upload_stage_seconds_count{stage="process"}',
+    ):
+        assert line in metrics, line
+
 
 async def test_two_concurrent_uploads_of_the_same_bytes_make_one_asset(media):
     brand = uuid.uuid4()

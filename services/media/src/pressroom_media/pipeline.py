@@ -20,11 +20,12 @@ from typing import Any
 
 import asyncpg
 from pressroom_kit.db import tenant_transaction
-from pressroom_kit.errors import Invalid
+from pressroom_kit.errors import Invalid, PressroomError
 from pressroom_kit.logs import get_logger
 
 from pressroom_media import handlers
 from pressroom_media.domain import StoredFile, clean_category, clean_filename, clean_tags
+from pressroom_media.metrics import UPLOAD_STAGE, UPLOADED_BYTES, UPLOADS
 from pressroom_media.processing import Processed, Processor, Rejected, Rendition, sniff
 from pressroom_media.settings import MediaSettings
 from pressroom_media.storage import Storage
@@ -61,6 +62,27 @@ class Uploads:
         content_length: int | None,
     ) -> tuple[uuid.UUID, bool]:
         """Store one upload; returns the asset id and whether it was already there."""
+        try:
+            asset_id, duplicate = await self._upload(
+                brand_id, actor, stream, content_type, content_length
+            )
+        except PressroomError as refused:
+            UPLOADS.labels(str(refused.status)).inc()
+            raise
+        except Exception:
+            UPLOADS.labels("failed").inc()
+            raise
+        UPLOADS.labels("duplicate" if duplicate else "created").inc()
+        return asset_id, duplicate
+
+    async def _upload(
+        self,
+        brand_id: uuid.UUID,
+        actor: str,
+        stream: AsyncIterator[bytes],
+        content_type: str | None,
+        content_length: int | None,
+    ) -> tuple[uuid.UUID, bool]:
         if content_length is not None:
             await self._early_refusal(brand_id, content_length)
         started = time.perf_counter()
@@ -151,6 +173,9 @@ class Uploads:
                 },
             )
             timings["commit_ms"] = round((time.perf_counter() - step) * 1000)
+            for stage, ms in timings.items():
+                UPLOAD_STAGE.labels(stage.removesuffix("_ms")).observe(ms / 1000)
+            UPLOADED_BYTES.inc(received.size)
             log.info(
                 "upload stored",
                 asset_id=str(asset_id),
