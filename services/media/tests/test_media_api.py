@@ -258,3 +258,34 @@ async def test_signed_urls_expire_and_refuse_tampering(media):
     old = signer.url(key, time.time() - signer.ttl_s - 7200)
     status, _, _ = await media.fetch(old)
     assert status == 403
+
+
+async def test_a_client_that_hangs_up_mid_upload_leaves_nothing(media):
+    from media_testkit import token
+
+    brand = uuid.uuid4()
+    host, port = media.base.removeprefix("http://").split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n"
+    )
+    partial = head + jpeg_bytes(2000, 1500)[:200_000]
+    writer.write(
+        f"POST /v1/media HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {token('manager', brand)}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {len(partial) + 5_000_000}\r\n\r\n".encode()
+        + partial
+    )
+    await writer.drain()
+    async with asyncio.timeout(10):
+        while not media.staged_files():
+            await asyncio.sleep(0.02)
+    writer.close()
+    async with asyncio.timeout(10):
+        while media.staged_files():
+            await asyncio.sleep(0.05)
+    assert media.stored_files() == []
+    _status, quota = await media.call("GET", "/v1/media/quota", brand, "viewer")
+    assert quota["used_bytes"] == 0 and quota["reserved_bytes"] == 0
