@@ -206,6 +206,26 @@ async def test_bad_requests_are_clear_problems(media):
 
     status, problem = await media.upload(brand, png_bytes(), "a.png", tags="x" * 100)
     assert status == 422 and problem["errors"][0]["field"] == "tags"
+    status, problem = await media.upload(
+        brand, png_bytes(), "a.png", tags=",".join(f"t{i}" for i in range(1000))
+    )
+    assert status == 422 and problem["errors"][0]["message"] == "too many"
+    many = form(png_bytes(), "a.png", content_type="image/png", tags=["a"] * 100)
+    status, problem = await media.call("POST", "/v1/media", brand, data=many)
+    assert status == 422 and problem["type"].endswith("too_many_parts")
+    status, problem = await media.upload(brand, png_bytes(), "a.png", category="c" * 9000)
+    assert status == 422
+    status, problem = await media.upload(brand, b"", "empty.png", content_type="image/png")
+    assert status == 422 and problem["detail"] == "the file is empty"
+    long_boundary = "b" * 300
+    status, problem = await media.call(
+        "POST",
+        "/v1/media",
+        brand,
+        data=f"--{long_boundary}\r\n".encode(),
+        headers={"Content-Type": f"multipart/form-data; boundary={long_boundary}"},
+    )
+    assert status == 400
     status, problem = await media.call(
         "POST", "/v1/media", brand, "viewer", data=form(png_bytes(), "a.png")
     )
@@ -234,6 +254,9 @@ async def test_signed_urls_expire_and_refuse_tampering(media):
     assert status == 206 and rest == body[-3:]
     status, headers, _ = await media.fetch(url, Range=f"bytes={len(body)}-")
     assert status == 416 and headers["Content-Range"] == f"bytes */{len(body)}"
+    for ignored in ("bytes=5-3", "bytes=" + "9" * 5000 + "-", "items=0-1", "bytes=0-1,5-6"):
+        status, _, whole = await media.fetch(url, Range=ignored)
+        assert status == 200 and whole == body, ignored
 
     parts = urlsplit(url)
     query = parse_qs(parts.query)

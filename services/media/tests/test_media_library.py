@@ -255,22 +255,31 @@ async def test_list_filters_pages_and_patch(fresh_db, kafka_bootstrap, topics, t
             await conn.close()
 
 
-async def test_a_body_that_cannot_fit_is_refused_before_it_is_read(
+async def test_a_body_that_cannot_fit_is_refused_before_it_is_read_unless_a_twin(
     fresh_db, kafka_bootstrap, topics, tmp_path
 ):
     from media_samples import write_padded_mp4
 
-    video = tmp_path / "big.mp4"
-    write_padded_mp4(str(video), 20 * 1024 * 1024)
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+    write_padded_mp4(str(first), 20 * 1024 * 1024)
+    write_padded_mp4(str(second), 22 * 1024 * 1024)
     async with media_service(
-        fresh_db, kafka_bootstrap, tmp_path / "data", default_quota_bytes=1024 * 1024
+        fresh_db, kafka_bootstrap, tmp_path / "data", default_quota_bytes=21 * 1024 * 1024
     ) as media:
         brand = uuid.uuid4()
-        status, problem = await media.upload(brand, video.read_bytes(), "big.mp4")
+        status, stored = await media.upload(brand, first.read_bytes(), "first.mp4")
+        assert status == 201
+        # The quota is nearly full, but these may be bytes the brand has: read, then dedup.
+        status, twin = await media.upload(brand, first.read_bytes(), "again.mp4")
+        assert status == 200 and twin["duplicate"] is True and twin["id"] == stored["id"]
+        assert (await outbox_types(fresh_db.owner_dsn)).count("media.quota.exceeded.v1") == 0
+        # No asset of about this size: refused from Content-Length alone.
+        status, problem = await media.upload(brand, second.read_bytes(), "second.mp4")
         assert status == 413 and problem["type"].endswith("quota_exceeded")
-        assert problem["limit_bytes"] == 1024 * 1024
-        assert problem["requested_bytes"] >= 20 * 1024 * 1024 - 64 * 1024
-        assert media.staged_files() == [] and media.stored_files() == []
+        assert problem["limit_bytes"] == 21 * 1024 * 1024
+        assert problem["requested_bytes"] >= 22 * 1024 * 1024 - 128 * 1024
+        assert media.staged_files() == []
+        assert len(media.stored_files()) == 2  # the first video and its poster
         assert (await outbox_types(fresh_db.owner_dsn)).count("media.quota.exceeded.v1") == 1
 
 
@@ -313,3 +322,35 @@ async def test_the_sweeper_removes_what_a_crashed_upload_stored(
                 actor="u",
                 fields={"size_bytes": 1000, "filename": "lost.jpg"},
             )
+
+
+async def test_files_a_delete_could_not_remove_are_swept_later(
+    fresh_db, kafka_bootstrap, topics, tmp_path
+):
+    from pressroom_media import handlers
+
+    async with media_service(
+        fresh_db, kafka_bootstrap, tmp_path / "data", sweep_interval_s=3600
+    ) as media:
+        brand = uuid.uuid4()
+        _, asset = await media.upload(brand, jpeg_bytes(100, 100))
+        storage = media.app.state.storage
+        real = storage.delete_prefix
+
+        async def storage_down(prefix: str) -> int:
+            raise OSError("storage unreachable")
+
+        storage.delete_prefix = storage_down
+        try:
+            status, _ = await media.call("DELETE", f"/v1/media/{asset['id']}", brand)
+        finally:
+            storage.delete_prefix = real
+        assert status == 204  # the asset is gone; its files are ticketed
+        assert (await media.call("GET", f"/v1/media/{asset['id']}", brand, "viewer"))[0] == 404
+        assert len(media.stored_files()) == 6
+        status, quota = await media.call("GET", "/v1/media/quota", brand, "viewer")
+        assert quota["used_bytes"] == 0 and quota["reserved_bytes"] == 0
+        swept = await handlers.sweep_expired_reservations(
+            media.pool, storage, now=datetime.now(UTC)
+        )
+        assert swept == 1 and media.stored_files() == []

@@ -15,12 +15,14 @@ from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Invalid, NotFound
 from pressroom_kit.http import requires_role
+from pressroom_kit.logs import get_logger
 from pressroom_kit.pagination import newest_first
 from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_media import handlers
 from pressroom_media.signing import UrlSigner
 
+log = get_logger(__name__)
 VIEWER = [requires_role("viewer")]
 MANAGER = [requires_role("manager")]
 _COLUMNS = (
@@ -138,7 +140,11 @@ def asset_out(row: asyncpg.Record, signer: UrlSigner, now: float) -> AssetOut:
 
 async def read_asset(state: State, brand_id: uuid.UUID, asset_id: uuid.UUID) -> AssetOut:
     async with tenant_transaction(state.pool, brand_id) as conn:
-        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM media_assets WHERE id = $1", asset_id)
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM media_assets WHERE id = $1 AND brand_id = $2",
+            asset_id,
+            brand_id,
+        )
     if row is None:
         raise NotFound(f"no media asset {asset_id}", code="no_asset")
     return asset_out(row, state.signer, time.time())
@@ -199,6 +205,7 @@ class MediaController(Controller):
             brand_id,
             f"SELECT {_COLUMNS} FROM media_assets",
             [
+                ("brand_id = {}", brand_id),
                 ("category = {}", category),
                 ("tags @> ARRAY[{}]::text[]", tag),
                 ("filename ILIKE {}", _like(q) if q else None),
@@ -217,10 +224,11 @@ class MediaController(Controller):
         _, brand_id = _brand(request)
         async with tenant_transaction(state.pool, brand_id) as conn:
             row = await conn.fetchrow(
-                "SELECT (SELECT used_bytes FROM storage_quotas) AS used, "
-                "(SELECT warning_active FROM storage_quotas) AS warning, "
+                "SELECT (SELECT used_bytes FROM storage_quotas WHERE brand_id = $1) AS used, "
+                "(SELECT warning_active FROM storage_quotas WHERE brand_id = $1) AS warning, "
                 "(SELECT coalesce(sum(bytes), 0) FROM media_quota_reservations "
-                " WHERE expires_at > now()) AS reserved"
+                " WHERE brand_id = $1 AND expires_at > now()) AS reserved",
+                brand_id,
             )
         assert row is not None  # the query always yields one row
         settings = state.settings
@@ -279,7 +287,7 @@ class MediaController(Controller):
     ) -> None:
         """409 while posts use the asset, unless ``force=true``; the files go with it."""
         actor, brand_id = _brand(request)
-        await handlers.delete_asset(
+        ticket = await handlers.delete_asset(
             state.pool,
             state.settings,
             brand_id=brand_id,
@@ -287,7 +295,13 @@ class MediaController(Controller):
             actor=actor,
             force=force,
         )
-        await state.storage.delete_prefix(f"{brand_id}/{asset_id}/")
+        try:
+            await state.storage.delete_prefix(f"{brand_id}/{asset_id}/")
+        except Exception:
+            # The asset is deleted; its ticket makes the sweeper remove the files later.
+            log.exception("removing a deleted asset's files failed", asset_id=str(asset_id))
+            return
+        await handlers.release(state.pool, brand_id, ticket)
 
     @get("/{asset_id:uuid}/usage", guards=VIEWER)
     async def usage(
@@ -304,7 +318,7 @@ class MediaController(Controller):
             state.pool,
             brand_id,
             "SELECT id, used_in, action, used_by_user, created_at FROM media_usage_logs",
-            [("asset_id = {}", asset_id)],
+            [("brand_id = {}", brand_id), ("asset_id = {}", asset_id)],
             cursor,
             limit,
         )

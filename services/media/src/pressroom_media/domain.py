@@ -87,7 +87,7 @@ def clean_filename(name: str | None, extension: str) -> str:
 
 
 def clean_tags(tags: list[str]) -> list[str]:
-    cleaned: list[str] = []
+    cleaned: dict[str, None] = {}
     for tag in tags:
         tag = tag.strip()
         if not tag:
@@ -97,11 +97,12 @@ def clean_tags(tags: list[str]) -> list[str]:
                 f"a tag is at most {MAX_TAG_LENGTH} characters",
                 errors=[{"field": "tags", "message": f"too long: {tag[:20]}..."}],
             )
-        if tag not in cleaned:
-            cleaned.append(tag)
-    if len(cleaned) > MAX_TAGS:
-        raise Invalid(f"at most {MAX_TAGS} tags", errors=[{"field": "tags", "message": "too many"}])
-    return cleaned
+        cleaned[tag] = None
+        if len(cleaned) > MAX_TAGS:
+            raise Invalid(
+                f"at most {MAX_TAGS} tags", errors=[{"field": "tags", "message": "too many"}]
+            )
+    return list(cleaned)
 
 
 def clean_category(category: str | None) -> str | None:

@@ -33,7 +33,7 @@ CONTENT_TYPES = {
     "mov": "video/quicktime",
     "webm": "video/webm",
 }
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
 
 
 def etag(key: str, size: int) -> str:
@@ -42,8 +42,8 @@ def etag(key: str, size: int) -> str:
 
 def parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
     """``(start, end)`` inclusive for one satisfiable range, ``None`` to send everything
-    (no header, several ranges, or a header we do not understand), ``False`` when the range
-    cannot be satisfied (416)."""
+    (no header, several ranges, an invalid one such as ``5-3``, or a header we do not
+    understand), ``False`` when the range cannot be satisfied (416, RFC 9110 §14.1.2)."""
     match = _RANGE.fullmatch(header.strip())
     if match is None:
         return None
@@ -52,13 +52,15 @@ def parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
         return None
     if not first:  # the last N bytes
         length = int(last)
-        if length == 0:
+        if length == 0 or size == 0:
             return False
         return max(0, size - length), size - 1
     start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or end < start:
+    if last and int(last) < start:
+        return None  # invalid: ignored
+    if start >= size:
         return False
+    end = min(int(last), size - 1) if last else size - 1
     return start, end
 
 
@@ -86,7 +88,8 @@ async def serve_file(
     headers = {
         "ETag": tag,
         "Accept-Ranges": "bytes",
-        "Cache-Control": f"private, max-age={max(0, int(expires - now))}, immutable",
+        # Anyone holding the link may fetch it until it expires, so shared caches may too.
+        "Cache-Control": f"public, max-age={max(0, int(expires - now))}, immutable",
         "Content-Disposition": "inline",
     }
     media_type = CONTENT_TYPES.get(extension, "application/octet-stream")

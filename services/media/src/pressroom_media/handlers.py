@@ -256,7 +256,11 @@ async def reserve(
 
 async def release(pool: asyncpg.Pool, brand_id: uuid.UUID, reservation: uuid.UUID) -> None:
     async with tenant_transaction(pool, brand_id) as conn:
-        await conn.execute("DELETE FROM media_quota_reservations WHERE id = $1", reservation)
+        await conn.execute(
+            "DELETE FROM media_quota_reservations WHERE id = $1 AND brand_id = $2",
+            reservation,
+            brand_id,
+        )
 
 
 async def commit_upload(
@@ -278,8 +282,10 @@ async def commit_upload(
         async with tenant_transaction(pool, brand_id) as conn:
             quota = await locked_quota(conn, brand_id, settings, now=now)
             held = await conn.fetchval(
-                "DELETE FROM media_quota_reservations WHERE id = $1 RETURNING expires_at > $2",
+                "DELETE FROM media_quota_reservations WHERE id = $1 AND brand_id = $2 "
+                "RETURNING expires_at > $3",
                 reservation,
+                brand_id,
                 now,
             )
             if held is None:
@@ -300,7 +306,9 @@ async def commit_upload(
             raise
         async with tenant_transaction(pool, brand_id) as conn:
             existing = await conn.fetchval(
-                "SELECT id FROM media_assets WHERE hash = $1", fields["hash"]
+                "SELECT id FROM media_assets WHERE brand_id = $1 AND hash = $2",
+                brand_id,
+                fields["hash"],
             )
         if existing is None:
             raise
@@ -334,15 +342,36 @@ async def delete_asset(
     asset_id: uuid.UUID,
     actor: str,
     force: bool,
-) -> None:
-    async def attempt() -> None:
+) -> uuid.UUID:
+    """Delete the asset and, in the same transaction, leave a cleanup ticket (an expired
+    zero-byte reservation) so the sweeper removes its files should the caller not manage
+    to. Returns the ticket, for the caller to drop once the files are gone."""
+
+    async def attempt() -> uuid.UUID:
+        now = datetime.now(UTC)
         async with tenant_transaction(pool, brand_id) as conn:
-            quota = await locked_quota(conn, brand_id, settings, now=datetime.now(UTC))
+            quota = await locked_quota(conn, brand_id, settings, now=now)
             asset = await _load(conn, brand_id, asset_id)
             asset.delete(force=force, quota=quota)
             await REPOSITORY.save(conn, asset, brand_id=brand_id, actor=actor)
+            return await _cleanup_ticket(conn, brand_id, asset_id, now)
 
-    await retry_on_conflict(attempt)
+    return await retry_on_conflict(attempt)
+
+
+async def _cleanup_ticket(
+    conn: asyncpg.Connection, brand_id: uuid.UUID, asset_id: uuid.UUID, at: datetime
+) -> uuid.UUID:
+    ticket = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO media_quota_reservations (id, brand_id, asset_id, bytes, expires_at) "
+        "VALUES ($1, $2, $3, 0, $4)",
+        ticket,
+        brand_id,
+        asset_id,
+        at,
+    )
+    return ticket
 
 
 async def _load(conn: asyncpg.Connection, brand_id: uuid.UUID, asset_id: uuid.UUID) -> MediaAsset:
@@ -388,19 +417,26 @@ async def record_usage(conn: asyncpg.Connection, event: CloudEvent, payload: Eve
 async def sweep_expired_reservations(
     pool: asyncpg.Pool, storage: Storage, *, now: datetime, batch: int = 100
 ) -> int:
-    """Remove what crashed uploads left: their reservations and the files stored for an asset
-    that was never committed. Returns how many reservations were swept."""
+    """Remove the files of uploads that crashed before committing and of deleted assets whose
+    files are still there (both leave an expired reservation behind). A removal that fails
+    is ticketed again for the next sweep. Returns how many reservations were swept."""
     rows = await pool.fetch("SELECT * FROM media_claim_expired_reservations($1, $2)", now, batch)
     for row in rows:
-        async with tenant_transaction(pool, row["brand_id"]) as conn:
-            committed = await conn.fetchval(
-                "SELECT 1 FROM media_assets WHERE id = $1", row["asset_id"]
+        brand_id, asset_id = row["brand_id"], row["asset_id"]
+        try:
+            async with tenant_transaction(pool, brand_id) as conn:
+                live = await conn.fetchval(
+                    "SELECT 1 FROM media_assets WHERE id = $1 AND brand_id = $2",
+                    asset_id,
+                    brand_id,
+                )
+            if not live:
+                removed = await storage.delete_prefix(f"{brand_id}/{asset_id}/")
+                log.info("files left behind removed", asset_id=str(asset_id), files=removed)
+        except Exception:
+            log.exception(
+                "removing files left behind failed; retried later", asset_id=str(asset_id)
             )
-        if not committed:
-            removed = await storage.delete_prefix(f"{row['brand_id']}/{row['asset_id']}/")
-            log.info(
-                "files of an abandoned upload removed",
-                asset_id=str(row["asset_id"]),
-                files=removed,
-            )
+            async with tenant_transaction(pool, brand_id) as conn:
+                await _cleanup_ticket(conn, brand_id, asset_id, now)
     return len(rows)

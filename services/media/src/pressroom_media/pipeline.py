@@ -29,10 +29,17 @@ from pressroom_media.metrics import UPLOAD_STAGE, UPLOADED_BYTES, UPLOADS
 from pressroom_media.processing import Processed, Processor, Rejected, Rendition, sniff
 from pressroom_media.settings import MediaSettings
 from pressroom_media.storage import Storage
-from pressroom_media.upload import Received, TooLarge, receive, refusal
+from pressroom_media.upload import (
+    FRAMING_BYTES,
+    MAX_FIELDS_BYTES,
+    Received,
+    TooLarge,
+    receive,
+    refusal,
+)
 
 log = get_logger(__name__)
-MULTIPART_OVERHEAD = 64 * 1024
+MULTIPART_OVERHEAD = MAX_FIELDS_BYTES + FRAMING_BYTES
 EARLY_QUOTA_CHECK_BYTES = 8 * 1024 * 1024
 
 
@@ -86,6 +93,8 @@ class Uploads:
         if content_length is not None:
             await self._early_refusal(brand_id, content_length)
         started = time.perf_counter()
+        # Another replica starting may have swept this replica's idle staging folder.
+        self.staging.mkdir(parents=True, exist_ok=True)
         received = await receive(
             stream,
             content_type,
@@ -101,20 +110,26 @@ class Uploads:
                 received.path.unlink()
 
     async def _early_refusal(self, brand_id: uuid.UUID, content_length: int) -> None:
-        """Refuse a body that cannot fit before reading it (the file is at least the body
-        less the multipart framing)."""
+        """Refuse a body that cannot fit before reading it. The file is the body less the
+        multipart framing and fields; when the brand has an asset of about that size the
+        body may be a duplicate (200, no quota), so then it is read first."""
         if content_length > self.settings.max_upload_bytes + MULTIPART_OVERHEAD:
             raise TooLarge(
                 f"a file is at most {self.settings.max_upload_bytes} bytes", code="file_too_large"
             )
-        if content_length > EARLY_QUOTA_CHECK_BYTES:
-            await handlers.reserve(
-                self.pool,
+        if content_length <= EARLY_QUOTA_CHECK_BYTES:
+            return
+        smallest = content_length - MULTIPART_OVERHEAD
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            maybe_twin = await conn.fetchval(
+                "SELECT 1 FROM media_assets WHERE brand_id = $1 "
+                "AND size_bytes BETWEEN $2 AND $3 LIMIT 1",
                 brand_id,
-                content_length - MULTIPART_OVERHEAD,
-                self.settings,
-                filename=None,
+                smallest,
+                content_length,
             )
+        if not maybe_twin:
+            await handlers.reserve(self.pool, brand_id, smallest, self.settings, filename=None)
 
     async def _accept(
         self, brand_id: uuid.UUID, actor: str, received: Received, timings: dict[str, int]
@@ -196,7 +211,7 @@ class Uploads:
     async def _existing(self, brand_id: uuid.UUID, sha256: str) -> uuid.UUID | None:
         async with tenant_transaction(self.pool, brand_id) as conn:
             found: uuid.UUID | None = await conn.fetchval(
-                "SELECT id FROM media_assets WHERE hash = $1", sha256
+                "SELECT id FROM media_assets WHERE brand_id = $1 AND hash = $2", brand_id, sha256
             )
         return found
 
@@ -232,12 +247,18 @@ class Uploads:
             )
             for name, r in renditions.items()
         }
-        await asyncio.gather(
+        # Every put finishes (or fails) before a failure is reported, so the clean-up that
+        # follows never races a put still in flight.
+        results = await asyncio.gather(
             *(
                 self.storage.put_file(files[name].key, r.path, r.content_type)
                 for name, r in renditions.items()
-            )
+            ),
+            return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return files
 
     async def _undo(

@@ -781,6 +781,7 @@ class Processor:
         self._workers = workers
         self._limits = limits
         self._timeout_s = timeout_s
+        self._slots: asyncio.Semaphore | None = None
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -793,22 +794,37 @@ class Processor:
         )
 
     async def process(self, path: str, out_dir: str, expected: Detected) -> Processed:
-        """``process_file`` in a worker; Rejected on timeout, RuntimeError if the worker died."""
-        pool = self._pool
+        """``process_file`` in a worker. At most one job per worker runs at a time, so the
+        timeout counts processing, not waiting. A job whose pool broke under it (another
+        job's timeout or crash) runs once more on the new pool; a file that breaks the pool
+        twice, or overruns, is refused (422)."""
         loop = asyncio.get_running_loop()
-        try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(pool, process_file, path, out_dir, expected, self._limits),
-                self._timeout_s,
-            )
-        except TimeoutError as exc:
-            self._replace(pool, kill=True)
-            raise Rejected(
-                422, "processing_timeout", f"processing took longer than {self._timeout_s:g} s"
-            ) from exc
-        except BrokenProcessPool as exc:
-            self._replace(pool, kill=False)
-            raise RuntimeError("a media worker died while processing the file") from exc
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._workers)
+        async with self._slots:
+            for attempt in (1, 2):
+                pool = self._pool
+                try:
+                    return await asyncio.wait_for(
+                        loop.run_in_executor(
+                            pool, process_file, path, out_dir, expected, self._limits
+                        ),
+                        self._timeout_s,
+                    )
+                except TimeoutError as exc:
+                    self._replace(pool, kill=True)
+                    raise Rejected(
+                        422,
+                        "processing_timeout",
+                        f"processing took longer than {self._timeout_s:g} s",
+                    ) from exc
+                except BrokenProcessPool as exc:
+                    self._replace(pool, kill=False)
+                    if attempt == 2:
+                        raise Rejected(
+                            422, "processing_failed", "the file crashed the media decoder"
+                        ) from exc
+        raise AssertionError("unreachable")
 
     def _replace(self, pool: ProcessPoolExecutor, *, kill: bool) -> None:
         if pool is not self._pool:
@@ -816,7 +832,8 @@ class Processor:
         self._pool = self._new_pool()
         if kill:
             # A running call cannot be cancelled and Python 3.11 has no public way to stop
-            # a worker; killing them frees the slots (other calls on this pool then fail).
+            # one worker; killing them frees the slots (the other calls that were running
+            # on this pool then run again on the new one).
             for worker in list((pool._processes or {}).values()):
                 worker.kill()
         pool.shutdown(wait=False, cancel_futures=True)

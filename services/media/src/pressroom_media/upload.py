@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from litestar.exceptions import HTTPException
 from pressroom_kit.errors import Invalid, PressroomError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -26,6 +27,9 @@ SNIFF_BYTES = 4096
 FLUSH_BYTES = 1024 * 1024
 SYNC_WINDOW = 32 * 1024 * 1024
 MAX_FIELD_BYTES = 8192
+MAX_FIELDS_BYTES = 64 * 1024  # all the text fields together
+MAX_PARTS = 64
+FRAMING_BYTES = 64 * 1024  # boundaries and part headers, generously
 FIELDS = {"file", "category", "tags"}
 
 
@@ -93,6 +97,8 @@ class _Receiver:
         self.error: PressroomError | None = None
         self.ended = False
         self.flushing: asyncio.Future[None] | None = None
+        self.parts = 0
+        self.field_bytes = 0
         self.written = 0
         self.synced = 0
 
@@ -100,6 +106,9 @@ class _Receiver:
     def on_part_begin(self) -> None:
         self.part = _Part()
         self.headers = {}
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            self._fail(Invalid(f"at most {MAX_PARTS} form parts", code="too_many_parts"))
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self.header_field += data[start:end]
@@ -154,7 +163,8 @@ class _Receiver:
                     self._decide_type()
         else:
             self.part.value += chunk
-            if len(self.part.value) > MAX_FIELD_BYTES:
+            self.field_bytes += len(chunk)
+            if len(self.part.value) > MAX_FIELD_BYTES or self.field_bytes > MAX_FIELDS_BYTES:
                 self._fail(Invalid(f"the field {self.part.name!r} is too long"))
 
     def on_part_end(self) -> None:
@@ -172,6 +182,9 @@ class _Receiver:
         self.ended = True
 
     def _decide_type(self) -> None:
+        if not self.head:
+            self._fail(Invalid("the file is empty", errors=[{"field": "file", "message": "empty"}]))
+            return
         detected = self.sniff(self.head)
         if detected is None:
             declared = self.file_part.content_type if self.file_part else None
@@ -222,6 +235,17 @@ class _Receiver:
                 os.unlink(self.path)
 
 
+async def _until_disconnect(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The body's chunks; a client that hangs up is a bad upload, not a server error."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    except HTTPException as exc:
+        if "disconnect" not in str(exc.detail):
+            raise
+        raise BadUpload("the client disconnected before the upload was complete") from exc
+
+
 async def receive(
     stream: AsyncIterator[bytes],
     content_type: str | None,
@@ -239,22 +263,30 @@ async def receive(
             code="multipart_required",
         )
     receiver = _Receiver(staging, max_bytes, sniff)
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": receiver.on_part_begin,
-            "on_header_field": receiver.on_header_field,
-            "on_header_value": receiver.on_header_value,
-            "on_header_end": receiver.on_header_end,
-            "on_headers_finished": receiver.on_headers_finished,
-            "on_part_data": receiver.on_part_data,
-            "on_part_end": receiver.on_part_end,
-            "on_end": receiver.on_end,
-        },
-    )
-    keep = False
+    max_body = max_bytes + MAX_FIELDS_BYTES + FRAMING_BYTES
     try:
-        async for chunk in stream:
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": receiver.on_part_begin,
+                "on_header_field": receiver.on_header_field,
+                "on_header_value": receiver.on_header_value,
+                "on_header_end": receiver.on_header_end,
+                "on_headers_finished": receiver.on_headers_finished,
+                "on_part_data": receiver.on_part_data,
+                "on_part_end": receiver.on_part_end,
+                "on_end": receiver.on_end,
+            },
+        )
+    except Exception as exc:  # e.g. a boundary longer than the standard allows
+        raise BadUpload(f"the multipart body cannot be parsed: {exc}") from exc
+    keep = False
+    body_bytes = 0
+    try:
+        async for chunk in _until_disconnect(stream):
+            body_bytes += len(chunk)
+            if body_bytes > max_body:
+                raise TooLarge(f"a file is at most {max_bytes} bytes", code="file_too_large")
             try:
                 parser.write(chunk)
             except Exception as exc:  # the library's MultipartParseError and friends
@@ -269,8 +301,6 @@ async def receive(
             raise Invalid(
                 "the upload has no file", errors=[{"field": "file", "message": "required"}]
             )
-        if receiver.size == 0:
-            raise Invalid("the file is empty", errors=[{"field": "file", "message": "empty"}])
         await receiver.flush()
         await receiver.wait_flushed()
         assert receiver.path is not None

@@ -21,6 +21,7 @@ CREATE TABLE media_assets (
 );
 CREATE INDEX media_assets_brand_created_idx ON media_assets (brand_id, created_at DESC, id DESC);
 CREATE INDEX media_assets_tags_idx ON media_assets USING gin (tags);
+CREATE INDEX media_assets_brand_size_idx ON media_assets (brand_id, size_bytes);
 SELECT pressroom_enable_tenant_rls('media_assets');
 
 CREATE TABLE media_usage_logs (
