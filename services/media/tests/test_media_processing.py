@@ -549,3 +549,14 @@ async def test_processor_replaces_a_dead_worker_and_times_out(tmp_path: Path) ->
     finally:
         impatient.close()
     assert (caught.value.status, caught.value.code) == (422, "processing_timeout")
+
+
+@pytest.mark.unit
+def test_a_clean_jpeg_hiding_a_second_one_with_gps_is_cleaned(tmp_path: Path) -> None:
+    from media_samples import jpeg_bytes
+
+    upload = tmp_path / "twice.jpg"
+    upload.write_bytes(jpeg_bytes(64, 48) + jpeg_bytes(32, 24, gps=True))
+    result = process_file(str(upload), str(tmp_path), JPEG, Limits())
+    assert result.display is not None
+    assert b"GPS" not in Path(result.display.path).read_bytes()

@@ -367,10 +367,20 @@ def _has_metadata(im: Image.Image, path: str) -> bool:
 
 
 def _ends_at_jpeg_eoi(path: str) -> bool:
-    """False when something (a second image, a video, an archive) follows the JPEG."""
+    """False when something (a second image, a video, an archive) follows the JPEG: the file
+    must end with the end-of-image marker and hold no second start-of-image (inside scan
+    data a 0xFF byte is always stuffed, so ``FF D8 FF`` there means another image)."""
     with open(path, "rb") as file:
         file.seek(max(0, os.path.getsize(path) - _TAIL_BYTES))
-        return file.read().rstrip(b"\0").endswith(b"\xff\xd9")
+        if not file.read().rstrip(b"\0").endswith(b"\xff\xd9"):
+            return False
+        file.seek(3)
+        carry = b""
+        while chunk := file.read(1 << 20):
+            if b"\xff\xd8\xff" in carry + chunk:
+                return False
+            carry = chunk[-2:]
+    return True
 
 
 def _jpeg_tables(im: Image.Image) -> dict[str, Any]:
