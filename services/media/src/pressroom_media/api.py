@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_media import handlers
 from pressroom_media.signing import UrlSigner
+from pressroom_media.storage import asset_prefix
 
 log = get_logger(__name__)
 VIEWER = [requires_role("viewer")]
@@ -296,7 +297,7 @@ class MediaController(Controller):
             force=force,
         )
         try:
-            await state.storage.delete_prefix(f"{brand_id}/{asset_id}/")
+            await state.storage.delete_prefix(asset_prefix(brand_id, asset_id))
         except Exception:
             # The asset is deleted; its ticket makes the sweeper remove the files later.
             log.exception("removing a deleted asset's files failed", asset_id=str(asset_id))

@@ -32,7 +32,7 @@ from pressroom_kit.telemetry import current_traceparent
 from pressroom_media.domain import MediaAsset, Quota
 from pressroom_media.projections import MEDIA
 from pressroom_media.settings import MediaSettings
-from pressroom_media.storage import Storage
+from pressroom_media.storage import Storage, asset_prefix
 
 SOURCE = "/pressroom/media"
 MEDIA_TOPIC = Topic.MEDIA.value
@@ -431,7 +431,7 @@ async def sweep_expired_reservations(
                     brand_id,
                 )
             if not live:
-                removed = await storage.delete_prefix(f"{brand_id}/{asset_id}/")
+                removed = await storage.delete_prefix(asset_prefix(brand_id, asset_id))
                 log.info("files left behind removed", asset_id=str(asset_id), files=removed)
         except Exception:
             log.exception(

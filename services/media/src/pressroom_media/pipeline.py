@@ -28,7 +28,7 @@ from pressroom_media.domain import StoredFile, clean_category, clean_filename, c
 from pressroom_media.metrics import UPLOAD_STAGE, UPLOADED_BYTES, UPLOADS
 from pressroom_media.processing import Processed, Processor, Rejected, Rendition, sniff
 from pressroom_media.settings import MediaSettings
-from pressroom_media.storage import Storage
+from pressroom_media.storage import Storage, asset_prefix
 from pressroom_media.upload import (
     FRAMING_BYTES,
     MAX_FIELDS_BYTES,
@@ -41,10 +41,6 @@ from pressroom_media.upload import (
 log = get_logger(__name__)
 MULTIPART_OVERHEAD = MAX_FIELDS_BYTES + FRAMING_BYTES
 EARLY_QUOTA_CHECK_BYTES = 8 * 1024 * 1024
-
-
-def asset_prefix(brand_id: uuid.UUID, asset_id: uuid.UUID) -> str:
-    return f"{brand_id}/{asset_id}/"
 
 
 class Uploads:

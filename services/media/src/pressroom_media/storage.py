@@ -83,6 +83,11 @@ class Storage(Protocol):
         """Remove every object whose key starts with ``prefix``; return how many."""
 
 
+def asset_prefix(brand_id: uuid.UUID, asset_id: uuid.UUID) -> str:
+    """Where an asset's files live: ``<brand_id>/<asset_id>/<name>.<ext>``."""
+    return f"{brand_id}/{asset_id}/"
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative POSIX path, else raise ``ValueError``."""
     if not key or key.startswith("/") or "\\" in key or "\x00" in key:
