@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
@@ -156,6 +166,38 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+@dataclass
+class UploadOperation(Operation):
+    """The upload's OpenAPI entry: the handler reads the body as a stream, so Litestar cannot
+    infer the multipart form it expects."""
+
+    def __post_init__(self) -> None:
+        text = Schema(type=OpenAPIType.STRING)
+        self.request_body = RequestBody(
+            required=True,
+            content={
+                "multipart/form-data": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        required=["file"],
+                        properties={
+                            "file": Schema(
+                                type=OpenAPIType.STRING,
+                                format=OpenAPIFormat.BINARY,
+                                description="JPEG, PNG, WebP, GIF, HEIC, AVIF, MP4, MOV or WebM",
+                            ),
+                            "category": text,
+                            "tags": Schema(
+                                type=OpenAPIType.STRING,
+                                description="comma-separated; the field may also repeat",
+                            ),
+                        },
+                    )
+                )
+            },
+        )
+
+
 class MediaController(Controller):
     path = "/v1/media"
     tags = ["media"]
@@ -166,7 +208,12 @@ class MediaController(Controller):
         request_max_body_size=None,
         status_code=201,
         summary="Upload a file (multipart: file, category, tags)",
-        responses={},
+        operation_class=UploadOperation,
+        responses={
+            200: ResponseSpec(
+                UploadOut, description="the brand already has these bytes (duplicate: true)"
+            )
+        },
     )
     async def upload(self, request: Request[Any, Any, Any], state: State) -> Response[UploadOut]:
         """Streams the ``file`` part to storage while hashing it. 201 with the new asset; 200
