@@ -354,3 +354,42 @@ async def test_files_a_delete_could_not_remove_are_swept_later(
             media.pool, storage, now=datetime.now(UTC)
         )
         assert swept == 1 and media.stored_files() == []
+
+
+async def test_two_replicas_record_usage_of_the_same_assets_from_different_partitions(
+    fresh_db, kafka_bootstrap, topics, tmp_path
+):
+    """Both replicas save the same assets' streams at once, each post naming them in
+    another order: the batch that loses a race runs again on fresh state instead of failing,
+    rows are locked in one order (no deadlock), every post is counted once, nothing is
+    dead-lettered."""
+    group = f"media-{uuid.uuid4().hex[:8]}"
+    async with (
+        media_service(fresh_db, kafka_bootstrap, tmp_path, consumer_group=group) as one,
+        media_service(fresh_db, kafka_bootstrap, tmp_path, consumer_group=group) as two,
+    ):
+        async with asyncio.timeout(30):
+            for replica in (one, two):
+                while (await replica.http.get(f"{replica.base}/readyz")).status != 200:
+                    await asyncio.sleep(0.1)
+        brand = uuid.uuid4()
+        _, x = await one.upload(brand, jpeg_bytes(120, 80))
+        _, y = await one.upload(brand, jpeg_bytes(120, 80, color=(9, 9, 9)))
+        posts = [uuid.uuid4() for _ in range(30)]
+        await publish(
+            kafka_bootstrap,
+            "pressroom.publishing.v1",
+            *(
+                post_event("scheduled", brand, post, [x["id"], y["id"]][:: 1 - 2 * (i % 2)])
+                for i, post in enumerate(posts)
+            ),
+        )
+        for asset in (x, y):
+            path = f"/v1/media/{asset['id']}"
+            async with asyncio.timeout(40):
+                while (await one.call("GET", path, brand, "viewer"))[1]["usage_count"] < 30:
+                    await asyncio.sleep(0.1)
+            _, current = await two.call("GET", path, brand, "viewer")
+            assert current["usage_count"] == 30
+            assert sorted(current["used_in"]) == sorted(f"post:{p}" for p in posts)
+        assert (await outbox_types(fresh_db.owner_dsn)).count("media.asset.used.v1") == 60

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +27,9 @@ from opentelemetry import trace
 from pressroom_contracts import EVENT_TYPES, CloudEvent, EventPayload, dlq_topic
 from pydantic import ValidationError
 
-from pressroom_kit import cloudevents, metrics
+from pressroom_kit import cloudevents, eventstore, metrics
 from pressroom_kit.db import set_tenant
+from pressroom_kit.errors import ConcurrencyError
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import make_producer
@@ -228,12 +231,28 @@ class InboxConsumer:
         """Apply good items in one transaction, all or nothing.
 
         Returns ``None`` on success, or the index of the item whose handler failed (its
-        ``error`` is set and the whole transaction rolled back).
+        ``error`` is set and the whole transaction rolled back). The transaction's appends
+        are written at its end; when a stream moved on meanwhile (another replica or an HTTP
+        command saved the same aggregate), the whole batch runs again on fresh state.
         """
+        for attempt in itertools.count(1):
+            try:
+                return await self._apply_batch_once(items)
+            except ConcurrencyError:
+                if attempt >= _CONFLICT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(self.settings.retry_backoff * random.random() * attempt)
+        raise AssertionError("unreachable")
+
+    async def _apply_batch_once(self, items: Sequence[_Decoded]) -> int | None:
         outcomes: collections.Counter[str] = collections.Counter()
         failed: int | None = None
         try:
-            async with self.pool.acquire() as proxy, proxy.transaction():
+            async with (
+                self.pool.acquire() as proxy,
+                proxy.transaction(),
+                eventstore.deferred_writes(cast(asyncpg.Connection, proxy)),
+            ):
                 conn = cast(asyncpg.Connection, proxy)
                 fresh = await self._record_in_inbox(conn, items)
                 tenant: object = _NO_TENANT
@@ -346,3 +365,5 @@ class _Abort(Exception):
 
 
 _NO_TENANT = object()
+# A batch whose appends keep losing races is retried this often before it counts as failed.
+_CONFLICT_ATTEMPTS = 20

@@ -18,6 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
+from pressroom_kit import eventstore
 from pressroom_kit.logs import get_logger
 
 log = get_logger(__name__)
@@ -204,14 +205,18 @@ async def tenant_transaction(
     """A transaction whose row-level security sees only ``brand_id``'s rows.
 
     ``BEGIN`` and ``SET LOCAL`` travel in one round trip (the brand id is a validated UUID,
-    so it is safe to inline); the transaction commits on exit and rolls back on error.
+    so it is safe to inline); the transaction commits on exit and rolls back on error. Its
+    event-store appends and outbox rows are written together just before the commit
+    (``eventstore.deferred_writes``), so the writers' lock is held only for that statement
+    and the commit.
     """
     brand = "" if brand_id is None else str(UUID(str(brand_id)))
     async with pool.acquire() as proxy:
         conn = cast(asyncpg.Connection, proxy)  # a pool proxy behaves as its connection
         await conn.execute(f"BEGIN; SET LOCAL app.brand_id = '{brand}'")
         try:
-            yield conn
+            async with eventstore.deferred_writes(conn):
+                yield conn
         except BaseException:
             if not conn.is_closed():
                 await conn.execute("ROLLBACK")

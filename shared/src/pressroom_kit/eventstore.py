@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +14,13 @@ import asyncpg
 
 from pressroom_kit.errors import ConcurrencyError
 
-# Every writer takes this transaction-level advisory lock before positions are handed out and
-# keeps it until commit, so commit order equals global_position order and a reader following
-# positions never skips a late commit.
+# Every write to the event store and the outbox takes this transaction-level advisory lock
+# in the statement that inserts, and keeps it until commit, so commit order equals
+# global_position (and outbox id) order and a reader following positions never skips a late
+# commit. Inside ``deferred_writes`` that statement is the transaction's last: a transaction's
+# appends are collected and written together at its end, so no statement of ours ever waits
+# on a row lock while holding the writers' lock (a handler saving several aggregates, or a
+# batch of handlers, cannot deadlock against a command that waits for the lock).
 _APPEND_LOCK = 7_250_002
 
 
@@ -54,39 +60,226 @@ _COLUMNS = (
 @dataclass(frozen=True)
 class OutboxRow:
     """A message ``event_id`` to publish once the stored event ``for_event`` commits (see
-    ``pressroom_kit.outbox``); one stored event may announce itself in several messages."""
+    ``pressroom_kit.outbox``); one stored event may announce itself in several messages.
+    ``for_event`` is ``None`` for a message that announces no stored event (``write_outbox``)."""
 
     event_id: UUID
     topic: str
     key: str
     headers: dict[str, str]
     payload: dict[str, Any]
-    for_event: UUID
+    for_event: UUID | None
 
 
-_APPEND_SQL = """
-WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($10::bigint) AS locked),
+# One statement writes every event and outbox row of a transaction. Each insert joins the
+# materialized lock row first, so the lock is granted before any position or id is drawn;
+# the version check reads the statement's snapshot, and a writer that committed while we
+# waited for the lock is caught by the unique (stream_id, version) key instead.
+_WRITE_SQL = """
+WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($1::bigint) AS locked),
+expected AS (
+    SELECT * FROM unnest($2::text[], $3::int[]) AS x(stream_id, version)
+),
+conflict AS MATERIALIZED (
+    SELECT x.stream_id,
+           (SELECT coalesce(max(version), 0) FROM events e WHERE e.stream_id = x.stream_id)
+               AS actual
+    FROM expected x
+    WHERE (SELECT coalesce(max(version), 0) FROM events e WHERE e.stream_id = x.stream_id)
+          <> x.version
+    LIMIT 1
+),
 ins AS (
     INSERT INTO events (event_id, stream_id, stream_type, version, type, schema_version,
                         data, metadata, brand_id, occurred_at)
-    SELECT e.event_id, $1, $2, $3 + e.ord, e.type, e.schema_version, e.data, $4, $5, $11
+    SELECT e.event_id, e.stream_id, e.stream_type, e.version, e.type, e.schema_version,
+           e.data, e.metadata, e.brand_id, e.occurred_at
     FROM lock,
-         unnest($6::uuid[], $7::text[], $8::int[], $9::jsonb[])
-             WITH ORDINALITY AS e(event_id, type, schema_version, data, ord)
-    WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
+         unnest($4::uuid[], $5::text[], $6::text[], $7::int[], $8::text[], $9::int[],
+                $10::jsonb[], $11::jsonb[], $12::uuid[], $13::timestamptz[])
+             WITH ORDINALITY AS e(event_id, stream_id, stream_type, version, type,
+                                  schema_version, data, metadata, brand_id, occurred_at, ord)
+    WHERE NOT EXISTS (SELECT 1 FROM conflict)
     ORDER BY e.ord
-    RETURNING global_position, event_id, version
+    RETURNING global_position, event_id
 ),
 out AS (
     INSERT INTO outbox (event_id, topic, key, headers, payload)
     SELECT o.event_id, o.topic, o.key, o.headers, o.payload
-    FROM unnest($12::uuid[], $13::text[], $14::text[], $15::jsonb[], $16::jsonb[], $17::uuid[])
+    FROM lock,
+         unnest($14::uuid[], $15::text[], $16::text[], $17::jsonb[], $18::jsonb[], $19::uuid[])
              WITH ORDINALITY AS o(event_id, topic, key, headers, payload, for_event, ord)
-    JOIN ins ON ins.event_id = o.for_event
-    ORDER BY ins.global_position, o.ord
+    LEFT JOIN ins ON ins.event_id = o.for_event
+    WHERE NOT EXISTS (SELECT 1 FROM conflict)
+      AND (o.for_event IS NULL OR ins.event_id IS NOT NULL)
+    ORDER BY o.ord
 )
-SELECT global_position, version FROM ins ORDER BY version
+SELECT global_position, event_id, NULL::text AS conflict, NULL::int AS actual FROM ins
+UNION ALL
+SELECT NULL, NULL, stream_id, actual FROM conflict
 """
+
+
+@dataclass
+class _Append:
+    stream_id: str
+    stream_type: str
+    expected_version: int
+    events: list[RecordedEvent]
+    outbox: list[OutboxRow]
+
+
+class PendingWrites:
+    """The appends and outbox rows of one transaction, written together by ``flush``.
+
+    Appends to the same stream chain on each other (the second must expect the version the
+    first leaves); ``staged`` lets a load in the same transaction see what is staged.
+    """
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._appends: list[_Append] = []
+        self._outbox: list[OutboxRow] = []
+        self._heads: dict[str, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._appends or self._outbox)
+
+    def staged(self, stream_id: str) -> list[RecordedEvent]:
+        """The events staged for ``stream_id`` in this transaction (``global_position`` 0)."""
+        return [e for a in self._appends if a.stream_id == stream_id for e in a.events]
+
+    def staged_version(self, stream_id: str) -> int | None:
+        """The version ``stream_id`` will be at once flushed, when this transaction staged it."""
+        return self._heads.get(stream_id)
+
+    def add_append(
+        self,
+        *,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        brand_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        occurred_at: datetime | None = None,
+        outbox: Sequence[OutboxRow] = (),
+    ) -> list[RecordedEvent]:
+        """Stage an append; raises ``ConcurrencyError`` at once when it contradicts an append
+        already staged for the same stream."""
+        head = self._heads.get(stream_id)
+        if head is not None and head != expected_version:
+            raise ConcurrencyError(
+                f"stream {stream_id} is staged at version {head}, expected {expected_version}",
+                stream_id=stream_id,
+                actual_version=head,
+            )
+        recorded = preview(
+            stream_id=stream_id,
+            stream_type=stream_type,
+            expected_version=expected_version,
+            events=events,
+            brand_id=brand_id,
+            metadata=metadata or {},
+            occurred_at=occurred_at or datetime.now(UTC),
+        )
+        if not recorded:
+            return []
+        self._appends.append(
+            _Append(stream_id, stream_type, expected_version, recorded, list(outbox))
+        )
+        self._heads[stream_id] = recorded[-1].version
+        return recorded
+
+    def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        self._outbox.extend(rows)
+
+    async def flush(self) -> list[RecordedEvent]:
+        """Write everything staged in one statement (which takes the writers' lock: commit
+        right after it). Raises ``ConcurrencyError`` when a stream moved on meanwhile."""
+        if not self:
+            return []
+        if not self.conn.is_in_transaction():
+            raise RuntimeError("event store writes must run inside a transaction")
+        appends, outbox_only = self._appends, self._outbox
+        self._appends, self._outbox, self._heads = [], [], {}
+        first: dict[str, int] = {}
+        for a in appends:
+            first.setdefault(a.stream_id, a.expected_version)
+        events = [e for a in appends for e in a.events]
+        outbox = [o for a in appends for o in a.outbox] + outbox_only
+        try:
+            rows = await self.conn.fetch(
+                _WRITE_SQL,
+                _APPEND_LOCK,
+                list(first),
+                list(first.values()),
+                [e.event_id for e in events],
+                [e.stream_id for e in events],
+                [e.stream_type for e in events],
+                [e.version for e in events],
+                [e.type for e in events],
+                [e.schema_version for e in events],
+                [e.data for e in events],
+                [e.metadata for e in events],
+                [e.brand_id for e in events],
+                [e.occurred_at for e in events],
+                [o.event_id for o in outbox],
+                [o.topic for o in outbox],
+                [o.key for o in outbox],
+                [o.headers for o in outbox],
+                [o.payload for o in outbox],
+                [o.for_event for o in outbox],
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "events_stream_id_version_key":
+                raise
+            streams = ", ".join(first)
+            raise ConcurrencyError(
+                f"a stream of {streams} moved on while this transaction ran",
+                stream_id=next(iter(first)),
+            ) from exc
+        conflict = next((r for r in rows if r["conflict"] is not None), None)
+        if conflict is not None:
+            stream = conflict["conflict"]
+            raise ConcurrencyError(
+                f"stream {stream} is at version {conflict['actual']}, expected {first[stream]}",
+                stream_id=stream,
+                actual_version=conflict["actual"],
+            )
+        positions = {r["event_id"]: r["global_position"] for r in rows}
+        return [replace(e, global_position=positions[e.event_id]) for e in events]
+
+
+_PENDING: ContextVar[PendingWrites | None] = ContextVar("pressroom_pending_writes", default=None)
+
+
+def _same_connection(a: asyncpg.Connection, b: asyncpg.Connection) -> bool:
+    # A pool hands out proxies; compare the connections behind them.
+    return getattr(a, "_con", a) is getattr(b, "_con", b)
+
+
+def pending_writes(conn: asyncpg.Connection) -> PendingWrites | None:
+    """The writes staged for ``conn``'s transaction, when it runs inside ``deferred_writes``."""
+    pending = _PENDING.get()
+    if pending is not None and _same_connection(pending.conn, conn):
+        return pending
+    return None
+
+
+@asynccontextmanager
+async def deferred_writes(conn: asyncpg.Connection) -> AsyncIterator[PendingWrites]:
+    """Inside a transaction on ``conn``: the appends (``Repository.save``) and outbox rows
+    (``write_outbox``) of this block are staged and written in one statement when the block
+    ends without an error; the caller must commit right after. ``tenant_transaction`` and the
+    inbox consumer open one for every transaction."""
+    pending = PendingWrites(conn)
+    token = _PENDING.set(pending)
+    try:
+        yield pending
+        await pending.flush()
+    finally:
+        _PENDING.reset(token)
 
 
 async def append(
@@ -102,70 +295,44 @@ async def append(
     outbox: Sequence[OutboxRow] = (),
 ) -> list[RecordedEvent]:
     """Append ``events`` to a stream that must be at ``expected_version`` (0: new stream),
-    with their ``outbox`` rows, in one statement.
+    with their ``outbox`` rows.
 
-    Must run inside a transaction; the caller commits. Raises ``ConcurrencyError`` when the
-    stream moved on, so of two racing writers exactly one wins.
-
-    The statement first takes a transaction-level advisory lock that every writer shares, so
-    positions are handed out in commit order; it is the last thing a command does before
-    ``COMMIT`` so the lock is held for as short a time as possible.
+    Inside ``deferred_writes`` the append is staged and written at the block's end (the
+    returned events then have ``global_position`` 0); otherwise it is written now, in one
+    statement that takes the writers' lock, so it must be the last statement before
+    ``COMMIT``. Must run inside a transaction. Raises ``ConcurrencyError`` when the stream
+    moved on, so of two racing writers exactly one wins.
     """
     if not conn.is_in_transaction():
         raise RuntimeError("append() must run inside a transaction")
-    if not events:
-        return []
-    occurred = occurred_at or datetime.now(UTC)
-    meta = metadata or {}
-    try:
-        rows = await conn.fetch(
-            _APPEND_SQL,
-            stream_id,
-            stream_type,
-            expected_version,
-            meta,
-            brand_id,
-            [e.event_id for e in events],
-            [e.type for e in events],
-            [e.schema_version for e in events],
-            [e.data for e in events],
-            _APPEND_LOCK,
-            occurred,
-            [o.event_id for o in outbox],
-            [o.topic for o in outbox],
-            [o.key for o in outbox],
-            [o.headers for o in outbox],
-            [o.payload for o in outbox],
-            [o.for_event for o in outbox],
-        )
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != "events_stream_id_version_key":
-            raise
-        raise ConcurrencyError(
-            f"stream {stream_id} moved past version {expected_version}", stream_id=stream_id
-        ) from exc
-    if not rows:
-        current = await conn.fetchval(
-            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
-        )
-        raise ConcurrencyError(
-            f"stream {stream_id} is at version {current}, expected {expected_version}",
-            stream_id=stream_id,
-            actual_version=current,
-        )
-    unpositioned = preview(
+    pending = pending_writes(conn)
+    now = pending is None
+    if pending is None:
+        pending = PendingWrites(conn)
+    staged = pending.add_append(
         stream_id=stream_id,
         stream_type=stream_type,
         expected_version=expected_version,
         events=events,
         brand_id=brand_id,
-        metadata=meta,
-        occurred_at=occurred,
+        metadata=metadata,
+        occurred_at=occurred_at,
+        outbox=outbox,
     )
-    return [
-        replace(event, global_position=row["global_position"])
-        for row, event in zip(rows, unpositioned, strict=True)
-    ]
+    return await pending.flush() if now else staged
+
+
+async def current_version(conn: asyncpg.Connection, stream_id: str) -> int:
+    """The version ``stream_id`` is at for this transaction, counting staged appends."""
+    pending = pending_writes(conn)
+    staged = pending.staged_version(stream_id) if pending is not None else None
+    if staged is not None:
+        return staged
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
+        )
+    )
 
 
 def preview(
@@ -200,13 +367,18 @@ def preview(
 async def load_stream(
     conn: asyncpg.Connection | asyncpg.Pool, stream_id: str, *, after_version: int = 0
 ) -> list[RecordedEvent]:
-    """The events of one stream, in version order."""
+    """The events of one stream, in version order; on a connection whose transaction staged
+    appends to it (``deferred_writes``), those too."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",
         stream_id,
         after_version,
     )
-    return [RecordedEvent.from_row(r) for r in rows]
+    stored = [RecordedEvent.from_row(r) for r in rows]
+    pending = None if isinstance(conn, asyncpg.Pool) else pending_writes(conn)
+    if pending is not None:
+        stored += [e for e in pending.staged(stream_id) if e.version > after_version]
+    return stored
 
 
 async def read_all(

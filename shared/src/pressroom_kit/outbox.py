@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pressroom_contracts import CloudEvent
 
-from pressroom_kit import cloudevents, metrics
+from pressroom_kit import cloudevents, eventstore, metrics
 from pressroom_kit.db import connect
 from pressroom_kit.eventstore import OutboxRow
 from pressroom_kit.health import Heartbeats
@@ -58,21 +58,37 @@ def outbox_row(message: OutboxMessage, for_event: UUID | None = None) -> OutboxR
 
 
 async def write_outbox(conn: asyncpg.Connection, messages: Sequence[OutboxMessage]) -> None:
-    """Insert outbox rows on their own (e.g. from a consumer); call inside the transaction
-    whose effects they announce."""
+    """Outbox rows that announce no stored event (e.g. from a consumer); call inside the
+    transaction whose effects they announce.
+
+    Inside ``eventstore.deferred_writes`` (every ``tenant_transaction`` and consumer
+    transaction) they are written with the transaction's appends as its last statement;
+    otherwise now, under the writers' lock, so make it the last statement before
+    ``COMMIT``. Either way outbox ids follow commit order, so the relay publishes one key's
+    messages in the order their transactions committed.
+    """
     if not messages:
         return
-    await conn.execute(
-        """
-        INSERT INTO outbox (event_id, topic, key, headers, payload)
-        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[])
-        """,
-        [m.event.id for m in messages],
-        [m.topic for m in messages],
-        [m.key for m in messages],
-        [cloudevents.to_headers(m.event) for m in messages],
-        [m.event.data for m in messages],
-    )
+    rows = [
+        OutboxRow(
+            event_id=m.event.id,
+            topic=m.topic,
+            key=m.key,
+            headers=cloudevents.to_headers(m.event),
+            payload=m.event.data,
+            for_event=None,
+        )
+        for m in messages
+    ]
+    pending = eventstore.pending_writes(conn)
+    if pending is not None:
+        pending.add_outbox(rows)
+        return
+    if not conn.is_in_transaction():
+        raise RuntimeError("write_outbox() must run inside a transaction")
+    now = eventstore.PendingWrites(conn)
+    now.add_outbox(rows)
+    await now.flush()
 
 
 def make_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProducer:

@@ -53,9 +53,12 @@ class Repository(Generic[A]):
     ) -> list[RecordedEvent]:
         """Project pending events, then append them with their outbox rows.
 
-        Call inside the command's transaction. The projections run first, with
-        ``global_position`` still 0, so that the append (which holds the writers' lock
-        until commit) is the transaction's last statement.
+        Call inside the command's transaction. The projections run first (read-your-writes),
+        with ``global_position`` still 0. Inside ``deferred_writes`` (every
+        ``tenant_transaction`` and consumer transaction) the append is staged and written
+        with the transaction's other writes as its last statement; otherwise it is written
+        now and must be the transaction's last statement, since it holds the writers' lock
+        until commit.
         """
         if not item.pending:
             return []
@@ -80,32 +83,34 @@ class Repository(Generic[A]):
         outbox = [
             outbox_row(m, event_id) for m, event_id in self._public_messages(preview, traceparent)
         ]
-
-        async def append() -> list[RecordedEvent]:
-            return await eventstore.append(
-                conn,
-                stream_id=item.id,
-                stream_type=self.aggregate.stream_type,
-                expected_version=item.version,
-                events=new_events,
-                brand_id=brand_id,
-                metadata=meta,
-                occurred_at=occurred_at,
-                outbox=outbox,
-            )
-
         if self.projector is not None:
             # A writer racing us may have projected the same rows first; its commit makes our
             # projection collide before our append could say "concurrency conflict". So on a
-            # constraint violation, undo the projection and let the append decide.
+            # constraint violation, undo the projection and let the stream's version decide.
             await conn.execute("SAVEPOINT pressroom_projection")
             try:
                 await self.projector.apply(conn, preview)
             except asyncpg.IntegrityConstraintViolationError:
                 await conn.execute("ROLLBACK TO SAVEPOINT pressroom_projection")
-                await append()  # raises ConcurrencyError when we lost the race
-                raise  # we did not: the projection itself is wrong
-        recorded = await append()
+                actual = await eventstore.current_version(conn, item.id)
+                if actual != item.version:
+                    raise ConcurrencyError(
+                        f"stream {item.id} is at version {actual}, expected {item.version}",
+                        stream_id=item.id,
+                        actual_version=actual,
+                    ) from None
+                raise  # we did not lose a race: the projection itself is wrong
+        recorded = await eventstore.append(
+            conn,
+            stream_id=item.id,
+            stream_type=self.aggregate.stream_type,
+            expected_version=item.version,
+            events=new_events,
+            brand_id=brand_id,
+            metadata=meta,
+            occurred_at=occurred_at,
+            outbox=outbox,
+        )
         item.mark_saved()
         return recorded
 

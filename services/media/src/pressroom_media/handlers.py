@@ -394,7 +394,8 @@ async def record_usage(conn: asyncpg.Connection, event: CloudEvent, payload: Eve
     if event.brandid is None or event.brandid != payload.brand_id:
         log.warning("usage event without a matching brand ignored", event_id=str(event.id))
         return
-    for media_id in dict.fromkeys(payload.media_ids):
+    # One order for every handler, so two batches naming the same assets never deadlock.
+    for media_id in sorted(set(payload.media_ids), key=str):
         asset = await REPOSITORY.load(conn, str(media_id))
         if asset is None or asset.brand_id != event.brandid:
             log.info("usage of an unknown asset ignored", asset_id=str(media_id))
