@@ -102,7 +102,7 @@ class LeasedRows:
         return Lease(row[key], row[token], row[expires])
 
     async def claim(
-        self, conn: asyncpg.Connection, query: str, *args: Any
+        self, conn: asyncpg.Connection | asyncpg.Pool, query: str, *args: Any
     ) -> list[tuple[Lease, asyncpg.Record]]:
         """Run the service's claim ``query`` with ``$1`` = now and ``$2`` = the lease duration
         (then ``args``). The query must skip rows under an unexpired lease, lock what it takes
