@@ -39,7 +39,7 @@ from pressroom_webhook import handlers, signing
 from pressroom_webhook.providers import render
 from pressroom_webhook.secrets import SecretBox
 from pressroom_webhook.settings import WebhookSettings
-from pressroom_webhook.ssrf import GuardedResolver, UnsafeTarget
+from pressroom_webhook.ssrf import GuardedResolver, UnsafeTarget, check_target
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
@@ -227,6 +227,16 @@ class DeliveryWorker:
         self, lease: Lease, delivery: asyncpg.Record, endpoint: asyncpg.Record, now: datetime
     ) -> None:
         delivery_id, endpoint_id = delivery["id"], endpoint["id"]
+        try:
+            check_target(
+                endpoint["url"],
+                allow_private=self.settings.allow_private_targets,
+                require_https=self.settings.require_https,
+            )
+        except UnsafeTarget as exc:
+            refused = Outcome(False, error=f"refused target: {exc}")
+            await self._record(lease, delivery, endpoint, refused, now)
+            return
         context = str(endpoint_id)
         secrets = [self.box.decrypt(endpoint["secret_enc"], context=context)]
         if endpoint["previous_secret_enc"] and endpoint["previous_valid_until"] > now:
