@@ -115,6 +115,7 @@ class LocalStack:
                     "PRESSROOM_DATA_DIR": str(self.folder),
                     "PYTHONUNBUFFERED": "1",
                 }
+                env.setdefault("PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # local receivers
                 if spec.name == "gateway":
                     env.setdefault("PRESSROOM_GATEWAY_ROUTES", json.dumps(routes))
                     env["PRESSROOM_GATEWAY_DEMO_BRAND_ID"] = str(brand)

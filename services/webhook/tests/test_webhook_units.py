@@ -12,8 +12,16 @@ from pressroom_kit.errors import Invalid
 from pressroom_webhook.domain import matches, valid_event_types
 from pressroom_webhook.providers import render
 from pressroom_webhook.secrets import SecretBox, new_secret
+from pressroom_webhook.settings import WebhookSettings
 from pressroom_webhook.signing import InvalidSignature, headers, verify
-from pressroom_webhook.ssrf import GuardedResolver, UnsafeTarget, check_address, validate_url
+from pressroom_webhook.ssrf import (
+    GuardedResolver,
+    UnsafeTarget,
+    check_address,
+    check_target,
+    literal_address,
+    validate_url,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -125,6 +133,9 @@ async def test_urls_are_refused_at_creation_without_the_allow_list():
         "http://127.0.0.1/hook",
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
+        "http://2130706433/hook",
+        "http://0x7f.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
         "https://evil.example/hook",
     ):
         with pytest.raises(Invalid, match="forbidden address"):
@@ -136,6 +147,78 @@ async def test_urls_are_refused_at_creation_without_the_allow_list():
         await validate_url("ftp://good.example/x", resolver, require_https=False)
     with pytest.raises(Invalid):
         await validate_url("https://user:pw@good.example/x", resolver, require_https=False)
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0x7F000001", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("10.1.2", "10.1.0.2"),
+        ("127.0.0.1.", "127.0.0.1"),
+        ("1572395042", "93.184.216.34"),
+        ("[::ffff:127.0.0.1]", "::ffff:7f00:1"),
+        ("::", "::"),
+        ("example.com", None),
+        ("0x7f.example", None),
+        ("a1.b2", None),
+    ],
+)
+def test_literal_hosts_are_read_the_way_the_os_reads_them(host, address):
+    expected = None if address is None else ipaddress.ip_address(address)
+    assert literal_address(host) == expected
+
+
+@pytest.mark.parametrize("host", ["08.0.0.1", "256.1.1.1", "1.2.3.4.5", "1.2.65536", "[zz::1]"])
+def test_numeric_hosts_that_are_no_valid_address_are_refused(host):
+    with pytest.raises(UnsafeTarget, match="not a valid"):
+        literal_address(host)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::7f00:1", "64:ff9b::a00:1", "2002:7f00:1::", "2002:a9fe:a9fe::", "::127.0.0.1"],
+)
+def test_ipv6_forms_that_carry_a_private_ipv4_address_are_refused(address):
+    with pytest.raises(UnsafeTarget):
+        check_address(ipaddress.ip_address(address), allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://0.0.0.0/",
+        "http://[::]/",
+        "http://2130706433/",
+        "http://0x7f.1/",
+        "http://１２７.０.０.１/",  # fullwidth digits: normalised to 127.0.0.1
+        "http://[fe80::1%25eth0]/",
+        "http://user:pw@hooks.example/",
+        "ftp://hooks.example/",
+        "http://hooks.example:99999/",
+    ],
+)
+def test_stored_urls_are_checked_again_before_connecting(url):
+    with pytest.raises(UnsafeTarget):
+        check_target(url, allow_private=False, require_https=False)
+    check_target("https://hooks.example/x", allow_private=False, require_https=True)
+    check_target("http://93.184.216.34/x", allow_private=False, require_https=False)
+    check_target("http://127.0.0.1:8080/x", allow_private=True, require_https=False)
+    with pytest.raises(UnsafeTarget, match="https"):
+        check_target("http://hooks.example/x", allow_private=False, require_https=True)
+
+
+def test_private_targets_are_refused_unless_asked_for(monkeypatch):
+    monkeypatch.delenv("PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", raising=False)
+    assert WebhookSettings().allow_private_targets is False
+    monkeypatch.setenv("PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+    assert WebhookSettings().allow_private_targets is True
 
 
 def test_sealed_secrets_decrypt_only_in_their_context():

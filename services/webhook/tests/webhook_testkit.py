@@ -66,12 +66,22 @@ class Receiver:
 
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
-    script: list[tuple[int, dict[str, str], float]] = field(default_factory=list)
+    script: list[tuple[int, dict[str, str], float | asyncio.Event]] = field(default_factory=list)
 
     def answer(
-        self, status: int, headers: dict[str, str] | None = None, delay: float = 0.0
+        self,
+        status: int,
+        headers: dict[str, str] | None = None,
+        delay: float | asyncio.Event = 0.0,
     ) -> None:
+        """Answer the next request with ``status`` after ``delay`` seconds, or once the
+        ``delay`` event is set (a request held until the test releases it)."""
         self.script.append((status, headers or {}, delay))
+
+    async def wait_for_requests(self, n: int, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.requests) < n:
+                await asyncio.sleep(0.01)
 
 
 @asynccontextmanager
@@ -84,7 +94,9 @@ async def receiver() -> AsyncIterator[Receiver]:
             {"headers": dict(request.headers), "body": body, "path": request.path}
         )
         status, headers, delay = state.script.pop(0) if state.script else (200, {}, 0.0)
-        if delay:
+        if isinstance(delay, asyncio.Event):
+            await delay.wait()
+        elif delay:
             await asyncio.sleep(delay)
         return web.Response(
             status=status, headers=headers, text="x" * 10_000 if status >= 500 else "ok"

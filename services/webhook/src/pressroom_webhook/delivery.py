@@ -1,9 +1,12 @@
 """The delivery worker: claims due deliveries, POSTs them signed, records every attempt.
 
 Safe with several replicas: work is claimed with ``FOR UPDATE SKIP LOCKED`` and a lease
-(``webhook_claim_due``); a replica that dies mid-delivery loses its lease and another picks
-the row up. Per-endpoint concurrency (in the claim and in-process) and a per-endpoint rate
-keep one slow receiver from holding up the others.
+(``webhook_claim_due``, through ``pressroom_kit.leases``); a replica that dies mid-delivery
+loses its lease and another picks the row up. The lease is renewed while a send runs, and the
+outcome is recorded only while the row still carries this claim's token, so a worker that
+stalled past its lease never records over the one that took over. Per-endpoint concurrency
+(in the claim and in-process) and a per-endpoint rate keep one slow receiver from holding up
+the others.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pressroom_contracts.topics import Topic
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, NotFound
 from pressroom_kit.health import Heartbeats
+from pressroom_kit.leases import Lease, LeasedRows, LeaseLost
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import OutboxMessage, write_outbox
 
@@ -35,7 +39,7 @@ from pressroom_webhook import handlers, signing
 from pressroom_webhook.providers import render
 from pressroom_webhook.secrets import SecretBox
 from pressroom_webhook.settings import WebhookSettings
-from pressroom_webhook.ssrf import GuardedResolver, UnsafeTarget
+from pressroom_webhook.ssrf import GuardedResolver, UnsafeTarget, check_target
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
@@ -93,12 +97,18 @@ class DeliveryWorker:
     _gates: dict[uuid.UUID, tuple[asyncio.Semaphore, _Bucket]] = field(default_factory=dict)
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _done: asyncio.Event = field(default_factory=asyncio.Event)
+    leases: LeasedRows = field(init=False)
 
     beat_name = "delivery"
 
     def __post_init__(self) -> None:
         max_age = max(30.0, self.settings.poll_interval_s * 10)
         self.heartbeats.register(self.beat_name, max_age=max_age)
+        self.leases = LeasedRows(
+            "webhook_events",
+            duration=timedelta(seconds=self.settings.lease_s),
+            clock=lambda: self.clock(),
+        )
 
     async def start(self) -> None:
         if self._session is None:
@@ -139,8 +149,8 @@ class DeliveryWorker:
                 wake.clear()
                 claimed = await self.claim()
                 self.heartbeats.beat(self.beat_name, detail=f"{len(self._inflight)} in flight")
-                for row in claimed:
-                    task = asyncio.create_task(self._deliver_guarded(row))
+                for lease, row in claimed:
+                    task = asyncio.create_task(self._deliver_guarded(lease, row))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
                 if not claimed:
@@ -162,23 +172,20 @@ class DeliveryWorker:
         """Claim what is due now and deliver it all (tests and tools drive time this way)."""
         await self.start()
         claimed = await self.claim()
-        await asyncio.gather(*(self._deliver_guarded(row) for row in claimed))
+        await asyncio.gather(*(self._deliver_guarded(lease, row) for lease, row in claimed))
         return len(claimed)
 
-    async def claim(self) -> list[asyncpg.Record]:
-        return list(
-            await self.pool.fetch(
-                "SELECT * FROM webhook_claim_due($1, $2, $3, $4)",
-                self.clock(),
-                self.settings.claim_batch,
-                self.settings.per_endpoint_concurrency,
-                timedelta(seconds=self.settings.lease_s),
-            )
+    async def claim(self) -> list[tuple[Lease, asyncpg.Record]]:
+        return await self.leases.claim(
+            self.pool,
+            "SELECT * FROM webhook_claim_due($1, $2, $3, $4)",
+            self.settings.claim_batch,
+            self.settings.per_endpoint_concurrency,
         )
 
-    async def _deliver_guarded(self, row: asyncpg.Record) -> None:
+    async def _deliver_guarded(self, lease: Lease, row: asyncpg.Record) -> None:
         try:
-            await self.deliver(row["id"], row["brand_id"], row["endpoint_id"])
+            await self.deliver(lease, row["brand_id"], row["endpoint_id"])
         except Exception:
             # The lease expires and the delivery is claimed again; nothing is lost.
             log.exception("delivery crashed", delivery_id=str(row["id"]))
@@ -193,10 +200,10 @@ class DeliveryWorker:
             )
         return self._gates[endpoint_id]
 
-    async def deliver(
-        self, delivery_id: uuid.UUID, brand_id: uuid.UUID, endpoint_id: uuid.UUID
-    ) -> None:
+    async def deliver(self, lease: Lease, brand_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
+        """Send one claimed delivery and record the outcome, unless the lease was lost."""
         now = self.clock()
+        delivery_id = lease.row_id
         async with tenant_transaction(self.pool, brand_id) as conn:
             delivery = await conn.fetchrow(
                 "SELECT * FROM webhook_events WHERE id = $1", delivery_id
@@ -204,10 +211,31 @@ class DeliveryWorker:
             endpoint = await conn.fetchrow(
                 "SELECT * FROM webhook_endpoints WHERE id = $1", endpoint_id
             )
-        if delivery is None or delivery["status"] != "delivering":
-            return
-        if endpoint is None or not endpoint["enabled"] or endpoint["deleted"]:
-            await self._finish_failed(delivery, now, "the endpoint is disabled or deleted", None)
+        if delivery is None or delivery["lease_token"] != lease.token:
+            return  # taken over (or finished) since the claim
+        try:
+            if endpoint is None or not endpoint["enabled"] or endpoint["deleted"]:
+                error = "the endpoint is disabled or deleted"
+                await self._finish_failed(lease, delivery, now, error, None)
+                return
+            await self._send_and_record(lease, delivery, endpoint, now)
+        except LeaseLost:
+            # Another worker holds the delivery now; its outcome is the one that counts.
+            log.warning("lease lost; outcome not recorded", delivery_id=str(delivery_id))
+
+    async def _send_and_record(
+        self, lease: Lease, delivery: asyncpg.Record, endpoint: asyncpg.Record, now: datetime
+    ) -> None:
+        delivery_id, endpoint_id = delivery["id"], endpoint["id"]
+        try:
+            check_target(
+                endpoint["url"],
+                allow_private=self.settings.allow_private_targets,
+                require_https=self.settings.require_https,
+            )
+        except UnsafeTarget as exc:
+            refused = Outcome(False, error=f"refused target: {exc}")
+            await self._record(lease, delivery, endpoint, refused, now)
             return
         context = str(endpoint_id)
         secrets = [self.box.decrypt(endpoint["secret_enc"], context=context)]
@@ -221,10 +249,12 @@ class DeliveryWorker:
             "user-agent": USER_AGENT,
         }
         semaphore, bucket = self._gate(endpoint_id)
-        async with semaphore:
+        brand_id = delivery["brand_id"]
+        keeper = self.leases.keep(lease, lambda: tenant_transaction(self.pool, brand_id))
+        async with keeper as kept, semaphore:
             await bucket.take()
             outcome = await self._post(endpoint["url"], body, headers)
-        await self._record(delivery, endpoint, outcome, now)
+        await self._record(kept.lease, delivery, endpoint, outcome, now)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         assert self._session is not None
@@ -275,13 +305,58 @@ class DeliveryWorker:
         return max(0.0, delay)
 
     async def _record(
-        self, delivery: asyncpg.Record, endpoint: asyncpg.Record, outcome: Outcome, now: datetime
+        self,
+        lease: Lease,
+        delivery: asyncpg.Record,
+        endpoint: asyncpg.Record,
+        outcome: Outcome,
+        now: datetime,
     ) -> None:
+        """The attempt, the delivery's new state, health and events in one transaction whose
+        first statement is the fenced update: ``LeaseLost`` rolls all of it back."""
         attempt = delivery["attempts"] + 1
         final = outcome.ok or outcome.gone or attempt >= delivery["max_attempts"]
         backoff_s = None if final else self._backoff_s(attempt, outcome.retry_after_s)
         disable_reason = None
         async with tenant_transaction(self.pool, delivery["brand_id"]) as conn:
+            if outcome.ok:
+                await self.leases.execute(
+                    conn,
+                    lease,
+                    "UPDATE webhook_events SET status = 'delivered', attempts = $3, "
+                    "last_response_code = $4, last_error = NULL, delivered_at = $5, "
+                    "lease_token = NULL, lease_until = NULL, updated_at = $5 "
+                    "WHERE id = $1 AND lease_token = $2",
+                    attempt,
+                    outcome.status,
+                    now,
+                )
+            elif final:
+                await self.leases.execute(
+                    conn,
+                    lease,
+                    "UPDATE webhook_events SET status = 'failed', attempts = $3, "
+                    "last_response_code = $4, last_error = $5, lease_token = NULL, "
+                    "lease_until = NULL, updated_at = $6 WHERE id = $1 AND lease_token = $2",
+                    attempt,
+                    outcome.status,
+                    outcome.error,
+                    now,
+                )
+            else:
+                await self.leases.execute(
+                    conn,
+                    lease,
+                    "UPDATE webhook_events SET status = 'pending', attempts = $3, "
+                    "last_response_code = $4, last_error = $5, lease_token = NULL, "
+                    "lease_until = NULL, next_attempt_at = $6, updated_at = $7 "
+                    "WHERE id = $1 AND lease_token = $2",
+                    attempt,
+                    outcome.status,
+                    outcome.error,
+                    now + timedelta(seconds=backoff_s or 0),
+                    now,
+                )
             await conn.execute(
                 "INSERT INTO webhook_attempts (webhook_event_id, brand_id, attempt, status, "
                 "response_code, error, backoff_ms, response_body, duration_ms, attempted_at) "
@@ -298,15 +373,6 @@ class DeliveryWorker:
                 now,
             )
             if outcome.ok:
-                await conn.execute(
-                    "UPDATE webhook_events SET status = 'delivered', attempts = $2, "
-                    "last_response_code = $3, last_error = NULL, delivered_at = $4, "
-                    "lease_until = NULL, updated_at = $4 WHERE id = $1",
-                    delivery["id"],
-                    attempt,
-                    outcome.status,
-                    now,
-                )
                 await conn.execute(
                     "INSERT INTO webhook_endpoint_health (endpoint_id, brand_id, failing_since, "
                     "last_success_at) VALUES ($1, $2, NULL, $3) ON CONFLICT (endpoint_id) "
@@ -340,16 +406,6 @@ class DeliveryWorker:
             elif now - failing_since >= timedelta(seconds=self.settings.disable_after_s):
                 disable_reason = f"failing continuously since {failing_since.isoformat()}"
             if final:
-                await conn.execute(
-                    "UPDATE webhook_events SET status = 'failed', attempts = $2, "
-                    "last_response_code = $3, last_error = $4, lease_until = NULL, "
-                    "updated_at = $5 WHERE id = $1",
-                    delivery["id"],
-                    attempt,
-                    outcome.status,
-                    outcome.error,
-                    now,
-                )
                 await self._announce(
                     conn,
                     delivery,
@@ -361,29 +417,23 @@ class DeliveryWorker:
                     },
                     now,
                 )
-            else:
-                await conn.execute(
-                    "UPDATE webhook_events SET status = 'pending', attempts = $2, "
-                    "last_response_code = $3, last_error = $4, lease_until = NULL, "
-                    "next_attempt_at = $5, updated_at = $6 WHERE id = $1",
-                    delivery["id"],
-                    attempt,
-                    outcome.status,
-                    outcome.error,
-                    now + timedelta(seconds=backoff_s or 0),
-                    now,
-                )
         if disable_reason is not None and endpoint["enabled"]:
             await self._disable(delivery["brand_id"], endpoint["id"], disable_reason)
 
     async def _finish_failed(
-        self, delivery: asyncpg.Record, now: datetime, error: str, status: int | None
+        self,
+        lease: Lease,
+        delivery: asyncpg.Record,
+        now: datetime,
+        error: str,
+        status: int | None,
     ) -> None:
         async with tenant_transaction(self.pool, delivery["brand_id"]) as conn:
-            await conn.execute(
-                "UPDATE webhook_events SET status = 'failed', last_error = $2, lease_until = NULL, "
-                "updated_at = $3 WHERE id = $1",
-                delivery["id"],
+            await self.leases.execute(
+                conn,
+                lease,
+                "UPDATE webhook_events SET status = 'failed', last_error = $3, lease_token = NULL, "
+                "lease_until = NULL, updated_at = $4 WHERE id = $1 AND lease_token = $2",
                 error,
                 now,
             )

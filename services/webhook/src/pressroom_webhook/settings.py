@@ -18,8 +18,10 @@ class WebhookSettings(ServiceSettings):
 
     port: int = 8105
     database_url: str = "postgresql://postgres@127.0.0.1:54329/pressroom_webhook"
+    # Off unless asked for: the local stack (`pressroom dev`) and tests with local receivers
+    # turn it on.
     allow_private_targets: bool = Field(
-        default=True,
+        default=False,
         validation_alias=AliasChoices(
             "PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", "allow_private_targets"
         ),
