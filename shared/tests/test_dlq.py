@@ -231,3 +231,59 @@ async def test_entries_that_are_not_cloudevents_are_listed_but_never_replayed(
 @pytest.mark.integration
 async def test_reading_dlqs_that_do_not_exist_finds_nothing(kafka_bootstrap, unique_topic):
     assert await read_dead_letters(kafka_bootstrap, topics=[unique_topic]) == []
+
+
+def _dead_letter_message(consumer, topic, offset):
+    headers = [
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_type", b"sample.note.changed.v1"),
+        ("dlq_error", b"handler: boom"),
+        ("dlq_consumer", consumer.encode()),
+        ("dlq_original_topic", topic.encode()),
+        ("dlq_original_partition", b"0"),
+        ("dlq_original_offset", str(offset).encode()),
+        ("dlq_failed_at", str(time.time()).encode()),
+    ]
+    return str(offset).encode(), b'{"note_id":"n","title":"t"}', headers
+
+
+@pytest.mark.integration
+async def test_a_read_finds_every_entry_written_in_batches_and_ends_while_writes_go_on(
+    kafka_bootstrap, unique_topic
+):
+    dead = dlq_topic(unique_topic)
+    await create_topics(kafka_bootstrap, unique_topic, dead, partitions=2)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        # One produce request with many records: Tansu then under-reports the end offset.
+        sent = []
+        for i in range(300):
+            key, value, headers = _dead_letter_message("svc", unique_topic, i)
+            sent.append(
+                await producer.send(dead, value=value, key=key, headers=headers, partition=i % 2)
+            )
+        await asyncio.gather(*sent)
+        stop = asyncio.Event()
+
+        async def keep_writing():
+            offset = 1000
+            while not stop.is_set():
+                key, value, headers = _dead_letter_message("svc", unique_topic, offset)
+                await producer.send_and_wait(dead, value=value, key=key, headers=headers)
+                offset += 1
+
+        writer = asyncio.create_task(keep_writing())
+        try:
+            began = time.monotonic()
+            letters = await read_dead_letters(
+                kafka_bootstrap, topics=[unique_topic], max_seconds=10
+            )
+            took = time.monotonic() - began
+        finally:
+            stop.set()
+            await writer
+    finally:
+        await producer.stop()
+    assert {letter.original_offset for letter in letters} >= set(range(300))
+    assert took < 5, f"the read took {took:.1f}s"

@@ -4,8 +4,8 @@
 headers plus ``dlq_error``, ``dlq_consumer``, ``dlq_original_topic``,
 ``dlq_original_partition``, ``dlq_original_offset`` and ``dlq_failed_at``. Reading assigns
 every partition of the dead-letter topics, starts at the beginning and stops at the end
-offsets taken at the start, so it terminates while consumers keep writing; it joins no group
-and commits nothing.
+offsets taken at the start (and no record appended after it), so it terminates while
+consumers keep writing; it joins no group and commits nothing.
 
 A replay publishes the value, key and original headers (without the ``dlq_*`` ones) to the
 original topic and partition. The CloudEvent id (``ce_id``) is unchanged, so every inbox
@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -179,20 +180,8 @@ async def read_dead_letters(
             return []
         reader.assign(partitions)
         await reader.seek_to_beginning(*partitions)
-        ends = await reader.end_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        records: list[ConsumerRecord] = []
         async with asyncio.timeout(max_seconds):
-            while remaining:
-                for tp in list(remaining):
-                    if await reader.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-                        reader.pause(tp)
-                if not remaining:
-                    break
-                batches = await reader.getmany(*remaining, timeout_ms=200)
-                for tp, batch in batches.items():
-                    records.extend(r for r in batch if r.offset < ends[tp])
+            records = await _read_to_end(reader, partitions)
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(reader.stop(), timeout=5)
@@ -229,7 +218,8 @@ async def replay_dead_letters(
     producer = make_producer(bootstrap_servers)
     try:
         await producer.start()
-        for letter in chosen:
+        pending: list[tuple[DeadLetter, asyncio.Future[Any]]] = []
+        for letter in chosen:  # sent in batches, acknowledged below
             assert letter.original_topic is not None
             try:
                 partitions = await producer.partitions_for(letter.original_topic)
@@ -238,13 +228,20 @@ async def replay_dead_letters(
                 partition = (
                     letter.original_partition if letter.original_partition in partitions else None
                 )
-                metadata: Any = await producer.send_and_wait(
+                future = await producer.send(
                     letter.original_topic,
                     value=letter.value,
                     key=letter.key,
                     headers=letter.original_headers,
                     partition=partition,
                 )
+            except KafkaError as exc:
+                outcomes.append(Replayed(letter, sent=False, skipped=f"not sent: {exc!r}"))
+                continue
+            pending.append((letter, future))
+        for letter, future in pending:
+            try:
+                metadata = await future
             except KafkaError as exc:
                 outcomes.append(Replayed(letter, sent=False, skipped=f"not sent: {exc!r}"))
                 continue
@@ -255,6 +252,35 @@ async def replay_dead_letters(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), timeout=5)
     return outcomes
+
+
+async def _read_to_end(
+    reader: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+) -> list[ConsumerRecord]:
+    """Every record the partitions held when the read began.
+
+    The end offsets taken at the start bound the read on Kafka. Tansu can report an end
+    offset below what it holds (seen after batched produce requests), so a partition is done
+    only once it reached that offset and a whole poll found nothing more, or when it yields
+    a record appended after the start: the read ends even while consumers keep writing."""
+    started_ms = time.time() * 1000
+    ends = await reader.end_offsets(list(partitions))
+    remaining = set(partitions)
+    records: list[ConsumerRecord] = []
+    while remaining:
+        batches = await reader.getmany(*remaining, timeout_ms=200)
+        for tp, batch in batches.items():
+            for record in batch:
+                if record.offset >= ends[tp] and record.timestamp >= started_ms:
+                    remaining.discard(tp)
+                    reader.pause(tp)
+                    break
+                records.append(record)
+        if not any(batches.values()):
+            for tp in list(remaining):
+                if await reader.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    return records
 
 
 def _epoch(text: str | None) -> datetime | None:
