@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -287,3 +288,23 @@ async def test_a_read_finds_every_entry_written_in_batches_and_ends_while_writes
         await producer.stop()
     assert {letter.original_offset for letter in letters} >= set(range(300))
     assert took < 5, f"the read took {took:.1f}s"
+
+
+@pytest.mark.integration
+async def test_without_topics_a_read_covers_every_public_dlq(kafka_bootstrap):
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    dead = dlq_topic(TOPICS[-1])
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        if dead not in set(await admin.list_topics()):
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(dead, 1, 1)])
+    finally:
+        await admin.close()
+    consumer = f"svc-{uuid.uuid4().hex[:8]}"  # the broker is shared: filter on a fresh name
+    await _produce(kafka_bootstrap, dead, [_dead_letter_message(consumer, TOPICS[-1], 3)])
+    letters = await read_dead_letters(kafka_bootstrap, consumers={consumer})
+    assert [(letter.topic, letter.original_offset) for letter in letters] == [(dead, 3)]
