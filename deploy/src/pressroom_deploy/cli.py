@@ -1,4 +1,5 @@
-"""The ``pressroom`` command: the local embedded stack and development tokens."""
+"""The ``pressroom`` command: the local embedded stack, development tokens, projection
+rebuilds and dead letters."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 
 from pressroom_kit.auth import mint_token
 
+from pressroom_deploy import dead_letters
 from pressroom_deploy.stack import LocalStack, data_dir, jwt_secret
 
 
@@ -50,6 +52,10 @@ def _rebuild(args: argparse.Namespace) -> None:
     sys.exit(asyncio.run(rebuild_service(args.service, args.database_url, swap=args.swap)))
 
 
+def _dlq(args: argparse.Namespace) -> None:
+    sys.exit(asyncio.run(dead_letters.run(args)))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     rebuild.add_argument("--database-url", help="owner DSN (default: the local stack's)")
     rebuild.add_argument("--swap", action="store_true", help="replace live rows when done")
     rebuild.set_defaults(func=_rebuild)
+
+    dead_letters.add_commands(sub)
+    sub.choices["dlq"].set_defaults(func=_dlq)
 
     args = parser.parse_args(argv)
     args.func(args)
