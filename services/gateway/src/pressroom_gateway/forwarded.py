@@ -9,6 +9,7 @@ replaced by the gateway's own.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -39,21 +40,27 @@ class TrustedProxies:
 
     def __init__(self, cidrs: Iterable[str] = ()) -> None:
         self.networks = [ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs]
+        # The same few proxies and clients come back request after request.
+        self._cached_trusts = functools.lru_cache(maxsize=4096)(self._trusts)
 
-    def trusts(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    def _trusts(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.networks)
+
+    def trusts(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return self._cached_trusts(address)
 
     def resolve(self, scope: Scope) -> Forwarded:
         client = scope.get("client")
         peer = client[0] if client else None
         scheme = str(scope.get("scheme", "http"))
+        peer_address = parse_address(peer) if peer and self.networks else None
+        if peer_address is None or not self.trusts(peer_address):
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+            return Forwarded(peer or "unknown", peer, scheme, host, peer_trusted=False)
         headers = _values(scope["headers"])
         host = _last(headers.get("host"))
-        peer_address = parse_address(peer) if peer else None
-        if peer_address is None or not self.networks or not self.trusts(peer_address):
-            return Forwarded(peer or "unknown", peer, scheme, host, peer_trusted=False)
         hops = [
             hop.strip() for value in headers.get("x-forwarded-for", []) for hop in value.split(",")
         ]
@@ -77,6 +84,7 @@ class TrustedProxies:
         )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An address from an ``X-Forwarded-For`` hop (``1.2.3.4``, ``1.2.3.4:80``, ``::1``,
     ``[::1]:80``); ``None`` for anything else (``unknown``, names, garbage)."""
