@@ -143,7 +143,8 @@ def gateway_settings(
 
 @asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
-    async with serve_asgi(create_app(settings)) as base:
+    # As in production (``__main__``): uvicorn must not rewrite the peer from X-Forwarded-For.
+    async with serve_asgi(create_app(settings), proxy_headers=False) as base:
         yield base
 
 

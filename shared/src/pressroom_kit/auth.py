@@ -9,6 +9,8 @@ the matching type), never by the token alone.
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -51,53 +53,150 @@ class JWTSettings:
     issuer: str | None = None
     audience: str | None = None
     leeway: float = 30.0
+    # Keys older than the TTL are refreshed in the background while still in use.
     jwks_ttl: float = 600.0
     # An unknown ``kid`` may mean the provider rotated keys: refetch, but not more often.
     jwks_min_refresh: float = 10.0
+    # How long past the TTL cached keys keep verifying tokens while every refresh fails.
+    jwks_grace: float = 3600.0
+    jwks_timeout: float = 5.0
+    # Between failed fetches: 1 s, 2 s, 4 s, ... up to the cap.
+    jwks_backoff: float = 1.0
+    jwks_max_backoff: float = 60.0
     cache_size: int = 10_000
 
 
 class JWKSCache:
-    """Keys from a JWKS URL, fetched with aiohttp, refreshed on TTL or on an unknown ``kid``."""
+    """Keys from a JWKS URL, fetched with aiohttp by one request at a time.
 
-    def __init__(self, url: str, ttl: float, min_refresh: float = 10.0) -> None:
+    A stale key set keeps serving while a background refresh runs, and for ``grace``
+    seconds past its TTL while refreshes fail or hang; failures back off exponentially.
+    Only an empty (or too old) key set or an unknown ``kid`` makes a caller wait for a
+    fetch, and an unknown ``kid`` refetches at most once per ``min_refresh``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        ttl: float,
+        min_refresh: float = 10.0,
+        *,
+        grace: float = 3600.0,
+        timeout: float = 5.0,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+    ) -> None:
         self.url = url
         self.ttl = ttl
         self.min_refresh = min_refresh
+        self.grace = grace
+        self.timeout = timeout
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.fetches = 0
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched = 0.0
-        self._lock = asyncio.Lock()
+        self._fetched = 0.0  # when the keys in hand were fetched (monotonic)
+        self._attempted = -math.inf  # when the last fetch started
+        self._failures = 0
+        self._retry_at = 0.0  # no fetch before this after a failure
+        self._error = ""
+        self._flight: asyncio.Task[None] | None = None
 
     async def key(self, kid: str | None) -> jwt.PyJWK:
-        stale = time.monotonic() - self._fetched > self.ttl
-        if stale or kid not in self._keys:
-            await self._refresh(force=not stale)
+        """The key for ``kid``; ``Unauthorized`` for an unknown kid or unavailable keys."""
+        now = time.monotonic()
+        usable = bool(self._keys) and now - self._fetched <= self.ttl + self.grace
+        if usable and now - self._fetched > self.ttl:
+            self._start(now)  # refresh in the background; this request does not wait
+        found = self._lookup(kid) if usable else None
+        if found is not None:
+            return found
+        if not usable:
+            await self._await_fetch(now)
+            if not self._keys or time.monotonic() - self._fetched > self.ttl + self.grace:
+                raise Unauthorized(
+                    "the signing keys are unavailable; try again shortly",
+                    code="jwks_unavailable",
+                )
+        elif self._in_flight() or now - self._attempted >= self.min_refresh:
+            await self._await_fetch(now)  # perhaps the provider rotated its keys
+        found = self._lookup(kid)
+        if found is None:
+            raise Unauthorized("token signed with an unknown key", code="unknown_key")
+        return found
+
+    def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
-        if kid not in self._keys:
-            raise Unauthorized("token signed with an unknown key")
-        return self._keys[kid]
+        return self._keys.get(kid or "")
 
-    async def _refresh(self, *, force: bool) -> None:
-        async with self._lock:
-            if force and self._fetched and time.monotonic() - self._fetched < self.min_refresh:
-                return
-            timeout = aiohttp.ClientTimeout(total=5)
+    def _in_flight(self) -> bool:
+        return self._flight is not None and not self._flight.done()
+
+    def _start(self, now: float) -> asyncio.Task[None] | None:
+        """The fetch in flight, starting one unless failures ask to wait."""
+        if self._flight is not None and not self._flight.done():
+            return self._flight
+        if now < self._retry_at:
+            return None
+        # No await between the check and the assignment: exactly one fetch starts.
+        self._attempted = now
+        self._flight = asyncio.get_running_loop().create_task(self._fetch())
+        return self._flight
+
+    async def _await_fetch(self, now: float) -> None:
+        flight = self._start(now)
+        if flight is not None:
+            # Shielded: a caller that gives up does not cancel the fetch for the others.
+            await asyncio.shield(flight)
+
+    async def _fetch(self) -> None:
+        self.fetches += 1
+        try:
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session,
                 session.get(self.url) as response,
             ):
                 response.raise_for_status()
                 document = await response.json(content_type=None)
-            keys = {}
-            for entry in document.get("keys", []):
-                try:
-                    key = jwt.PyJWK(entry)
-                except jwt.PyJWTError:
-                    continue
-                keys[entry.get("kid") or ""] = key
-            self._keys = keys
-            self._fetched = time.monotonic()
+            keys = _parse_jwks(document)
+        except Exception as exc:  # whatever went wrong, keep the keys and back off
+            self._failures += 1
+            delay = min(self.max_backoff, self.backoff * 2 ** (self._failures - 1))
+            self._retry_at = time.monotonic() + delay * random.uniform(0.8, 1.0)
+            self._error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "JWKS fetch failed; keeping the cached keys",
+                url=self.url,
+                error=self._error,
+                failures=self._failures,
+                retry_in_s=round(delay, 3),
+                cached_keys=len(self._keys),
+            )
+            return
+        self._keys = keys
+        self._fetched = time.monotonic()
+        self._failures = 0
+        self._retry_at = 0.0
+        self._error = ""
+
+
+def _parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
+    """The usable keys of a JWKS document; ``ValueError`` when it has none (a broken
+    answer must not replace keys that work)."""
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError("the JWKS document has no 'keys' list")
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in entries:
+        try:
+            key = jwt.PyJWK(entry)
+        except (jwt.PyJWTError, TypeError, ValueError, KeyError):
+            continue
+        keys[str(entry.get("kid") or "")] = key
+    if not keys:
+        raise ValueError("the JWKS document has no usable key")
+    return keys
 
 
 class JWTVerifier:
@@ -108,7 +207,15 @@ class JWTVerifier:
             raise ValueError("JWT verification needs a secret or a JWKS URL")
         self.settings = settings
         self._jwks = (
-            JWKSCache(settings.jwks_url, settings.jwks_ttl, settings.jwks_min_refresh)
+            JWKSCache(
+                settings.jwks_url,
+                settings.jwks_ttl,
+                settings.jwks_min_refresh,
+                grace=settings.jwks_grace,
+                timeout=settings.jwks_timeout,
+                backoff=settings.jwks_backoff,
+                max_backoff=settings.jwks_max_backoff,
+            )
             if settings.jwks_url
             else None
         )
@@ -138,11 +245,7 @@ class JWTVerifier:
         if alg == "HS256" and self.settings.secret:
             key = self.settings.secret
         elif alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
-            try:
-                jwk = await self._jwks.key(header.get("kid"))
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                log.warning("JWKS fetch failed", url=self.settings.jwks_url, error=repr(exc))
-                raise Unauthorized("signing keys are unavailable") from exc
+            jwk = await self._jwks.key(header.get("kid"))  # PyJWT checked it is a string
             if jwk.key_type != _key_type(alg):
                 raise Unauthorized("token algorithm does not match its key")
             key = jwk.key

@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, validation_alias=_shared("JWT_ISSUER"))
     jwt_audience: str | None = Field(default=None, validation_alias=_shared("JWT_AUDIENCE"))
     jwt_leeway_s: float = Field(default=30.0, validation_alias=_shared("JWT_LEEWAY_S"))
+    jwt_jwks_ttl_s: float = Field(default=600.0, validation_alias=_shared("JWT_JWKS_TTL_S"))
+    jwt_jwks_grace_s: float = Field(default=3600.0, validation_alias=_shared("JWT_JWKS_GRACE_S"))
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS")
     )
@@ -56,4 +58,6 @@ class ServiceSettings(BaseSettings):
             issuer=self.jwt_issuer,
             audience=self.jwt_audience,
             leeway=self.jwt_leeway_s,
+            jwks_ttl=self.jwt_jwks_ttl_s,
+            jwks_grace=self.jwt_jwks_grace_s,
         )

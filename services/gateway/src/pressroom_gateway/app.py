@@ -21,6 +21,7 @@ from pressroom_kit.runtime import BackgroundWorkers
 from pressroom_gateway import handlers
 from pressroom_gateway.api import BrandController
 from pressroom_gateway.edge import Edge
+from pressroom_gateway.forwarded import TrustedProxies
 from pressroom_gateway.openapi import SCALAR_PAGE, OpenAPIMerger
 from pressroom_gateway.proxy import ProxySettings, ReverseProxy
 from pressroom_gateway.ratelimit import (
@@ -53,6 +54,7 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
     heartbeats = Heartbeats()
     workers = BackgroundWorkers()
     verifier = JWTVerifier(settings.jwt())
+    trusted_proxies = TrustedProxies(settings.trusted_proxies)
     proxy = ReverseProxy(
         settings.routes,
         ProxySettings(
@@ -61,6 +63,7 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
             read_timeout_s=settings.read_timeout_s,
             total_timeout_s=settings.total_timeout_s,
         ),
+        trusted_proxies,
     )
     store = RedisBuckets(settings.redis_url) if settings.redis_url else MemoryBuckets()
     limits = Limits(
@@ -68,8 +71,10 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
         brand=settings.rate_limit_brand,
         anonymous=settings.rate_limit_anonymous,
         window_s=settings.rate_limit_window_s,
+        signed_file=settings.rate_limit_signed_file,
+        signed_client=settings.rate_limit_signed_client,
     )
-    limiter = RateLimiter(store, limits)
+    limiter = RateLimiter(store, limits, trusted_proxies, tuple(settings.signed_url_prefixes))
     state: dict[str, Any] = {}
     readiness: dict[str, ReadinessCheck] = {}
 

@@ -20,6 +20,8 @@ from opentelemetry import propagate
 from pressroom_kit.http import problem_body
 from pressroom_kit.logs import get_logger, request_id_var
 
+from pressroom_gateway.forwarded import FORWARDING_HEADERS, Forwarded, TrustedProxies
+
 log = get_logger(__name__)
 
 HOP_BY_HOP = frozenset(
@@ -55,13 +57,19 @@ class ProxySettings:
 class ReverseProxy:
     """An ASGI app forwarding to ``routes`` (longest matching path prefix wins)."""
 
-    def __init__(self, routes: Mapping[str, str], settings: ProxySettings) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, str],
+        settings: ProxySettings,
+        trusted_proxies: TrustedProxies | None = None,
+    ) -> None:
         self.routes = sorted(
             ((prefix.rstrip("/"), url.rstrip("/")) for prefix, url in routes.items()),
             key=lambda item: len(item[0]),
             reverse=True,
         )
         self.settings = settings
+        self.trusted_proxies = trusted_proxies or TrustedProxies()
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self, pool_size: int) -> None:
@@ -107,7 +115,7 @@ class ReverseProxy:
         query = scope.get("query_string", b"")
         url = backend + path + ("?" + query.decode("latin-1") if query else "")
         method = str(scope.get("method", "GET"))
-        headers = _forward_headers(scope)
+        headers = _forward_headers(scope, self.trusted_proxies.resolve(scope))
         declared = headers.get("content-length")
         limit = self.settings.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -229,7 +237,7 @@ class _Overflow:
     hit = False
 
 
-def _forward_headers(scope: Scope) -> dict[str, str]:
+def _forward_headers(scope: Scope, forwarded: Forwarded) -> dict[str, str]:
     incoming: list[tuple[str, str]] = [
         (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
     ]
@@ -243,16 +251,14 @@ def _forward_headers(scope: Scope) -> dict[str, str]:
     for name, value in incoming:
         if name in HOP_BY_HOP or name in connection_listed or name == "traceparent":
             continue
+        if name in FORWARDING_HEADERS and not forwarded.peer_trusted:
+            continue  # a client's own claims about where it came from
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    client = scope.get("client")
-    client_ip = client[0] if client else None
-    if client_ip:
-        previous = headers.get("x-forwarded-for")
-        headers["x-forwarded-for"] = f"{previous}, {client_ip}" if previous else client_ip
-    headers.setdefault("x-forwarded-proto", scope.get("scheme", "http"))
-    host = next((v for k, v in incoming if k == "host"), None)
-    if host:
-        headers.setdefault("x-forwarded-host", host)
+    if forwarded.forwarded_for:
+        headers["x-forwarded-for"] = forwarded.forwarded_for
+    headers["x-forwarded-proto"] = forwarded.proto
+    if forwarded.host:
+        headers["x-forwarded-host"] = forwarded.host
     request_id = request_id_var.get()
     if request_id:
         headers["x-request-id"] = request_id

@@ -1,22 +1,32 @@
-"""Token-bucket rate limits per user and per brand.
+"""Token-bucket rate limits per user and per brand, and per client address when anonymous.
 
 In memory for one replica; in Redis (one atomic Lua script per check) when
 ``PRESSROOM_GATEWAY_REDIS_URL`` is set, so several replicas share the budget. Refused
 requests get ``429`` with ``Retry-After`` and the IETF ``RateLimit-*`` headers.
+
+The client address is the one ``TrustedProxies`` resolves (never a client's own
+``X-Forwarded-For``). Signed file URLs are fetched by platforms from a few addresses, many
+files each, so they do not spend the anonymous bucket: they key on the client address and
+the file, with a larger cap per address across files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import parse_qs
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pressroom_kit.auth import Principal
 from pressroom_kit.logs import get_logger
+
+from pressroom_gateway.forwarded import TrustedProxies
 
 log = get_logger(__name__)
 
@@ -109,14 +119,29 @@ class Limits:
     brand: int
     anonymous: int
     window_s: float
+    signed_file: int = 60  # one client, one signed file
+    signed_client: int = 3000  # one client, every signed file
+
+
+# ``?expires=<unix seconds>&signature=<unpadded base64url HMAC-SHA256>`` (the media service's).
+_SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_EXPIRES = re.compile(r"^[0-9]{1,12}$")
 
 
 class RateLimiter:
     """Checks the caller's user bucket and brand bucket (or the client IP's when anonymous)."""
 
-    def __init__(self, store: BucketStore, limits: Limits) -> None:
+    def __init__(
+        self,
+        store: BucketStore,
+        limits: Limits,
+        trusted_proxies: TrustedProxies | None = None,
+        signed_paths: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
         self.limits = limits
+        self.trusted_proxies = trusted_proxies or TrustedProxies()
+        self.signed_paths = signed_paths
 
     async def check(self, scope: Scope) -> tuple[Decision | None, list[tuple[str, str]]]:
         """``(refusal or None, headers to add)``; a broken store lets requests through."""
@@ -141,8 +166,32 @@ class RateLimiter:
             if principal.brand_id is not None:
                 checks.append((f"brand:{principal.brand_id}", self.limits.brand))
             return checks
-        client = scope.get("client")
-        return [(f"ip:{client[0] if client else 'unknown'}", self.limits.anonymous)]
+        client = self.trusted_proxies.resolve(scope).client_ip
+        if self._is_signed_fetch(scope):
+            file = hashlib.sha256(scope["path"].encode()).hexdigest()[:32]
+            return [
+                (f"signed:{client}:{file}", self.limits.signed_file),
+                (f"signed-ip:{client}", self.limits.signed_client),
+            ]
+        return [(f"ip:{client}", self.limits.anonymous)]
+
+    def _is_signed_fetch(self, scope: Scope) -> bool:
+        """A GET/HEAD of a signed file URL that is well formed and not expired. The gateway
+        cannot check the signature (the key stays with the media service); a forged one
+        still spends the per-client cap and gets a 403 from the service."""
+        if scope.get("method") not in ("GET", "HEAD") or not scope["path"].startswith(
+            self.signed_paths
+        ):
+            return False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        expires, signature = query.get("expires", []), query.get("signature", [])
+        if len(expires) != 1 or len(signature) != 1:
+            return False
+        return (
+            bool(_SIGNATURE.match(signature[0]))
+            and bool(_EXPIRES.match(expires[0]))
+            and int(expires[0]) >= time.time()
+        )
 
 
 class RateLimitMiddleware:

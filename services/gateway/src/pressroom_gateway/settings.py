@@ -6,8 +6,10 @@ from typing import Literal
 from uuid import UUID
 
 from pressroom_kit.settings import ServiceSettings
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
+
+from pressroom_gateway.forwarded import validate_cidrs
 
 # Which service owns which public path prefix (ARCHITECTURE.md §4 ports).
 DEFAULT_ROUTES: dict[str, str] = {
@@ -52,9 +54,21 @@ class GatewaySettings(ServiceSettings):
     rate_limit_brand: int = 3000
     rate_limit_anonymous: int = 120
     rate_limit_window_s: float = 60.0
+    rate_limit_signed_file: int = 60
+    rate_limit_signed_client: int = 3000
+    # Signed, expiring file URLs (``?expires&signature``) under these prefixes.
+    signed_url_prefixes: list[str] = Field(default_factory=lambda: ["/media-files/"])
+    # Load balancers in front of the gateway (CIDRs); nobody's X-Forwarded-* is believed
+    # by default.
+    trusted_proxies: list[str] = Field(default_factory=list)
     redis_url: str | None = None
     openapi_refresh_s: float = 30.0
     backend_ready_timeout_s: float = 2.0
     demo_brand_id: UUID | None = None
     server: Literal["granian", "uvicorn"] = "uvicorn"
     workers: int = 1
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return validate_cidrs(value)

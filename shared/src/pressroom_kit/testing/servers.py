@@ -13,11 +13,18 @@ from pressroom_kit.embedded import free_port
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any, *, port: int = 0) -> AsyncIterator[str]:
-    """Run ``app`` with uvicorn on ``127.0.0.1``; yield its base URL; shut it down after."""
+async def serve_asgi(app: Any, *, port: int = 0, **options: Any) -> AsyncIterator[str]:
+    """Run ``app`` with uvicorn on ``127.0.0.1``; yield its base URL; shut it down after.
+    ``options`` go to ``uvicorn.Config`` (say ``proxy_headers=False``, as the gateway runs)."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
