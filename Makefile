@@ -42,6 +42,7 @@ bench: sync
 	$(VENV)/bin/python -m bench.webhook --slow-share 0
 	$(VENV)/bin/python -m bench.webhook
 	$(VENV)/bin/python -m bench.media
+	$(VENV)/bin/python -m bench.idle
 	@if command -v wrk >/dev/null; then \
 		$(VENV)/bin/python -m bench.gateway && $(VENV)/bin/python -m bench.http_stack; \
 	else echo "wrk is not installed: skipping the gateway and HTTP stack benchmarks"; fi

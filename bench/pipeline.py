@@ -381,6 +381,29 @@ async def _run_mode(
         await _stop_processes(processes)
 
 
+async def commit_floor(dsn: str, seconds: float = 5.0) -> float:
+    """Single-connection commit-each inserts per second on this server: the floor the
+    pipeline is measured against, since absolute figures differ several-fold between
+    machines while the ratio to this floor, measured in the same run, does not."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, data jsonb)"
+        )
+        insert = await conn.prepare("INSERT INTO bench_floor (data) VALUES ($1::jsonb)")
+        done = 0
+        start = time.monotonic()
+        deadline = start + seconds
+        while time.monotonic() < deadline:
+            await insert.fetch('{"title": "bench"}')
+            done += 1
+        rate = done / (time.monotonic() - start)
+        await conn.execute("DROP TABLE bench_floor")
+    finally:
+        await conn.close()
+    return round(rate, 1)
+
+
 async def _reset_statements(postgres: EmbeddedPostgres) -> None:
     conn = await asyncpg.connect(postgres.admin_dsn)
     try:
@@ -450,10 +473,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "seconds": args.seconds,
             },
         }
+        floor = await commit_floor(owner["bench_producer"])
+        results["commit_floor_per_s"] = floor
+        print("floor: single-connection commit-each inserts/s:", floor, flush=True)
         for mode in args.modes:
             if args.statements:
                 await _reset_statements(postgres)
             results[mode] = await _run_mode(mode, args, postgres, kafka, owner)
+            rate = results[mode]["throughput"]["events_per_s"]
+            results[mode]["ratio_to_floor"] = round(rate / floor, 2) if floor else None
+            print(mode, "ratio to the floor:", results[mode]["ratio_to_floor"], flush=True)
             if args.statements:
                 await _print_statements(postgres, mode)
         return results

@@ -3,11 +3,13 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from pressroom_contracts import CloudEvent
 from pressroom_kit import cloudevents
+from pressroom_kit.consumer import is_transient
 from pressroom_kit.db import MigrationError, load_migrations, replace_database, replace_user
-from pressroom_kit.errors import Invalid
+from pressroom_kit.errors import ConcurrencyError, Invalid
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.testing.sample import domain as sample
 
@@ -131,3 +133,19 @@ def test_structured_mode_carries_attributes_and_data_in_one_object():
     body = cloudevents.to_structured(event)
     assert CloudEvent.model_validate(body) == event.model_copy(update={"traceparent": None})
     assert "traceparent" not in body and body["specversion"] == "1.0"
+
+
+def test_transient_failures_are_told_from_deterministic_ones() -> None:
+    assert is_transient(asyncpg.DeadlockDetectedError("x"))
+    assert is_transient(asyncpg.SerializationError("x"))
+    assert is_transient(asyncpg.LockNotAvailableError("x"))
+    assert is_transient(asyncpg.ConnectionDoesNotExistError("x"))
+    assert is_transient(ConnectionRefusedError())
+    assert is_transient(ConcurrencyError("lost the race"))
+    wrapped = RuntimeError("handler wrapped it")
+    wrapped.__cause__ = asyncpg.DeadlockDetectedError("x")
+    assert is_transient(wrapped)
+    assert not is_transient(RuntimeError("receiver exploded"))
+    assert not is_transient(asyncpg.UniqueViolationError("x"))
+    assert not is_transient(asyncpg.UndefinedColumnError("x"))
+    assert not is_transient(Invalid("bad payload"))

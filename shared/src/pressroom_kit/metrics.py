@@ -26,3 +26,21 @@ CONSUMER_PROCESSED = Counter(
 DLQ_MESSAGES = Counter(
     "pressroom_dlq_messages_total", "Messages sent to a dead-letter topic", ["consumer", "topic"]
 )
+CONSUMER_RETRYING = Gauge(
+    "pressroom_consumer_retrying",
+    "Partitions paused while a transient failure (database, lost race) is retried",
+    ["consumer"],
+)
+CONSUMER_TRANSIENT_RETRIES = Counter(
+    "pressroom_consumer_transient_retries_total",
+    "Transient failures that made a consumer pause a partition and retry",
+    ["consumer", "topic"],
+)
+CONSUMER_COMMIT_FAILURES = Counter(
+    "pressroom_consumer_commit_failures_total",
+    "Offset commits skipped because they failed (e.g. partitions revoked by a rebalance)",
+    ["consumer"],
+)
+INBOX_DELETED = Counter(
+    "pressroom_inbox_deleted_total", "Inbox rows deleted after the retention", ["consumer"]
+)
