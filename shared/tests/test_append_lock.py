@@ -195,7 +195,9 @@ async def test_a_staged_append_that_lost_the_race_fails_the_commit_and_writes_no
             await rival_done.wait()
             note.rename("late")
             await sample.repository("t").save(conn, note, brand_id=brand)
-            await conn.execute("INSERT INTO note_mentions VALUES ('n', $1, $2)", uuid.uuid4(), brand)
+            await conn.execute(
+                "INSERT INTO note_mentions VALUES ('n', $1, $2)", uuid.uuid4(), brand
+            )
 
     task = asyncio.create_task(loser())
     await loaded.wait()
