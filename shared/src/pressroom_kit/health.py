@@ -2,7 +2,9 @@
 
 A relay, consumer or scheduler beats on every loop. ``/readyz`` fails when a registered
 worker has not beaten within its ``max_age`` or reported itself unhealthy, so a worker that
-silently stopped is visible instead of hiding behind a green health check.
+silently stopped is visible instead of hiding behind a green health check. A worker that
+works but needs an operator (say parked outbox rows) beats ``degraded``: ``/readyz`` stays
+ready and says so.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class _Beat:
     last: float | None = None
     ok: bool = False
     detail: str = "not started"
+    degraded: str | None = None
 
 
 @dataclass
@@ -30,9 +33,12 @@ class Heartbeats:
     def unregister(self, name: str) -> None:
         self._beats.pop(name, None)
 
-    def beat(self, name: str, *, ok: bool = True, detail: str = "ok") -> None:
+    def beat(
+        self, name: str, *, ok: bool = True, detail: str = "ok", degraded: str | None = None
+    ) -> None:
         beat = self._beats.setdefault(name, _Beat(max_age=30.0))
         beat.last, beat.ok, beat.detail = time.monotonic(), ok, detail
+        beat.degraded = degraded
 
     def status(self) -> dict[str, dict[str, Any]]:
         now = time.monotonic()
@@ -45,7 +51,12 @@ class Heartbeats:
                 "detail": beat.detail if fresh or age is None else f"no beat for {age:.0f}s",
                 "age_s": None if age is None else round(age, 3),
             }
+            if beat.degraded is not None:
+                report[name]["degraded"] = beat.degraded
         return report
 
     def healthy(self) -> bool:
         return all(entry["ok"] for entry in self.status().values())
+
+    def degraded(self) -> bool:
+        return any("degraded" in entry for entry in self.status().values())

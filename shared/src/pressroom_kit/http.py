@@ -300,7 +300,8 @@ def create_service_app(
         await asyncio.gather(*(run(n, c) for n, c in checks.items()))
         results.update(beats.status())
         ready = all(entry["ok"] for entry in results.values())
-        body = {"status": "ready" if ready else "unavailable", "service": name, "checks": results}
+        status = ("degraded" if beats.degraded() else "ready") if ready else "unavailable"
+        body = {"status": status, "service": name, "checks": results}
         return Response(body, status_code=200 if ready else 503)
 
     class Metrics(PrometheusController):

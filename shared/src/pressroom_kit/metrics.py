@@ -3,6 +3,11 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 OUTBOX_BACKLOG = Gauge("pressroom_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_PARKED = Gauge(
+    "pressroom_outbox_parked",
+    "Outbox rows parked after a permanent publish failure (operator action needed)",
+    ["service"],
+)
 OUTBOX_PUBLISHED = Counter(
     "pressroom_outbox_published_total", "Outbox rows published to Kafka", ["service"]
 )
