@@ -13,7 +13,13 @@ from litestar.middleware.base import DefineMiddleware
 from pressroom_kit.auth import JWTVerifier
 from pressroom_kit.db import create_pool, prepare_database
 from pressroom_kit.health import Heartbeats
-from pressroom_kit.http import PUBLIC, ReadinessCheck, create_service_app, database_check
+from pressroom_kit.http import (
+    PUBLIC,
+    ReadinessCheck,
+    api_docs_page,
+    create_service_app,
+    database_check,
+)
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import Relay
 from pressroom_kit.runtime import BackgroundWorkers
@@ -21,7 +27,7 @@ from pressroom_kit.runtime import BackgroundWorkers
 from pressroom_gateway import handlers
 from pressroom_gateway.api import BrandController
 from pressroom_gateway.edge import Edge
-from pressroom_gateway.openapi import SCALAR_PAGE, OpenAPIMerger
+from pressroom_gateway.openapi import OpenAPIMerger
 from pressroom_gateway.proxy import ProxySettings, ReverseProxy
 from pressroom_gateway.ratelimit import (
     Limits,
@@ -130,7 +136,7 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
         sync_to_thread=False,
     )
     def api_docs() -> Response[str]:
-        return Response(SCALAR_PAGE, media_type=MediaType.HTML)
+        return Response(api_docs_page("/schema/openapi.json"), media_type=MediaType.HTML)
 
     app = create_service_app(
         name="gateway",
