@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -101,7 +102,9 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
         await proxy.start(settings.pool_size)
         if settings.demo_brand_id is not None:
             created = await handlers.ensure_demo_brand(
-                pool, settings.demo_brand_id, admin_sub="dev-admin"
+                pool,
+                settings.demo_brand_id,
+                admin_sub=str(uuid.uuid5(settings.demo_brand_id, "dev-admin")),
             )
             log.info("demo brand ready", brand_id=str(settings.demo_brand_id), created=created)
         relay = Relay(
