@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-integration lint bench schemas up sync clean
+.PHONY: run test test-unit test-integration lint bench schemas up sync clean token
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -55,3 +55,9 @@ up:
 
 clean:
 	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache
+
+# A development token for the local stack: make token BRAND=<uuid> ROLE=manager
+BRAND ?=
+ROLE ?= admin
+token: sync
+	$(VENV)/bin/pressroom token $(if $(BRAND),--brand $(BRAND)) --role $(ROLE)

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import sys
+import uuid
 
 import asyncpg
 import pytest
@@ -93,9 +94,8 @@ async def test_pressroom_dev_runs_the_stack_with_a_demo_brand_and_stops_cleanly(
                 ) as response:
                     assert response.status == 403
                 assert members == {
-                    "dev-admin": "admin",
-                    "dev-manager": "manager",
-                    "dev-viewer": "viewer",
+                    str(uuid.uuid5(principal.brand_id, f"dev-{role}")): role
+                    for role in ("admin", "manager", "viewer")
                 }
             conn = await asyncpg.connect(
                 f"postgresql://postgres@127.0.0.1:{pg_port}/pressroom_gateway"

@@ -198,14 +198,15 @@ class LocalStack:
         for role in roles:
             token = mint_token(
                 secret,
-                sub=f"dev-{role}",
+                # UUID subjects like every other id, stable with the brand kept in var/.
+                sub=str(uuid.uuid5(brand, f"dev-{role}")),
                 role=role,
                 brand_id=brand,
                 email=f"{role}@pressroom.local",
             )
             console.print(f"Token ({role}, 12 h):")
             print(token, flush=True)
-        console.print("More tokens: pressroom token --brand <id> --role manager|viewer|admin")
+        console.print(f"More tokens: make token BRAND={brand} ROLE=manager|viewer|admin")
         console.rule("Ctrl-C stops everything")
 
     async def _shutdown(self) -> None:

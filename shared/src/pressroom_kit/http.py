@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
 
 import asyncpg
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders, State
@@ -27,22 +29,28 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from pydantic import BaseModel
 
 from pressroom_kit.auth import JWTVerifier, Principal, Role
 from pressroom_kit.errors import Forbidden, PressroomError, Unauthorized
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.logs import get_logger, request_id_var
+from pressroom_kit.problems import document_problems
+from pressroom_kit.text import refuse_unstorable_text
 
 log = get_logger(__name__)
 
 PROBLEM = "application/problem+json"
 PUBLIC = {"public": True, "exclude_from_auth": True}
+PROBE = {**PUBLIC, "probe": True}
+ASSETS_PATH = "/schema/assets"
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
@@ -234,6 +242,65 @@ def requires_role(minimum: Role) -> Callable[..., Awaitable[None]]:
     return guard
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+    service: str
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str | None = None
+    age_s: float | None = None
+    degraded: str | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded", "unavailable"]
+    service: str
+    checks: dict[str, Check]
+
+
+def docs_assets_router() -> Router:
+    """Swagger UI's files, served from the installed ``swagger-ui-py`` package: the API docs
+    page works with no network."""
+    return create_static_files_router(
+        path=ASSETS_PATH,
+        directories=[Path(str(resources.files("swagger_ui") / "static"))],
+        opt=PUBLIC,
+        include_in_schema=False,
+        send_as_attachment=False,
+    )
+
+
+def api_docs_page(openapi_url: str, title: str = "Pressroom API") -> str:
+    """The Swagger UI page for ``openapi_url``, loading only this server's assets."""
+    return f"""<!doctype html>
+<html>
+  <head>
+    <title>{title}</title>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <link rel="icon" type="image/png" href="{ASSETS_PATH}/favicon-32x32.png" />
+    <link rel="stylesheet" href="{ASSETS_PATH}/swagger-ui.css" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="{ASSETS_PATH}/swagger-ui-bundle.js"></script>
+    <script src="{ASSETS_PATH}/swagger-ui-standalone-preset.js"></script>
+    <script>
+      window.ui = SwaggerUIBundle({{
+        url: "{openapi_url}",
+        dom_id: "#swagger-ui",
+        deepLinking: true,
+        presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+        layout: "StandaloneLayout",
+      }});
+    </script>
+  </body>
+</html>
+"""
+
+
 def database_check(pool: asyncpg.Pool, timeout: float = 2.0) -> ReadinessCheck:
     async def check() -> None:
         async with asyncio.timeout(timeout):
@@ -282,12 +349,19 @@ def create_service_app(
     beats = heartbeats or Heartbeats()
     checks = dict(readiness or {})
 
-    @get("/healthz", opt=PUBLIC, include_in_schema=False, sync_to_thread=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": name}
+    @get("/healthz", opt=PROBE, tags=["health"], sync_to_thread=False)
+    def healthz() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok", service=name)
 
-    @get("/readyz", opt=PUBLIC, include_in_schema=False)
-    async def readyz() -> Response[dict[str, Any]]:
+    @get(
+        "/readyz",
+        opt=PROBE,
+        tags=["health"],
+        responses={503: ResponseSpec(Readiness, description="a check failed")},
+    )
+    async def readyz() -> Response[Readiness]:
+        """Readiness: the database, the broker and every background worker are healthy."""
         results: dict[str, Any] = {}
 
         async def run(check_name: str, check: ReadinessCheck) -> None:
@@ -301,7 +375,11 @@ def create_service_app(
         results.update(beats.status())
         ready = all(entry["ok"] for entry in results.values())
         status = ("degraded" if beats.degraded() else "ready") if ready else "unavailable"
-        body = {"status": status, "service": name, "checks": results}
+        body = Readiness(
+            status=status,
+            service=name,
+            checks={n: Check(**entry) for n, entry in results.items()},
+        )
         return Response(body, status_code=200 if ready else 503)
 
     class Metrics(PrometheusController):
@@ -333,7 +411,15 @@ def create_service_app(
         version=version,
         description=description or None,
         path=openapi_path,
-        render_plugins=[ScalarRenderPlugin()],
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+                css_url=f"{ASSETS_PATH}/swagger-ui.css",
+                standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' href='{ASSETS_PATH}/favicon-32x32.png'>",
+            )
+        ],
         components=Components(
             security_schemes={
                 "BearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
@@ -341,10 +427,11 @@ def create_service_app(
         ),
         security=[{"BearerAuth": []}],
     )
-    return Litestar(
-        route_handlers=[healthz, readyz, Metrics, *route_handlers],
+    app = Litestar(
+        route_handlers=[healthz, readyz, Metrics, docs_assets_router(), *route_handlers],
         middleware=middleware,
         guards=[brand_guard],
+        before_request=refuse_unstorable_text,
         exception_handlers=dict(EXCEPTION_HANDLERS),
         openapi_config=openapi,
         plugins=[
@@ -355,11 +442,16 @@ def create_service_app(
         debug=debug,
         state=None if state is None else State(dict(state)),
     )
+    document_problems(app)
+    return app
 
 
 __all__ = [
+    "ASSETS_PATH",
+    "PROBE",
     "PUBLIC",
     "ReadinessCheck",
+    "api_docs_page",
     "broker_check",
     "create_service_app",
     "database_check",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -13,7 +14,13 @@ from litestar.middleware.base import DefineMiddleware
 from pressroom_kit.auth import JWTVerifier
 from pressroom_kit.db import create_pool, prepare_database
 from pressroom_kit.health import Heartbeats
-from pressroom_kit.http import PUBLIC, ReadinessCheck, create_service_app, database_check
+from pressroom_kit.http import (
+    PUBLIC,
+    ReadinessCheck,
+    api_docs_page,
+    create_service_app,
+    database_check,
+)
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import Relay
 from pressroom_kit.runtime import BackgroundWorkers
@@ -22,7 +29,7 @@ from pressroom_gateway import handlers
 from pressroom_gateway.api import BrandController
 from pressroom_gateway.edge import Edge
 from pressroom_gateway.forwarded import TrustedProxies
-from pressroom_gateway.openapi import SCALAR_PAGE, OpenAPIMerger
+from pressroom_gateway.openapi import OpenAPIMerger
 from pressroom_gateway.proxy import ProxySettings, ReverseProxy
 from pressroom_gateway.ratelimit import (
     Limits,
@@ -100,7 +107,9 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
         await proxy.start(settings.pool_size)
         if settings.demo_brand_id is not None:
             created = await handlers.ensure_demo_brand(
-                pool, settings.demo_brand_id, admin_sub="dev-admin"
+                pool,
+                settings.demo_brand_id,
+                admin_sub=str(uuid.uuid5(settings.demo_brand_id, "dev-admin")),
             )
             log.info("demo brand ready", brand_id=str(settings.demo_brand_id), created=created)
         relay = Relay(
@@ -135,7 +144,7 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
         sync_to_thread=False,
     )
     def api_docs() -> Response[str]:
-        return Response(SCALAR_PAGE, media_type=MediaType.HTML)
+        return Response(api_docs_page("/schema/openapi.json"), media_type=MediaType.HTML)
 
     app = create_service_app(
         name="gateway",

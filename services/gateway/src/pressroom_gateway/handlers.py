@@ -136,7 +136,10 @@ async def ensure_demo_brand(
     pool: asyncpg.Pool, brand_id: uuid.UUID, *, admin_sub: str, name: str = "Demo Brand"
 ) -> bool:
     """Create the local stack's demo brand once; ``False`` when it already exists."""
-    members: tuple[tuple[str, Role], ...] = (("dev-manager", "manager"), ("dev-viewer", "viewer"))
+    # The development tokens' subjects: UUIDs like every id, stable with the brand id.
+    members: tuple[tuple[str, Role], ...] = tuple(
+        (str(uuid.uuid5(brand_id, f"dev-{role}")), role) for role in ("manager", "viewer")
+    )
     try:
         async with tenant_transaction(pool, brand_id) as conn:
             if await REPOSITORY.load(conn, str(brand_id)) is not None:

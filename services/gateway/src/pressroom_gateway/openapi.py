@@ -111,18 +111,3 @@ def _service_name(document: dict[str, Any], url: str) -> str:
     title = str(document.get("info", {}).get("title", ""))
     name = title.removeprefix("Pressroom ").strip().lower() or url
     return re.sub(r"[^a-z0-9]+", "_", name).strip("_")
-
-
-SCALAR_PAGE = """<!doctype html>
-<html>
-  <head>
-    <title>Pressroom API</title>
-    <meta charset="utf-8" />
-    <meta name="viewport" content="width=device-width, initial-scale=1" />
-  </head>
-  <body>
-    <script id="api-reference" data-url="/schema/openapi.json"></script>
-    <script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
-  </body>
-</html>
-"""

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from litestar.types import Message, Receive, Scope, Send
 from opentelemetry import propagate
-from pressroom_kit.http import problem_body
+from pressroom_kit.http import SECURITY_HEADERS, problem_body
 from pressroom_kit.logs import get_logger, request_id_var
 
 from pressroom_gateway.forwarded import FORWARDING_HEADERS, Forwarded, TrustedProxies
@@ -40,6 +40,12 @@ HOP_BY_HOP = frozenset(
     }
 )
 CHUNK = 64 * 1024
+# The gateway's own server and edge add these to every response; the backend's copies
+# would repeat them (``x-request-id: a, a``).
+SET_BY_GATEWAY = frozenset(
+    {"date", "server", "x-request-id", *(name.lower() for name in SECURITY_HEADERS)}
+)
+_DROPPED = HOP_BY_HOP | SET_BY_GATEWAY
 
 
 class BodyTooLarge(Exception):
@@ -176,7 +182,7 @@ class ReverseProxy:
         headers = [
             (name.lower(), value)
             for name, value in upstream.raw_headers
-            if name.lower().decode("latin-1") not in HOP_BY_HOP
+            if name.lower().decode("latin-1") not in _DROPPED
         ]
         await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
         try:

@@ -27,6 +27,8 @@ from pressroom_kit.errors import Invalid, NotFound
 from pressroom_kit.http import requires_role
 from pressroom_kit.logs import get_logger
 from pressroom_kit.pagination import newest_first
+from pressroom_kit.problems import problems
+from pressroom_kit.text import nfc
 from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_media import handlers
@@ -209,6 +211,7 @@ class MediaController(Controller):
         status_code=201,
         summary="Upload a file (multipart: file, category, tags)",
         operation_class=UploadOperation,
+        opt=problems(409, 413, 415, 503),
         responses={
             200: ResponseSpec(
                 UploadOut, description="the brand already has these bytes (duplicate: true)"
@@ -254,9 +257,9 @@ class MediaController(Controller):
             f"SELECT {_COLUMNS} FROM media_assets",
             [
                 ("brand_id = {}", brand_id),
-                ("category = {}", category),
-                ("tags @> ARRAY[{}]::text[]", tag),
-                ("filename ILIKE {}", _like(q) if q else None),
+                ("category = {}", nfc(category.strip()) if category is not None else None),
+                ("tags @> ARRAY[{}]::text[]", nfc(tag.strip()) if tag is not None else None),
+                ("filename ILIKE {}", _like(nfc(q)) if q else None),
                 ("kind = {}", kind),
             ],
             cursor,

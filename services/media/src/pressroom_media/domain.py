@@ -89,7 +89,7 @@ def clean_filename(name: str | None, extension: str) -> str:
 def clean_tags(tags: list[str]) -> list[str]:
     cleaned: dict[str, None] = {}
     for tag in tags:
-        tag = tag.strip()
+        tag = unicodedata.normalize("NFC", tag).strip()
         if not tag:
             continue
         if len(tag) > MAX_TAG_LENGTH:
@@ -108,7 +108,7 @@ def clean_tags(tags: list[str]) -> list[str]:
 def clean_category(category: str | None) -> str | None:
     if category is None or not category.strip():
         return None
-    category = category.strip()
+    category = unicodedata.normalize("NFC", category).strip()
     if len(category) > MAX_CATEGORY_LENGTH:
         raise Invalid(
             f"a category is at most {MAX_CATEGORY_LENGTH} characters",

@@ -19,6 +19,7 @@ from litestar.enums import HttpMethod
 from litestar.params import FromPath
 from litestar.response import Stream
 from pressroom_kit.http import PUBLIC, problem
+from pressroom_kit.problems import problems
 
 from pressroom_media.signing import PREFIX
 
@@ -70,7 +71,12 @@ def _matches(header: str | None, tag: str) -> bool:
     return header.strip() == "*" or tag in {t.strip().removeprefix("W/") for t in header.split(",")}
 
 
-@route(PREFIX + "{key:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD], opt=PUBLIC)
+@route(
+    PREFIX + "{key:path}",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    opt={**PUBLIC, **problems(403, 416)},
+    tags=["media files"],
+)
 async def serve_file(
     request: Request[Any, Any, Any], state: State, key: FromPath[str]
 ) -> Response[Any]:

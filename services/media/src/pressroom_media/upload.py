@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from litestar.exceptions import HTTPException
 from pressroom_kit.errors import Invalid, PressroomError
+from pressroom_kit.text import check_text
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pressroom_media.processing import Detected, Rejected
@@ -117,8 +118,10 @@ class _Receiver:
         self.header_value += data[start:end]
 
     def on_header_end(self) -> None:
+        # Latin-1 keeps the bytes as they are: parse_options_header encodes back to latin-1,
+        # and the name and filename it returns are then decoded as UTF-8.
         self.headers[self.header_field.decode("latin-1").lower()] = self.header_value.decode(
-            "utf-8", "replace"
+            "latin-1"
         )
         self.header_field.clear()
         self.header_value.clear()
@@ -127,7 +130,9 @@ class _Receiver:
         _, options = parse_options_header(self.headers.get("content-disposition"))
         self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in options:
-            self.part.filename = options[b"filename"].decode("utf-8", "replace")
+            self.part.filename = self._text(
+                options[b"filename"].decode("utf-8", "replace"), "filename"
+            )
             self.part.content_type = self.headers.get("content-type")
         if self.part.name not in FIELDS:
             self._fail(
@@ -174,9 +179,8 @@ class _Receiver:
             if self.detected is None:
                 self._decide_type()
         else:
-            self.fields.setdefault(self.part.name, []).append(
-                self.part.value.decode("utf-8", "replace")
-            )
+            value = self._text(self.part.value.decode("utf-8", "replace"), self.part.name)
+            self.fields.setdefault(self.part.name, []).append(value)
 
     def on_end(self) -> None:
         self.ended = True
@@ -195,6 +199,14 @@ class _Receiver:
                 )
             )
         self.detected = detected
+
+    def _text(self, value: str, field: str) -> str:
+        # The kit checks what Litestar parses; this body is parsed here, so its text is too.
+        try:
+            return check_text(value, field)
+        except Invalid as exc:
+            self._fail(exc)
+            return value
 
     def _fail(self, error: PressroomError) -> None:
         if self.error is None:

@@ -1,0 +1,82 @@
+"""The gateway with media and webhook behind it, on real ports, with one brand and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from gateway_testkit import gateway_settings, running_gateway
+from media_testkit import media_service
+from pressroom_kit.auth import mint_token
+from pressroom_kit.testing.plugin import TestDatabase
+from webhook_testkit import webhook_service
+
+SECRET = "contract-test-secret-contract-test-secret"
+
+
+@dataclass
+class Stack:
+    base: str
+    brand_id: uuid.UUID
+    admin_sub: str
+
+    def token(self, role: str = "admin", brand: uuid.UUID | None = None) -> str:
+        return mint_token(
+            SECRET,
+            sub=self.admin_sub,
+            role=role,  # type: ignore[arg-type]
+            brand_id=brand or self.brand_id,
+        )
+
+
+@asynccontextmanager
+async def running_stack(db: TestDatabase, kafka: str, data_dir: Path) -> AsyncIterator[Stack]:
+    async with (
+        media_service(db, kafka, data_dir, jwt_secret=SECRET) as media,
+        webhook_service(db, kafka, jwt_secret=SECRET) as webhook,
+    ):
+        routes = {
+            "/v1/media": media.base,
+            "/media-files": media.base,
+            "/v1/webhooks": webhook.base,
+        }
+        settings = gateway_settings(
+            db,
+            kafka,
+            routes,
+            jwt_secret=SECRET,
+            read_timeout_s=15.0,
+            rate_limit_user=100_000,
+            rate_limit_brand=100_000,
+        )
+        async with running_gateway(settings) as base, aiohttp.ClientSession() as http:
+            admin = str(uuid.uuid4())
+            onboarding = mint_token(SECRET, sub=admin, role="viewer")  # type: ignore[arg-type]
+            async with http.post(
+                f"{base}/v1/brands",
+                json={"name": "Contract"},
+                headers={"Authorization": f"Bearer {onboarding}"},
+            ) as response:
+                assert response.status == 201, await response.text()
+                brand_id = uuid.UUID((await response.json())["id"])
+            await _merged(http, base, expected=3)
+            yield Stack(base, brand_id, admin)
+
+
+async def _merged(http: aiohttp.ClientSession, base: str, expected: int) -> None:
+    """Wait until the gateway's document has every service's routes."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        async with http.get(f"{base}/schema/openapi.json") as response:
+            paths = (await response.json())["paths"]
+        owners = {p.split("/")[2] if p.startswith("/v1/") else p.split("/")[1] for p in paths}
+        if {"media", "webhooks", "media-files"} <= owners:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the merged document never had every service ({expected})")
