@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-from litestar import Litestar, Request, Response, Router, get
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders, State
@@ -34,7 +34,9 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_204_NO_CONTENT
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import BaseModel
 
@@ -43,7 +45,8 @@ from pressroom_kit.errors import Forbidden, PressroomError, Unauthorized
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.logs import get_logger, request_id_var
 from pressroom_kit.problems import document_problems
-from pressroom_kit.text import refuse_unstorable_text
+from pressroom_kit.schemas import RequestSchemaPlugin
+from pressroom_kit.text import keep_text_check, refuse_unstorable_text
 
 log = get_logger(__name__)
 
@@ -301,6 +304,31 @@ def api_docs_page(openapi_url: str, title: str = "Pressroom API") -> str:
 """
 
 
+def answer_options_with_every_method(app: Litestar) -> None:
+    """Make each path's automatic ``OPTIONS`` answer list all of the path's methods.
+
+    Litestar makes that handler when it meets the path's first handler and keeps it when
+    later handlers (a controller's ``get`` and ``patch`` on one path) join the route, so its
+    ``Allow`` would name only the first ones."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        allow = ", ".join(sorted(route.methods))
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"} and handler.handler_name == "options_handler":
+
+                def options_handler(scope: Scope, allow: str = allow) -> Response[None]:
+                    return Response(
+                        content=None,
+                        status_code=HTTP_204_NO_CONTENT,
+                        headers={"Allow": allow},
+                        media_type=MediaType.TEXT,
+                    )
+
+                # The one Litestar made reads a stale route; this one is sync like it.
+                handler._fn = options_handler  # type: ignore[assignment]
+
+
 def database_check(pool: asyncpg.Pool, timeout: float = 2.0) -> ReadinessCheck:
     async def check() -> None:
         async with asyncio.timeout(timeout):
@@ -358,7 +386,13 @@ def create_service_app(
         "/readyz",
         opt=PROBE,
         tags=["health"],
-        responses={503: ResponseSpec(Readiness, description="a check failed")},
+        responses={
+            503: ResponseSpec(
+                Readiness,
+                description="Not ready: a check failed (a normal answer while a dependency is "
+                "down or starting; load balancers take the replica out of rotation)",
+            )
+        },
     )
     async def readyz() -> Response[Readiness]:
         """Readiness: the database, the broker and every background worker are healthy."""
@@ -435,7 +469,8 @@ def create_service_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
         openapi_config=openapi,
         plugins=[
-            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/healthz", "/readyz"]))
+            RequestSchemaPlugin(),
+            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/healthz", "/readyz"])),
         ],
         lifespan=list(lifespan),
         cors_config=CORSConfig(allow_origins=list(cors_origins)) if cors_origins else None,
@@ -443,6 +478,8 @@ def create_service_app(
         state=None if state is None else State(dict(state)),
     )
     document_problems(app)
+    keep_text_check(app)
+    answer_options_with_every_method(app)
     return app
 
 

@@ -7,6 +7,10 @@ path parameter, query parameter, header or JSON body string (object keys include
 one is refused up front with a 422 problem that names the field. Bodies a handler reads
 itself (a streamed multipart upload) call :func:`check_text` on each field they keep.
 
+Litestar runs only the innermost ``before_request`` hook of a route (handler, controller,
+router, app), so a route with its own hook would lose the check; :func:`keep_text_check`
+(called by the app factory) puts the check in front of every such hook.
+
 Free text that is compared or searched (tags, categories, search terms, names) goes through
 :func:`nfc`, so the composed and decomposed spellings of "é" are the same tag.
 """
@@ -15,11 +19,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.exceptions import SerializationException
+from litestar.routes import HTTPRoute
 
 from pressroom_kit.errors import Invalid
 
@@ -99,6 +104,34 @@ async def refuse_unstorable_text(request: Request[Any, Any, Any]) -> None:
         raise _refusal(errors)
 
 
+def checked_first(
+    hook: Callable[[Request[Any, Any, Any]], Awaitable[Any]],
+) -> Callable[[Request[Any, Any, Any]], Awaitable[Any]]:
+    """``hook`` preceded by :func:`refuse_unstorable_text`."""
+    if getattr(hook, "checks_text", False):
+        return hook
+
+    async def checked(request: Request[Any, Any, Any]) -> Any:
+        await refuse_unstorable_text(request)
+        return await hook(request)
+
+    checked.checks_text = True  # type: ignore[attr-defined]
+    return checked
+
+
+def keep_text_check(app: Litestar) -> None:
+    """Put the unstorable-text check in front of every route's own ``before_request`` hook
+    (before the first request: Litestar resolves a route's hook once, when first used)."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            for layer in handler.ownership_layers:
+                hook = layer.before_request
+                if layer is not app and hook is not None:
+                    layer.before_request = checked_first(hook)
+
+
 def _has_json_body(request: Request[Any, Any, Any]) -> bool:
     if "data" not in request.route_handler.parsed_fn_signature.parameters:
         return False
@@ -113,4 +146,12 @@ def _refusal(errors: list[dict[str, str]]) -> Invalid:
     )
 
 
-__all__ = ["check_text", "json_problems", "nfc", "refuse_unstorable_text", "unstorable"]
+__all__ = [
+    "check_text",
+    "checked_first",
+    "json_problems",
+    "keep_text_check",
+    "nfc",
+    "refuse_unstorable_text",
+    "unstorable",
+]

@@ -5,26 +5,34 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
+from zoneinfo import available_timezones
 
 import asyncpg
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
-from pressroom_kit.errors import Invalid, NotFound
+from pressroom_kit.errors import NotFound
 from pressroom_kit.http import requires_role
-from pressroom_kit.pagination import decode_cursor, page
+from pressroom_kit.pagination import page
+from pressroom_kit.schemas import NOT_NULL
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from pressroom_gateway import handlers
 from pressroom_gateway.domain import Role
+
+TIMEZONES: JsonDict = {"enum": list(sorted(available_timezones()))}
+# A members cursor is the hex of the last user id's UTF-8 bytes: every such string is a
+# position in byte order, so a well-formed cursor is never refused.
+MEMBER_CURSOR = r"^(?:[0-9a-f]{2}){1,800}$"
 
 
 class BrandCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", json_schema_extra=TIMEZONES)
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -32,8 +40,8 @@ class BrandUpdate(BaseModel):
     """PATCH body: absent fields stay; ``settings`` merges key by key, ``null`` removes a key."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    timezone: str | None = None
+    name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=200)
+    timezone: Annotated[str | None, NOT_NULL] = Field(default=None, json_schema_extra=TIMEZONES)
     settings: dict[str, Any] | None = None
 
 
@@ -118,13 +126,6 @@ class BrandController(Controller):
     ) -> BrandOut:
         pool = _pool(state)
         principal = _principal(request)
-        fields = data.model_fields_set
-        for required in ("name", "timezone"):
-            if required in fields and getattr(data, required) is None:
-                raise Invalid(
-                    f"{required} cannot be null",
-                    errors=[{"field": required, "message": "cannot be null"}],
-                )
         await handlers.update_brand(
             pool, principal, name=data.name, timezone=data.timezone, settings=data.settings
         )
@@ -136,21 +137,27 @@ class BrandController(Controller):
         request: Request[Any, Any, Any],
         state: State,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Annotated[
+            str | None,
+            Parameter(pattern=MEMBER_CURSOR, description="`next_cursor` of the previous page"),
+        ] = None,
     ) -> MemberPage:
-        key = decode_cursor(cursor, 1)
-        after = key[0] if key else ""
+        after = bytes.fromhex(cursor) if cursor else b""
         brand_id = _principal(request).brand_id
         async with tenant_transaction(_pool(state), brand_id) as conn:
             rows = await conn.fetch(
                 "SELECT user_id, email, role, added_at FROM brand_users "
-                "WHERE brand_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3",
+                "WHERE brand_id = $1 AND convert_to(user_id, 'UTF8') > $2 "
+                "ORDER BY convert_to(user_id, 'UTF8') LIMIT $3",
                 brand_id,
                 after,
                 limit + 1,
             )
         items, next_cursor = page(
-            [MemberOut(**dict(r)) for r in rows], limit, lambda m: (m.user_id,)
+            [MemberOut(**dict(r)) for r in rows],
+            limit,
+            lambda m: (m.user_id,),
+            lambda user_id: user_id.encode().hex(),
         )
         return MemberPage(items=items, next_cursor=next_cursor)
 

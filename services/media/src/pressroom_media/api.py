@@ -23,11 +23,12 @@ from litestar.openapi.spec import (
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
-from pressroom_kit.errors import Invalid, NotFound
+from pressroom_kit.errors import NotFound
 from pressroom_kit.http import requires_role
 from pressroom_kit.logs import get_logger
-from pressroom_kit.pagination import newest_first
+from pressroom_kit.pagination import Cursor, newest_first
 from pressroom_kit.problems import problems
+from pressroom_kit.schemas import NOT_NULL
 from pressroom_kit.text import nfc
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,9 +84,11 @@ class AssetPage(BaseModel):
 
 class AssetUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    filename: str | None = Field(default=None, min_length=1, max_length=255)
-    category: str | None = Field(default=None, max_length=64)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    filename: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1, max_length=255)
+    category: str | None = Field(default=None, max_length=64, description="`null` clears it")
+    tags: Annotated[list[Annotated[str, Field(max_length=64)]] | None, NOT_NULL] = Field(
+        default=None, max_length=50
+    )
 
 
 class UsageOut(BaseModel):
@@ -182,10 +185,12 @@ class UploadOperation(Operation):
                     schema=Schema(
                         type=OpenAPIType.OBJECT,
                         required=["file"],
+                        additional_properties=False,
                         properties={
                             "file": Schema(
                                 type=OpenAPIType.STRING,
                                 format=OpenAPIFormat.BINARY,
+                                min_length=1,
                                 description="JPEG, PNG, WebP, GIF, HEIC, AVIF, MP4, MOV or WebM",
                             ),
                             "category": text,
@@ -248,7 +253,7 @@ class MediaController(Controller):
         q: Annotated[str | None, Parameter(max_length=200)] = None,
         kind: FromQuery[Literal["image", "video"] | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
     ) -> AssetPage:
         _, brand_id = _brand(request)
         rows, next_cursor = await newest_first(
@@ -309,11 +314,6 @@ class MediaController(Controller):
         data: JSONBody[AssetUpdate],
     ) -> AssetOut:
         actor, brand_id = _brand(request)
-        for name in ("filename", "tags"):
-            if name in data.model_fields_set and getattr(data, name) is None:
-                raise Invalid(
-                    f"{name} cannot be null", errors=[{"field": name, "message": "cannot be null"}]
-                )
         clear = (
             {"category"} if "category" in data.model_fields_set and data.category is None else set()
         )
@@ -361,7 +361,7 @@ class MediaController(Controller):
         state: State,
         asset_id: FromPath[uuid.UUID],
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
     ) -> UsagePage:
         _, brand_id = _brand(request)
         await read_asset(state, brand_id, asset_id)

@@ -15,10 +15,11 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from pressroom_contracts import CloudEvent
 from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
-from pressroom_kit.errors import Conflict, Invalid, NotFound
+from pressroom_kit.errors import Conflict, NotFound
 from pressroom_kit.http import requires_role
-from pressroom_kit.pagination import newest_first
-from pydantic import BaseModel, ConfigDict, Field
+from pressroom_kit.pagination import Cursor, newest_first
+from pressroom_kit.schemas import NOT_NULL
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pressroom_webhook import handlers
 from pressroom_webhook.ssrf import validate_url
@@ -27,22 +28,40 @@ ADMIN = [requires_role("admin")]
 Provider = Literal["generic", "zapier", "make", "slack"]
 
 
+# What the server takes (ssrf.url_problem): an absolute http(s) URL with a host and no
+# credentials. The last label starts with a letter, so the host is a name, never an address
+# literal; whether it resolves, and to a public address, is checked when it is set.
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9-]{1,63}\.){0,8}[A-Za-z][A-Za-z0-9-]{0,62}"
+    r"(?::[0-9]{1,4})?(?:[/?#][!-~]*)?$"
+)
+Url = Annotated[
+    str, Field(max_length=2048, pattern=URL_PATTERN, json_schema_extra={"format": "uri"})
+]
+# An exact type or a glob (domain.valid_event_types): no spaces, brackets or "?".
+EventType = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s\[\]?]+$")]
+
+
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(max_length=2048)
+    url: Url
     provider: Provider = "generic"
-    event_types: list[str] = Field(min_length=1, max_length=100)
+    event_types: list[EventType] = Field(min_length=1, max_length=100)
     description: str = Field(default="", max_length=500)
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class EndpointUpdate(BaseModel):
+    """PATCH body: absent fields stay; none of them may be ``null``."""
+
     model_config = ConfigDict(extra="forbid")
-    url: str | None = Field(default=None, max_length=2048)
-    provider: Provider | None = None
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = None
+    url: Annotated[Url | None, NOT_NULL] = None
+    provider: Annotated[Provider | None, NOT_NULL] = None
+    event_types: Annotated[list[EventType] | None, NOT_NULL] = Field(
+        default=None, min_length=1, max_length=100
+    )
+    description: Annotated[str | None, NOT_NULL] = Field(default=None, max_length=500)
+    enabled: Annotated[StrictBool | None, NOT_NULL] = None
 
 
 class EndpointOut(BaseModel):
@@ -157,7 +176,7 @@ class EndpointController(Controller):
         request: Request[Any, Any, Any],
         state: State,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
     ) -> Page:
         return await _newest_first(
             state.pool,
@@ -206,11 +225,6 @@ class EndpointController(Controller):
         data: JSONBody[EndpointUpdate],
     ) -> EndpointOut:
         who = _who(request)
-        for name in data.model_fields_set:
-            if getattr(data, name) is None:
-                raise Invalid(
-                    f"{name} cannot be null", errors=[{"field": name, "message": "cannot be null"}]
-                )
         if data.url is not None:
             await validate_url(data.url, state.resolver, require_https=state.settings.require_https)
         await handlers.change_endpoint(
@@ -329,7 +343,7 @@ class DeliveryController(Controller):
         status: FromQuery[Literal["pending", "delivering", "delivered", "failed"] | None] = None,
         endpoint_id: FromQuery[uuid.UUID | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Cursor = None,
     ) -> Page:
         return await _newest_first(
             state.pool,
