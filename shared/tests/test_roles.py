@@ -17,6 +17,7 @@ from pressroom_kit.db import (
     check_runtime_role,
     connect,
     create_pool,
+    ensure_databases,
     grant_runtime_role,
     prepare_database,
     replace_database,
@@ -454,3 +455,22 @@ def test_each_service_runs_as_its_own_role_by_default(monkeypatch):
     assert FooSettings().runtime_role == "custom_role"
     monkeypatch.setenv("PRESSROOM_FOO_RUNTIME_ROLE", "")
     assert not FooSettings().runtime_role  # production: database_url names the role
+
+
+@pytest.mark.integration
+async def test_creating_the_same_databases_at_once_never_fails(pg_admin_dsn):
+    names = [f"e_{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    try:
+        for _ in range(3):
+            await asyncio.gather(*(ensure_databases(pg_admin_dsn, names) for _ in range(4)))
+        admin = await asyncpg.connect(pg_admin_dsn)
+        try:
+            found = await admin.fetchval(
+                "SELECT count(*) FROM pg_database WHERE datname = ANY($1::text[])", names
+            )
+        finally:
+            await admin.close()
+        assert found == len(names)
+    finally:
+        for name in names:
+            await drop_test_database(pg_admin_dsn, name)
