@@ -304,22 +304,17 @@ async def tenant_transaction(
 
     ``BEGIN`` and ``SET LOCAL`` travel in one round trip (the brand id is a validated UUID,
     so it is safe to inline); the transaction commits on exit and rolls back on error. Its
-    event-store appends and outbox rows are written together just before the commit
-    (``eventstore.deferred_writes``), so the writers' lock is held only for that statement
-    and the commit.
+    event-store appends and outbox rows are staged and written by the commit itself
+    (``eventstore.writes_transaction``), so the writers' lock is held only inside the server,
+    for the final inserts and the commit.
     """
     brand = "" if brand_id is None else str(UUID(str(brand_id)))
     async with pool.acquire() as proxy:
         conn = cast(asyncpg.Connection, proxy)  # a pool proxy behaves as its connection
-        await conn.execute(f"BEGIN; SET LOCAL app.brand_id = '{brand}'")
-        try:
-            async with eventstore.deferred_writes(conn):
-                yield conn
-        except BaseException:
-            if not conn.is_closed():
-                await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+        async with eventstore.writes_transaction(
+            conn, begin=f"BEGIN; SET LOCAL app.brand_id = '{brand}'"
+        ):
+            yield conn
 
 
 def replace_database(dsn: str, database: str) -> str:
