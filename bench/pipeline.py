@@ -501,6 +501,8 @@ def _profiled(role: str, main: Any) -> None:
         return
     import cProfile
 
+    # The benchmark ends its processes with SIGTERM: exit through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     profile = cProfile.Profile()
     profile.enable()
     try:
