@@ -492,6 +492,27 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _profiled(role: str, main: Any) -> None:
+    """Run a bench process, under cProfile when PRESSROOM_BENCH_PROFILE names a folder (the
+    stats go to <folder>/<role>.prof; ``python -m pstats`` reads them)."""
+    folder = os.environ.get("PRESSROOM_BENCH_PROFILE")
+    if not folder:
+        asyncio.run(main)
+        return
+    import cProfile
+
+    # The benchmark ends its processes with SIGTERM: exit through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        asyncio.run(main)
+    finally:
+        profile.disable()
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        profile.dump_stats(str(Path(folder) / f"{role}.prof"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline")
     sub = parser.add_subparsers(dest="role")
@@ -517,9 +538,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.role == "producer":
-        asyncio.run(run_producer(args.dsn, args.bootstrap, args.port, args.direct))
+        _profiled("producer", run_producer(args.dsn, args.bootstrap, args.port, args.direct))
     elif args.role == "consumer":
-        asyncio.run(run_consumer(args.dsn, args.bootstrap))
+        _profiled("consumer", run_consumer(args.dsn, args.bootstrap))
     else:
         results = asyncio.run(bench(args))
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

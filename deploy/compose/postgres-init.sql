@@ -1,6 +1,9 @@
--- The non-owner role services run as (row-level security applies to it); each service's
--- migrations grant it what it needs. Change the password outside local experiments.
-CREATE ROLE pressroom_app LOGIN PASSWORD 'pressroom_app' NOSUPERUSER NOBYPASSRLS;
+-- One non-owner role per service (row-level security applies to it); each service grants
+-- its own role what it needs in its own database, and nothing elsewhere. Change the
+-- passwords outside local experiments.
+CREATE ROLE pressroom_gateway LOGIN PASSWORD 'pressroom_gateway' NOSUPERUSER NOBYPASSRLS;
+CREATE ROLE pressroom_media LOGIN PASSWORD 'pressroom_media' NOSUPERUSER NOBYPASSRLS;
+CREATE ROLE pressroom_webhook LOGIN PASSWORD 'pressroom_webhook' NOSUPERUSER NOBYPASSRLS;
 
 -- One database per service (ARCHITECTURE.md §2), created when the volume is new.
 CREATE DATABASE pressroom_gateway;

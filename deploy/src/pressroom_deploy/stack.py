@@ -111,6 +111,11 @@ class LocalStack:
                     "PRESSROOM_JWT_SECRET": secret,
                     "PRESSROOM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                     f"{spec.env_prefix}DATABASE_URL": replace_database(admin_dsn, spec.database),
+                    # Migrations run as the admin; the service runs as its own role, granted
+                    # on its own database only (PRESSROOM_<SVC>_RUNTIME_ROLE overrides it).
+                    f"{spec.env_prefix}RUNTIME_ROLE": os.environ.get(
+                        f"{spec.env_prefix}RUNTIME_ROLE", f"pressroom_{spec.name}"
+                    ),
                     f"{spec.env_prefix}PORT": str(ports[spec.name]),
                     "PRESSROOM_DATA_DIR": str(self.folder),
                     "PYTHONUNBUFFERED": "1",

@@ -524,8 +524,7 @@ class InboxConsumer:
         try:
             async with (
                 self.pool.acquire() as proxy,
-                proxy.transaction(),
-                eventstore.deferred_writes(cast(asyncpg.Connection, proxy)),
+                eventstore.writes_transaction(cast(asyncpg.Connection, proxy)),
             ):
                 conn = cast(asyncpg.Connection, proxy)
                 fresh = await self._record_in_inbox(conn, items)

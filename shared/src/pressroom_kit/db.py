@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import random
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -143,6 +145,7 @@ async def apply_migrations(
                         )
                     continue
                 async with conn.transaction():
+                    await set_all_brands(conn)  # a migration that moves data moves every brand's
                     await conn.execute(migration.sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (namespace, version, name, checksum) "
@@ -164,31 +167,126 @@ async def apply_migrations(
     return applied_now
 
 
+class UnsafeRuntimeRoleError(RuntimeError):
+    """The runtime connection could step around row-level security; the service must not start."""
+
+
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_GRANT_ATTEMPTS = 6
+
+
+async def _create_role(conn: asyncpg.Connection, role: str, *, login: bool) -> None:
+    """Create ``role`` unless it exists; a concurrent creator winning is success.
+
+    Roles are cluster-wide while the migration lock is per database, so services migrating
+    their own databases at once race here: the loser sees ``DuplicateObjectError`` or, when
+    both inserted at the same moment, a unique violation on ``pg_authid``.
+    """
+    if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        return
+    try:
+        await conn.execute(
+            f"CREATE ROLE {role} {'LOGIN' if login else 'NOLOGIN'} NOSUPERUSER NOBYPASSRLS"
+        )
+    except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+        log.info("runtime role created concurrently elsewhere", role=role)
+
+
+async def _execute_retrying(conn: asyncpg.Connection, sql: str) -> None:
+    """Run ``sql`` (one implicit transaction), retrying concurrent catalog updates.
+
+    Two sessions granting on the same object at once make the later one fail with
+    ``tuple concurrently updated`` (XX000); the grants are idempotent, so run them again.
+    """
+    for attempt in range(1, _GRANT_ATTEMPTS + 1):
+        try:
+            await conn.execute(sql)
+            return
+        except (asyncpg.InternalServerError, asyncpg.DeadlockDetectedError) as exc:
+            concurrent = isinstance(exc, asyncpg.DeadlockDetectedError) or (
+                "tuple concurrently updated" in str(exc)
+            )
+            if not concurrent or attempt == _GRANT_ATTEMPTS:
+                raise
+            log.info("grant raced a concurrent one; retrying", attempt=attempt)
+            await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+
+
 async def grant_runtime_role(conn: asyncpg.Connection, role: str, *, login: bool = True) -> None:
     """Create (if missing) the non-owner role the service runs as, and grant it DML.
 
     The role owns nothing, so row-level security applies to it; it may only read and
-    append to the event store.
+    append to the event store. Only it (besides the owner and superusers) may connect to
+    this database: ``PUBLIC`` loses ``CONNECT``, so one service's role cannot reach another
+    service's database. Safe to run at once from many databases of one cluster and from
+    many replicas of one database.
     """
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", role):
+    if not _ROLE_NAME.fullmatch(role):
         raise ValueError(f"bad role name {role!r}")
     await conn.execute(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-        if not exists:
-            await conn.execute(
-                f"CREATE ROLE {role} {'LOGIN' if login else 'NOLOGIN'} NOSUPERUSER NOBYPASSRLS"
-            )
+        await _create_role(conn, role, login=login)
         database = await conn.fetchval("SELECT current_database()")
-        await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {role}')
-        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
-        await conn.execute(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        await _execute_retrying(
+            conn,
+            f"""
+            REVOKE CONNECT, TEMPORARY ON DATABASE "{database}" FROM PUBLIC;
+            GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {role};
+            GRANT USAGE ON SCHEMA public TO {role};
+            GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+            REVOKE UPDATE, DELETE, TRUNCATE ON events FROM {role};
+            GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+            """,
         )
-        await conn.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON events FROM {role}")
-        await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
     finally:
         await conn.execute(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+
+
+async def check_runtime_role(conn: asyncpg.Connection) -> None:
+    """Raise ``UnsafeRuntimeRoleError`` unless row-level security binds this connection.
+
+    A superuser or a ``BYPASSRLS`` role skips every policy; the owner of a table (or a member
+    of the owner's role) can switch its security off. A service runs as neither.
+    """
+    row = await conn.fetchrow(
+        """
+        SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+               array(
+                   SELECT format('%I.%I', n.nspname, c.relname)
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE c.relkind IN ('r', 'p')
+                     AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+                     AND pg_has_role(r.oid, c.relowner, 'MEMBER')
+                   ORDER BY 1 LIMIT 5
+               ) AS owned
+        FROM pg_roles r WHERE r.rolname = current_user
+        """
+    )
+    assert row is not None
+    role = row["rolname"]
+    if row["rolsuper"]:
+        problem = "is a superuser"
+    elif row["rolbypassrls"]:
+        problem = "has BYPASSRLS"
+    elif row["owned"]:
+        problem = f"owns (or may act as the owner of) {', '.join(row['owned'])}"
+    else:
+        return
+    raise UnsafeRuntimeRoleError(
+        f"refusing to run as database role {role!r}: it {problem}, so row-level security "
+        "would not keep brands apart. Run as a non-owner role (the local stack creates "
+        "one: RUNTIME_ROLE), and keep the owner for migrations (MIGRATE_DATABASE_URL)."
+    )
+
+
+def set_all_brands(conn: asyncpg.Connection) -> Awaitable[str]:
+    """Let the tables' owner see and write every brand's rows, in this transaction only.
+
+    Row-level security is forced, so the owner is bound by the policies too; this setting
+    opens them for maintenance the owner does on purpose (migrations, projection rebuilds).
+    It does nothing for any other role.
+    """
+    return conn.execute("SELECT set_config('app.all_brands', 'on', true)")
 
 
 async def set_tenant(conn: asyncpg.Connection, brand_id: UUID | str | None) -> None:
@@ -206,22 +304,17 @@ async def tenant_transaction(
 
     ``BEGIN`` and ``SET LOCAL`` travel in one round trip (the brand id is a validated UUID,
     so it is safe to inline); the transaction commits on exit and rolls back on error. Its
-    event-store appends and outbox rows are written together just before the commit
-    (``eventstore.deferred_writes``), so the writers' lock is held only for that statement
-    and the commit.
+    event-store appends and outbox rows are staged and written by the commit itself
+    (``eventstore.writes_transaction``), so the writers' lock is held only inside the server,
+    for the final inserts and the commit.
     """
     brand = "" if brand_id is None else str(UUID(str(brand_id)))
     async with pool.acquire() as proxy:
         conn = cast(asyncpg.Connection, proxy)  # a pool proxy behaves as its connection
-        await conn.execute(f"BEGIN; SET LOCAL app.brand_id = '{brand}'")
-        try:
-            async with eventstore.deferred_writes(conn):
-                yield conn
-        except BaseException:
-            if not conn.is_closed():
-                await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+        async with eventstore.writes_transaction(
+            conn, begin=f"BEGIN; SET LOCAL app.brand_id = '{brand}'"
+        ):
+            yield conn
 
 
 def replace_database(dsn: str, database: str) -> str:
@@ -249,7 +342,9 @@ async def ensure_databases(admin_dsn: str, names: Iterable[str]) -> None:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
                 raise ValueError(f"bad database name {name!r}")
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                with contextlib.suppress(
+                    asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError
+                ):
                     await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
@@ -268,7 +363,9 @@ async def prepare_database(
     ``runtime_role`` (the local stack), the role is created and granted, and the returned
     DSN connects as it; without one (production), ``database_url`` already names the
     non-owner runtime role: it is granted what it needs (when it differs from the owner)
-    and returned as it is.
+    and returned as it is. Either way the runtime DSN is checked last: a superuser, a
+    ``BYPASSRLS`` role or a table owner raises ``UnsafeRuntimeRoleError``, so the service
+    does not start.
     """
     owner_dsn = migrate_database_url or database_url
     conn = await connect(owner_dsn)
@@ -282,4 +379,10 @@ async def prepare_database(
                 await grant_runtime_role(conn, user)
     finally:
         await conn.close()
-    return replace_user(owner_dsn, runtime_role) if runtime_role else database_url
+    runtime_dsn = replace_user(owner_dsn, runtime_role) if runtime_role else database_url
+    conn = await connect(runtime_dsn)
+    try:
+        await check_runtime_role(conn)
+    finally:
+        await conn.close()
+    return runtime_dsn

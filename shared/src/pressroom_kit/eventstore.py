@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -250,6 +252,77 @@ class PendingWrites:
         positions = {r["event_id"]: r["global_position"] for r in rows}
         return [replace(e, global_position=positions[e.event_id]) for e in events]
 
+    async def commit(self) -> None:
+        """Write everything staged and commit, with the writers' lock held only inside the
+        server: the rows travel first in the transaction-local setting ``pressroom.writes``
+        (no lock yet), then ``SELECT pressroom_flush_writes(); COMMIT`` goes as one simple
+        query, so the lock is released by a commit that no client round trip separates from
+        it. Raises ``ConcurrencyError`` (the transaction then needs a ROLLBACK) when a stream
+        moved on meanwhile."""
+        if not self:
+            await self.conn.execute("COMMIT")
+            return
+        appends, outbox_only = self._appends, self._outbox
+        self._appends, self._outbox, self._heads = [], [], {}
+        streams: dict[str, int] = {}
+        for a in appends:
+            streams.setdefault(a.stream_id, a.expected_version)
+        staged = {
+            "streams": [{"stream_id": s, "expected": v} for s, v in streams.items()],
+            "events": [
+                {
+                    "event_id": e.event_id,
+                    "stream_id": e.stream_id,
+                    "stream_type": e.stream_type,
+                    "version": e.version,
+                    "type": e.type,
+                    "schema_version": e.schema_version,
+                    "data": e.data,
+                    "metadata": e.metadata,
+                    "brand_id": e.brand_id,
+                    "occurred_at": e.occurred_at.isoformat(),
+                }
+                for a in appends
+                for e in a.events
+            ],
+            "outbox": [
+                {
+                    "event_id": o.event_id,
+                    "topic": o.topic,
+                    "key": o.key,
+                    "headers": o.headers,
+                    "payload": o.payload,
+                }
+                for o in [*(o for a in appends for o in a.outbox), *outbox_only]
+            ],
+        }
+        await self.conn.execute(
+            "SELECT FROM set_config('pressroom.writes', $1, true)",
+            json.dumps(staged, separators=(",", ":"), default=str),
+        )
+        try:
+            await self.conn.execute("SELECT pressroom_flush_writes(); COMMIT")
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "events_stream_id_version_key":
+                raise
+            raise ConcurrencyError(
+                f"a stream of {', '.join(streams)} moved on while this transaction ran",
+                stream_id=next(iter(streams)),
+            ) from exc
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != _STREAM_MOVED:
+                raise
+            stream = str(getattr(exc, "detail", "") or next(iter(streams)))
+            hint = getattr(exc, "hint", None)
+            raise ConcurrencyError(
+                str(exc),
+                stream_id=stream,
+                actual_version=int(hint) if hint and hint.isdigit() else None,
+            ) from exc
+
+
+# The SQLSTATE pressroom_flush_writes raises when a stream is not at the expected version.
+_STREAM_MOVED = "PR409"
 
 _PENDING: ContextVar[PendingWrites | None] = ContextVar("pressroom_pending_writes", default=None)
 
@@ -278,6 +351,29 @@ async def deferred_writes(conn: asyncpg.Connection) -> AsyncIterator[PendingWrit
     try:
         yield pending
         await pending.flush()
+    finally:
+        _PENDING.reset(token)
+
+
+@asynccontextmanager
+async def writes_transaction(
+    conn: asyncpg.Connection, *, begin: str = "BEGIN"
+) -> AsyncIterator[PendingWrites]:
+    """A transaction on ``conn`` (opened with ``begin``) whose appends and outbox rows are
+    staged and written by its commit (``PendingWrites.commit``); rolled back on error.
+    ``tenant_transaction`` and the inbox consumer run every transaction this way."""
+    pending = PendingWrites(conn)
+    token = _PENDING.set(pending)
+    try:
+        await conn.execute(begin)
+        try:
+            yield pending
+            await pending.commit()
+        except BaseException:
+            if not conn.is_closed() and conn.is_in_transaction():
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute("ROLLBACK")
+            raise
     finally:
         _PENDING.reset(token)
 

@@ -208,6 +208,11 @@ class RelaySettings:
             "tcp_keepalives_interval": str(max(1, idle // 2)),
             "tcp_keepalives_count": "3",
             "tcp_user_timeout": f"{int(self.leader_timeout * 1000)}",
+            # The relay only marks rows sent (or parked) and deletes old ones: a mark lost in
+            # a server crash just publishes the row again, which delivery already allows for
+            # (at least once), so these commits need not wait for their WAL flush and do not
+            # compete for it with the commands' commits.
+            "synchronous_commit": "off",
         }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from pressroom_kit.db import set_all_brands
 from pressroom_kit.eventstore import RecordedEvent, head_position, read_all
 
 ProjectionHandler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
@@ -73,7 +74,8 @@ async def rebuild(
 ) -> int:
     """Replay every event into fresh copies of the projection's tables; return the count.
 
-    Runs as the tables' owner (row-level security does not apply to the owner).
+    Runs as the tables' owner; row-level security is forced on the owner too, so each
+    batch sets ``app.all_brands`` (``set_all_brands``) in case a handler reads a live table.
     """
     schema = rebuild_schema(projection)
     total = await head_position(conn)
@@ -90,6 +92,7 @@ async def rebuild(
     async for batch in read_all(conn, batch_size=batch_size, types=types):
         async with conn.transaction():
             await conn.execute(f"SET LOCAL search_path TO {schema}, public")
+            await set_all_brands(conn)
             for event in batch:
                 await projection.apply(conn, event)
         done = batch[-1].global_position
@@ -113,35 +116,38 @@ class TableDiff:
 
 
 async def verify(conn: asyncpg.Connection, projection: Projection) -> list[TableDiff]:
-    """Compare live tables with the rebuilt copies row by row."""
+    """Compare live tables with the rebuilt copies row by row (as the owner: every brand)."""
     schema = rebuild_schema(projection)
     diffs = []
-    for table in projection.tables:
-        ignore = set(projection.ignore_columns.get(table, ()))
-        columns = [
-            r["column_name"]
-            for r in await conn.fetch(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
-                table,
-            )
-            if r["column_name"] not in ignore
-        ]
-        cols = ", ".join(f'"{c}"' for c in columns)
-        live = f"SELECT {cols} FROM public.{_ident(table)}"
-        rebuilt = f"SELECT {cols} FROM {schema}.{_ident(table)}"
-        only_live = await conn.fetch(f"{live} EXCEPT ALL {rebuilt} LIMIT 1000")
-        only_rebuilt = await conn.fetch(f"{rebuilt} EXCEPT ALL {live} LIMIT 1000")
-        samples = [dict(r) | {"_side": "live"} for r in only_live[:3]]
-        samples += [dict(r) | {"_side": "rebuilt"} for r in only_rebuilt[:3]]
-        diffs.append(TableDiff(table, len(only_live), len(only_rebuilt), samples))
+    async with conn.transaction():
+        await set_all_brands(conn)
+        for table in projection.tables:
+            ignore = set(projection.ignore_columns.get(table, ()))
+            columns = [
+                r["column_name"]
+                for r in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+                    table,
+                )
+                if r["column_name"] not in ignore
+            ]
+            cols = ", ".join(f'"{c}"' for c in columns)
+            live = f"SELECT {cols} FROM public.{_ident(table)}"
+            rebuilt = f"SELECT {cols} FROM {schema}.{_ident(table)}"
+            only_live = await conn.fetch(f"{live} EXCEPT ALL {rebuilt} LIMIT 1000")
+            only_rebuilt = await conn.fetch(f"{rebuilt} EXCEPT ALL {live} LIMIT 1000")
+            samples = [dict(r) | {"_side": "live"} for r in only_live[:3]]
+            samples += [dict(r) | {"_side": "rebuilt"} for r in only_rebuilt[:3]]
+            diffs.append(TableDiff(table, len(only_live), len(only_rebuilt), samples))
     return diffs
 
 
 async def swap(conn: asyncpg.Connection, projection: Projection) -> None:
-    """Replace the live rows with the rebuilt ones, atomically."""
+    """Replace the live rows with the rebuilt ones, atomically (every brand's)."""
     schema = rebuild_schema(projection)
     async with conn.transaction():
+        await set_all_brands(conn)
         for table in projection.tables:
             await conn.execute(f"TRUNCATE public.{_ident(table)}")
             await conn.execute(

@@ -8,7 +8,9 @@ prefix (``PRESSROOM_<SERVICE>_``) for the rest, e.g. ``PRESSROOM_MEDIA_DATABASE_
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from typing import Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pressroom_kit.auth import JWTSettings
@@ -30,9 +32,10 @@ class ServiceSettings(BaseSettings):
         default=None, description="owner DSN for migrations (default: database_url)"
     )
     runtime_role: str | None = Field(
-        default="pressroom_app",
-        description="non-owner role to create and run as locally; unset in production, "
-        "where database_url already names the runtime role",
+        default=None,
+        description="non-owner role to create and run as locally (default: the service's "
+        "own, pressroom_<service>); empty in production, where database_url already names "
+        "the runtime role",
     )
     host: str = "127.0.0.1"
     port: int = 8100
@@ -50,6 +53,15 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS")
     )
+
+    @model_validator(mode="after")
+    def _own_runtime_role(self) -> Self:
+        """Each service its own runtime role (``PRESSROOM_MEDIA_`` -> ``pressroom_media``), so
+        one service's credentials cannot reach another's database."""
+        if "runtime_role" not in self.model_fields_set:
+            prefix = str(self.model_config.get("env_prefix", ""))
+            self.runtime_role = prefix.lower().rstrip("_")
+        return self
 
     def jwt(self) -> JWTSettings:
         return JWTSettings(
