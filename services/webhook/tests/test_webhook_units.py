@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import time
 
 import pytest
@@ -22,6 +23,7 @@ from pressroom_webhook.ssrf import (
     literal_address,
     validate_url,
 )
+from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 
@@ -231,3 +233,40 @@ def test_sealed_secrets_decrypt_only_in_their_context():
         box.decrypt(sealed, context="endpoint-2")
     rotated = SecretBox({"k1": key, "k2": base64.b64encode(b"j" * 32).decode()}, "k2")
     assert rotated.decrypt(sealed, context="endpoint-1") == "whsec_abc"
+
+
+def test_the_event_type_pattern_means_the_same_to_pydantic_and_to_python_re():
+    """The document's pattern is what schemathesis generates from (Python's ``re``) and what
+    pydantic enforces (a Rust engine): a class like ``\\s`` differs between the two."""
+    from pressroom_webhook.api import EndpointCreate
+
+    pattern = EndpointCreate.model_json_schema()["properties"]["event_types"]["items"]["pattern"]
+    probes = [chr(c) for c in range(0x300)] + ["\u2028", "\u3000", "\ufeff", "\U0001f600"]
+    for char in probes:
+        event_type = f"a{char}b"
+        by_re = re.fullmatch(pattern, event_type) is not None
+        try:
+            EndpointCreate.model_validate({"url": "https://a.example", "event_types": [event_type]})
+            by_pydantic = True
+        except ValidationError:
+            by_pydantic = False
+        assert by_re == by_pydantic, (hex(ord(char)), by_re, by_pydantic)
+
+
+def test_every_url_the_pattern_allows_is_a_uri():
+    """The document gives the endpoint URL both a pattern and `format: uri`; a URL matching
+    the pattern but not RFC 3986 (`#>`) was taken by the server and refused by the format."""
+    import jsonschema_rs
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from pressroom_webhook.api import URL_PATTERN
+
+    uri = jsonschema_rs.validator_for({"format": "uri"}, validate_formats=True)
+    assert not re.fullmatch(URL_PATTERN, "https://a.example/#>$")
+
+    @settings(max_examples=500, deadline=None, database=None)
+    @given(st.from_regex(URL_PATTERN, fullmatch=True))
+    def allowed_is_a_uri(url: str) -> None:
+        assert uri.is_valid(url), url
+
+    allowed_is_a_uri()
