@@ -1,9 +1,10 @@
 """The kit's HTTP contract on a small app: request schemas say what pydantic enforces, OPTIONS
 names every method of a path, the unstorable-text check survives a route's own hook, and
-every well-formed cursor is a position."""
+every well-formed cursor is a position, a strict field stays strict."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from litestar.testing import TestClient
 from pressroom_kit.http import PUBLIC, create_service_app
 from pressroom_kit.pagination import Cursor, position_cursor, read_position_cursor
 from pressroom_kit.schemas import NOT_NULL
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 pytestmark = [pytest.mark.unit]
 
@@ -25,6 +26,7 @@ class ThingUpdate(BaseModel):
     name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1)
     tags: Annotated[list[str] | None, NOT_NULL] = Field(default=None, min_length=1)
     note: str | None = None
+    enabled: Annotated[StrictBool | None, NOT_NULL] = None
 
 
 seen_by_hook: list[str] = []
@@ -75,6 +77,28 @@ def test_request_schema_says_what_the_server_enforces(client):
         response = client.patch("/things/current", json=body)
         assert response.status_code == 422, (body, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_strict_field_is_strict_in_a_request_body(client):
+    # Litestar's decoding passed strict=False, which let `0` and "false" through as False.
+    for sent in (0, 1, "false", "true"):
+        response = client.patch("/things/current", json={"enabled": sent})
+        assert response.status_code == 422, (sent, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == ["enabled"]
+    assert client.patch("/things/current", json={"enabled": False}).json() == {"enabled": False}
+    schema = client.get("/schema/openapi.json").json()["components"]["schemas"]["ThingUpdate"]
+    assert schema["properties"]["enabled"] == {"type": "boolean"}
+
+
+def test_a_null_refusal_does_not_read_as_a_required_field(client):
+    """Tools that learn from 422s (schemathesis) read "cannot be null" as "required"; the
+    field may be left out, and the message must not say otherwise."""
+    response = client.patch("/things/current", json={"name": None})
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert error["field"] == "name" and "leave the field out" in error["message"]
+    required = re.compile(r"\b(?:(?:must|shall) not be|can(?:not|'?t) be|is required)\b", re.I)
+    assert not required.search(error["message"]), error
 
 
 def test_options_names_every_method_of_the_path(client):

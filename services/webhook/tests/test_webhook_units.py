@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import time
 
 import pytest
@@ -22,6 +23,7 @@ from pressroom_webhook.ssrf import (
     literal_address,
     validate_url,
 )
+from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 
@@ -231,3 +233,45 @@ def test_sealed_secrets_decrypt_only_in_their_context():
         box.decrypt(sealed, context="endpoint-2")
     rotated = SecretBox({"k1": key, "k2": base64.b64encode(b"j" * 32).decode()}, "k2")
     assert rotated.decrypt(sealed, context="endpoint-1") == "whsec_abc"
+
+
+def test_the_event_type_pattern_means_the_same_to_pydantic_and_to_python_re():
+    """The document's pattern is what schemathesis generates from (Python's ``re``) and what
+    pydantic enforces (a Rust engine): a class like ``\\s`` differs between the two."""
+    from pressroom_webhook.api import EndpointCreate
+
+    pattern = EndpointCreate.model_json_schema()["properties"]["event_types"]["items"]["pattern"]
+    probes = [chr(c) for c in range(0x300)] + ["\u2028", "\u3000", "\ufeff", "\U0001f600"]
+    for char in probes:
+        event_type = f"a{char}b"
+        by_re = re.fullmatch(pattern, event_type) is not None
+        try:
+            EndpointCreate.model_validate({"url": "https://a.example", "event_types": [event_type]})
+            by_pydantic = True
+        except ValidationError:
+            by_pydantic = False
+        assert by_re == by_pydantic, (hex(ord(char)), by_re, by_pydantic)
+
+
+def test_the_documented_url_schema_takes_what_the_server_takes():
+    """The document's `url` schema (a pattern, and once `format: uri` the server never
+    enforced) and the server agree on each URL: `#>$` was taken yet refused by the format."""
+    import jsonschema_rs
+    from pressroom_webhook.api import EndpointCreate
+
+    documented = EndpointCreate.model_json_schema()["properties"]["url"]
+    validator = jsonschema_rs.validator_for(documented, validate_formats=True)
+    for url in (
+        "https://a.example/h?x=1#f",
+        "https://a.example/#>$",
+        "http://a.example:8080/a%20b|c",
+        "https://a.example/a b",
+        "ftp://a.example/",
+        "https://10.0.0.1/",
+    ):
+        try:
+            EndpointCreate.model_validate({"url": url, "event_types": ["*"]})
+            server = True
+        except ValidationError:
+            server = False
+        assert validator.is_valid(url) == server, (url, server)

@@ -45,7 +45,7 @@ from pressroom_kit.errors import Forbidden, PressroomError, Unauthorized
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.logs import get_logger, request_id_var
 from pressroom_kit.problems import document_problems
-from pressroom_kit.schemas import RequestSchemaPlugin
+from pressroom_kit.schemas import FieldStrictnessPlugin, RequestSchemaPlugin
 from pressroom_kit.text import keep_text_check, refuse_unstorable_text
 
 log = get_logger(__name__)
@@ -470,6 +470,7 @@ def create_service_app(
         openapi_config=openapi,
         plugins=[
             RequestSchemaPlugin(),
+            FieldStrictnessPlugin(),
             OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/healthz", "/readyz"])),
         ],
         lifespan=list(lifespan),

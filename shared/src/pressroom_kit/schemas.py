@@ -13,14 +13,23 @@ no ``null``::
 
     class BrandUpdate(BaseModel):
         name: Annotated[str | None, NOT_NULL] = Field(default=None, min_length=1)
+
+Litestar validates a body with ``model_validate(value, strict=False)``, and an explicit
+``strict=False`` overrides a field's own strictness: ``StrictBool`` took ``0`` as ``false``
+while the document says ``boolean``. :class:`FieldStrictnessPlugin` (installed by the app
+factory in place of Litestar's) validates with ``strict=None``: lax where a model is lax (a
+UUID or datetime from a JSON string), strict where a field or model says strict.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from litestar.openapi.spec import Schema
-from litestar.plugins.pydantic import PydanticSchemaPlugin
+from litestar.plugins.pydantic import PydanticInitPlugin, PydanticSchemaPlugin
+from litestar.plugins.pydantic.plugins.init import _dec_pydantic_v2
 from litestar.typing import FieldDefinition
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -76,7 +85,9 @@ NOT_NULL = NotNull()
 
 def _refuse_null(value: Any) -> Any:
     if value is None:
-        raise PydanticCustomError("not_null", "may be left out but cannot be null")
+        # Worded so that no "must not be null" / "cannot be null" heuristic (schemathesis reads
+        # those as "this field is required") mistakes an optional field for a mandatory one.
+        raise PydanticCustomError("not_null", "null is refused here; leave the field out instead")
     return value
 
 
@@ -123,4 +134,26 @@ class RequestSchemaPlugin(PydanticSchemaPlugin):
         return schema
 
 
-__all__ = ["NOT_NULL", "NotNull", "RequestSchemaPlugin", "json_schema_to_openapi"]
+class FieldStrictnessPlugin(PydanticInitPlugin):
+    """Litestar's pydantic decoding, keeping each field's and model's own ``strict``."""
+
+    @classmethod
+    def decoders(
+        cls, validate_strict: bool = False
+    ) -> list[tuple[Callable[[Any], bool], Callable[[Any, Any], Any]]]:
+        # Litestar's own pydantic 2 decoder (its error conversion too), given strict=None.
+        return [
+            (predicate, partial(_dec_pydantic_v2, strict=None))  # type: ignore[arg-type]
+            if isinstance(decoder, partial) and decoder.func is _dec_pydantic_v2
+            else (predicate, decoder)
+            for predicate, decoder in super().decoders(validate_strict)
+        ]
+
+
+__all__ = [
+    "NOT_NULL",
+    "FieldStrictnessPlugin",
+    "NotNull",
+    "RequestSchemaPlugin",
+    "json_schema_to_openapi",
+]

@@ -1,5 +1,9 @@
 """The merged OpenAPI document: the gateway's own routes plus every service's, as the
-services publish them at ``/schema/openapi.json``; refreshed while the stack runs."""
+services publish them at ``/schema/openapi.json``; refreshed while the stack runs.
+
+The gateway adds the problems it answers itself: 429 (rate limit) on every operation but the
+probes, and 502/503/504 (the service behind broke, is down, is slow) on every proxied one; a
+service's own entry for a status wins."""
 
 from __future__ import annotations
 
@@ -13,8 +17,13 @@ from typing import Any
 
 import aiohttp
 from pressroom_kit.logs import get_logger
+from pressroom_kit.problems import DESCRIPTIONS, PROBLEM
 
 log = get_logger(__name__)
+
+UNLIMITED = ("/healthz", "/readyz", "/metrics", "/schema")  # RateLimitMiddleware.exempt
+PROXY_FAILURES = (502, 503, 504)
+METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 class OpenAPIMerger:
@@ -93,18 +102,45 @@ class OpenAPIMerger:
             for path, item in contribution["paths"].items():
                 if any(path == p or path.startswith(p + "/") for p in owned) and path not in paths:
                     paths[path] = item
+                    _add_problems(item, PROXY_FAILURES)
             for name, schema in contribution["schemas"].items():
                 schemas.setdefault(renames.get(name, name), schema)
             for tag in document.get("tags", []):
                 tags.setdefault(tag["name"], tag)
+        for path, item in paths.items():
+            if not path.startswith(UNLIMITED):
+                _add_problems(item, (429,))
         if tags:
             merged["tags"] = list(tags.values())
         loaded = sorted(_service_name(d, u) for u, d in self.documents.items())
         merged.setdefault("info", {})["description"] = (
             "Pressroom's public API: the gateway's routes and every service's routes. "
-            f"Services loaded: {', '.join(loaded) or 'none yet'}."
+            f"Services loaded: {', '.join(loaded) or 'none yet'}. "
+            "No string input may hold U+0000 or a lone surrogate (PostgreSQL cannot store "
+            "them): such a request is a 422 `unstorable_text` problem naming the field."
         )
         return merged
+
+
+def _add_problems(item: dict[str, Any], statuses: tuple[int, ...]) -> None:
+    """Document the gateway's own problem ``statuses`` on each operation of a path item."""
+    for method, operation in item.items():
+        if method not in METHODS or not isinstance(operation, dict):
+            continue
+        responses = operation.setdefault("responses", {})
+        for status in statuses:
+            response: dict[str, Any] = {
+                "description": DESCRIPTIONS[status],
+                "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            }
+            if status == 429:
+                response["headers"] = {
+                    "Retry-After": {
+                        "description": "seconds until a retry can succeed",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                }
+            responses.setdefault(str(status), response)
 
 
 def _service_name(document: dict[str, Any], url: str) -> str:
