@@ -189,7 +189,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 box,
                 brand_id=brand,
                 actor="bench",
-                url=f"http://127.0.0.1:{port}/{'slow' if slow else 'fast'}",
+                url=f"http://localhost:{port}/{'slow' if slow else 'fast'}",
                 provider="generic",
                 event_types=["publishing.*"],
                 description="",

@@ -44,13 +44,13 @@ BODY_FIELDS = [
         "POST",
         "/v1/webhooks/endpoints",
         "description",
-        {"url": "http://127.0.0.1:9/h", "event_types": ["*"], "description": "{}"},
+        {"url": "http://localhost:9/h", "event_types": ["*"], "description": "{}"},
     ),
     (
         "POST",
         "/v1/webhooks/endpoints",
         "event_types.0",
-        {"url": "http://127.0.0.1:9/h", "event_types": ["{}"]},
+        {"url": "http://localhost:9/h", "event_types": ["{}"]},
     ),
     ("POST", "/v1/webhooks/endpoints", "url", {"url": "{}", "event_types": ["*"]}),
     ("PATCH", "/v1/webhooks/endpoints/{endpoint}", "description", {"description": "{}"}),
@@ -121,7 +121,7 @@ async def test_unstorable_text_is_a_422_naming_the_field_on_every_operation(
             async with http.post(f"{stack.base}/v1/media", data=image) as response:
                 assert response.status == 201, await response.text()
                 asset = (await response.json())["id"]
-            endpoint_body = {"url": "http://127.0.0.1:9/h", "event_types": ["*"]}
+            endpoint_body = {"url": "http://localhost:9/h", "event_types": ["*"]}
             async with http.post(f"{stack.base}/v1/webhooks/endpoints", json=endpoint_body) as r:
                 assert r.status == 201, await r.text()
                 endpoint = (await r.json())["id"]

@@ -147,7 +147,7 @@ async def test_timeouts_refused_connections_and_the_final_failure(
     ):
         service.worker.random_fraction = lambda: 0.5  # no jitter
         await make_endpoint(service, brand, hook.url)
-        dead = await make_endpoint(service, brand, f"http://127.0.0.1:{free_port()}/hook")
+        dead = await make_endpoint(service, brand, f"http://localhost:{free_port()}/hook")
         await put_event(service, brand, brand_event(brand))
         hook.answer(200, delay=1.5)  # slower than the 1 s timeout
         for step in (0, 5, 300):
@@ -211,7 +211,7 @@ async def test_replay_and_the_rotation_window(fresh_db, kafka_bootstrap, topics)
 async def test_a_receiver_down_for_a_while_gets_everything_once(fresh_db, kafka_bootstrap, topics):
     brand = uuid.uuid4()
     port = free_port()
-    url = f"http://127.0.0.1:{port}/hook"
+    url = f"http://localhost:{port}/hook"
     async with webhook_service(fresh_db, kafka_bootstrap, max_attempts=3) as service:
         service.worker.random_fraction = lambda: 0.5
         endpoint = await make_endpoint(service, brand, url)
@@ -288,7 +288,7 @@ async def test_dns_rebinding_is_refused_at_delivery_time(fresh_db, kafka_bootstr
             "POST",
             "/v1/webhooks/endpoints",
             brand,
-            json={"url": "http://127.0.0.1:9/hook", "event_types": ["*"]},
+            json={"url": "http://localhost:9/hook", "event_types": ["*"]},
         )
         assert status == 422 and "forbidden address" in body["detail"]
         await make_endpoint(service, brand, "http://hooks.partner.example/hook")
@@ -360,7 +360,7 @@ async def test_lists_are_cursor_paginated_and_bad_input_is_a_problem(
     brand = uuid.uuid4()
     async with webhook_service(fresh_db, kafka_bootstrap) as service:
         for n in range(3):
-            await make_endpoint(service, brand, f"http://127.0.0.1:9/h{n}")
+            await make_endpoint(service, brand, f"http://localhost:9/h{n}")
         status, first = await service.call("GET", "/v1/webhooks/endpoints?limit=2", brand)
         assert status == 200 and len(first["items"]) == 2 and first["next_cursor"]
         _, second = await service.call(
@@ -373,8 +373,8 @@ async def test_lists_are_cursor_paginated_and_bad_input_is_a_problem(
         status, problem = await service.call("GET", "/v1/webhooks/endpoints?cursor=nope", brand)
         assert status == 422 and problem["status"] == 422
         for body in (
-            {"url": "http://127.0.0.1:9/h", "event_types": []},
-            {"url": "http://127.0.0.1:9/h", "event_types": ["*"], "provider": "teams"},
+            {"url": "http://localhost:9/h", "event_types": []},
+            {"url": "http://localhost:9/h", "event_types": ["*"], "provider": "teams"},
             {"url": "not a url", "event_types": ["*"]},
         ):
             status, problem = await service.call("POST", "/v1/webhooks/endpoints", brand, json=body)

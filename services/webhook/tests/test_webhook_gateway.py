@@ -40,7 +40,7 @@ async def test_brand_b_cannot_read_list_change_or_delete_brand_a_endpoints(
                 "POST",
                 "/v1/webhooks/endpoints",
                 brand_a,
-                json={"url": "http://127.0.0.1:9/h", "event_types": ["*"]},
+                json={"url": "http://localhost:9/h", "event_types": ["*"]},
             )
             assert status == 201
             path = f"/v1/webhooks/endpoints/{created['id']}"

@@ -109,7 +109,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}/hooks/pressroom"
+    state.url = f"http://localhost:{port}/hooks/pressroom"
     try:
         yield state
     finally:

@@ -35,7 +35,8 @@ Provider = Literal["generic", "zapier", "make", "slack"]
 # not enforce would document a refusal that never comes.
 URL_PATTERN = (
     r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9-]{1,63}\.){0,8}[A-Za-z][A-Za-z0-9-]{0,62}"
-    r"(?::[0-9]{1,4})?(?:[/?#][!-~]*)?$"
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
+    r"|[1-9][0-9]{0,3}))?(?:[/?#][!-~]*)?$"
 )
 Url = Annotated[str, Field(max_length=2048, pattern=URL_PATTERN)]
 # An exact type or a glob (domain.valid_event_types): printable ASCII without "?", "[" or
