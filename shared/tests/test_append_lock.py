@@ -8,6 +8,7 @@ command waiting for it while holding a row the batch needs next deadlocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -226,3 +227,88 @@ async def test_one_statement_writes_many_streams_and_outbox_rows_in_commit_order
         assert await conn.fetchval("SELECT count(*) FROM events") == 3
     positions = [e.global_position async for b in eventstore.read_all(app_pool) for e in b]
     assert len(positions) == 3 and positions == sorted(positions)
+
+
+async def test_a_nested_kit_transaction_on_the_same_connection_is_refused(app_pool):
+    async with app_pool.acquire() as conn, eventstore.writes_transaction(conn):
+        with pytest.raises(RuntimeError, match="already in a transaction"):
+            async with eventstore.writes_transaction(conn):
+                pass
+
+
+async def test_a_save_on_the_outer_connection_inside_an_inner_transaction_is_staged(
+    app_pool, owner_pool
+):
+    """Before, the inner transaction hid the outer one: the outer save wrote at once, took the
+    writers' lock until the outer commit, and the inner commit waited for it forever."""
+    repo = sample.repository("t")
+    brand = uuid.uuid4()
+    async with (
+        asyncio.timeout(10),
+        tenant_transaction(app_pool, brand) as outer,
+        tenant_transaction(app_pool, brand) as inner,
+    ):
+        await repo.save(outer, sample.Note.write("outer", brand, "o"), brand_id=brand)
+        await repo.save(inner, sample.Note.write("inner", brand, "i"), brand_id=brand)
+    rows = await owner_pool.fetch("SELECT stream_id FROM events ORDER BY global_position")
+    assert [r["stream_id"] for r in rows] == ["inner", "outer"]
+
+
+async def test_a_commit_after_a_swallowed_error_says_it_rolled_back(app_pool):
+    brand = uuid.uuid4()
+
+    async def swallow() -> None:
+        async with tenant_transaction(app_pool, brand) as conn:
+            with contextlib.suppress(asyncpg.PostgresError):
+                await conn.execute("SELECT 1/0")
+
+    with pytest.raises(eventstore.TransactionAborted):
+        await swallow()
+
+
+async def test_an_event_the_commit_refuses_is_dead_lettered_and_the_rest_flows(
+    app_pool, owner_pool, kafka_bootstrap, unique_topic
+):
+    """The staged rows reach the server at the commit, outside any one handler: a refusal
+    there (here NaN, which jsonb does not take) must shrink the batch down to the bad message
+    and dead-letter it, not crash the consumer on every restart."""
+    await create_topics(kafka_bootstrap, unique_topic, f"{unique_topic}.dlq")
+    brand = uuid.uuid4()
+
+    async def handler(conn, event, payload):
+        note = sample.Note.write(payload.note_id, brand, payload.title)
+        await eventstore.append(
+            conn,
+            stream_id=f"x-{payload.note_id}",
+            stream_type="note",
+            expected_version=0,
+            events=[NewEvent("Scored", {"score": float("nan") if payload.title == "bad" else 1})],
+        )
+        await sample.repository(unique_topic).save(conn, note, brand_id=brand)
+
+    events = [_change(brand, f"n{i}", "bad" if i == 1 else "ok") for i in range(3)]
+    await _produce(kafka_bootstrap, unique_topic, events)
+    consumer = InboxConsumer(
+        name=f"g-{uuid.uuid4().hex[:8]}",
+        dsn_or_pool=app_pool,
+        bootstrap_servers=kafka_bootstrap,
+        topics=[unique_topic],
+        registry=sample.REGISTRY,
+        handlers={"sample.note.changed.v1": handler},
+        settings=FAST,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            while consumer.stats["dead_lettered"] < 1 or (
+                await owner_pool.fetchval("SELECT count(*) FROM notes") < 2
+            ):
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert consumer.stats["dead_lettered"] == 1
+    assert consumer.stats["restarts"] == 0
+    notes = await owner_pool.fetch("SELECT id FROM notes ORDER BY id")
+    assert [r["id"] for r in notes] == ["n0", "n2"]

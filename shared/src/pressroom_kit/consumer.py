@@ -121,6 +121,13 @@ _TRANSIENT_SQLSTATES = {
 }
 
 
+def _lost_connection(exc: BaseException) -> bool:
+    # asyncpg says "connection is closed" (or "... was closed in the middle of operation")
+    # for a connection that went away; other InterfaceErrors (a handler misusing the
+    # connection, e.g. conn.transaction() inside the consumer's transaction) are bugs.
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` (or an error it was raised from) is a retryable infrastructure
     failure: a deadlock, serialization failure, lock or statement timeout, a lost or
@@ -129,7 +136,7 @@ def is_transient(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ConcurrencyError | OSError | asyncpg.InterfaceError):
+        if isinstance(current, ConcurrencyError | OSError) or _lost_connection(current):
             return True
         if isinstance(current, asyncpg.PostgresError):
             sqlstate = getattr(current, "sqlstate", None) or ""
@@ -557,7 +564,10 @@ class InboxConsumer:
         except Exception as exc:
             if is_transient(exc) or _while_connecting(exc):
                 raise _Transient() from exc
-            raise
+            # Not attributable to one handler (e.g. the commit refused a staged event): the
+            # first item goes alone, so the batch shrinks until the bad one is dead-lettered.
+            items[0].error = f"handler: the transaction failed: {exc!r}"
+            return 0
         self.stats.update(outcomes)
         for outcome, count in outcomes.items():
             metrics.CONSUMER_PROCESSED.labels(self.name, items[0].record.topic, outcome).inc(count)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -143,6 +143,11 @@ class PendingWrites:
         self._appends: list[_Append] = []
         self._outbox: list[OutboxRow] = []
         self._heads: dict[str, int] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this transaction has ended; its staged writes are gone")
 
     def __bool__(self) -> bool:
         return bool(self._appends or self._outbox)
@@ -169,6 +174,7 @@ class PendingWrites:
     ) -> list[RecordedEvent]:
         """Stage an append; raises ``ConcurrencyError`` at once when it contradicts an append
         already staged for the same stream."""
+        self._check_open()
         head = self._heads.get(stream_id)
         if head is not None and head != expected_version:
             raise ConcurrencyError(
@@ -194,6 +200,7 @@ class PendingWrites:
         return recorded
 
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        self._check_open()
         self._outbox.extend(rows)
 
     async def flush(self) -> list[RecordedEvent]:
@@ -260,7 +267,7 @@ class PendingWrites:
         it. Raises ``ConcurrencyError`` (the transaction then needs a ROLLBACK) when a stream
         moved on meanwhile."""
         if not self:
-            await self.conn.execute("COMMIT")
+            _check_committed(await self.conn.execute("COMMIT"))
             return
         appends, outbox_only = self._appends, self._outbox
         self._appends, self._outbox, self._heads = [], [], {}
@@ -301,7 +308,7 @@ class PendingWrites:
             json.dumps(staged, separators=(",", ":"), default=str),
         )
         try:
-            await self.conn.execute("SELECT pressroom_flush_writes(); COMMIT")
+            status = await self.conn.execute("SELECT pressroom_flush_writes(); COMMIT")
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "events_stream_id_version_key":
                 raise
@@ -315,44 +322,68 @@ class PendingWrites:
             stream = str(getattr(exc, "detail", "") or next(iter(streams)))
             hint = getattr(exc, "hint", None)
             raise ConcurrencyError(
-                str(exc),
+                str(getattr(exc, "message", None) or exc),
                 stream_id=stream,
                 actual_version=int(hint) if hint and hint.isdigit() else None,
             ) from exc
+        _check_committed(status)
 
 
 # The SQLSTATE pressroom_flush_writes raises when a stream is not at the expected version.
 _STREAM_MOVED = "PR409"
 
-_PENDING: ContextVar[PendingWrites | None] = ContextVar("pressroom_pending_writes", default=None)
+
+def _check_committed(status: str) -> None:
+    # COMMIT of a transaction in which a statement failed (and the caller swallowed the
+    # error) answers ROLLBACK: nothing was written, and the caller must not believe otherwise.
+    if status != "COMMIT":
+        raise TransactionAborted(f"the transaction was rolled back ({status}), not committed")
 
 
-def _same_connection(a: asyncpg.Connection, b: asyncpg.Connection) -> bool:
+class TransactionAborted(RuntimeError):
+    """A statement of the transaction failed earlier, so its COMMIT rolled it back."""
+
+
+# Every kit transaction open in this context, by the connection behind it: a save on the
+# outer connection inside an inner tenant_transaction still stages on the outer one.
+_PENDING: ContextVar[tuple[PendingWrites, ...]] = ContextVar("pressroom_pending_writes", default=())
+
+
+def _raw(conn: asyncpg.Connection) -> object:
     # A pool hands out proxies; compare the connections behind them.
-    return getattr(a, "_con", a) is getattr(b, "_con", b)
+    return getattr(conn, "_con", conn)
 
 
 def pending_writes(conn: asyncpg.Connection) -> PendingWrites | None:
-    """The writes staged for ``conn``'s transaction, when it runs inside ``deferred_writes``."""
-    pending = _PENDING.get()
-    if pending is not None and _same_connection(pending.conn, conn):
-        return pending
+    """The writes staged for ``conn``'s transaction, when it is a kit transaction
+    (``writes_transaction`` or ``deferred_writes``) open in this context."""
+    raw = _raw(conn)
+    for pending in reversed(_PENDING.get()):
+        if _raw(pending.conn) is raw and not pending._closed:
+            return pending
     return None
+
+
+@contextlib.contextmanager
+def _staging(pending: PendingWrites) -> Iterator[None]:
+    token = _PENDING.set((*_PENDING.get(), pending))
+    try:
+        yield
+    finally:
+        pending._closed = True
+        _PENDING.reset(token)
 
 
 @asynccontextmanager
 async def deferred_writes(conn: asyncpg.Connection) -> AsyncIterator[PendingWrites]:
     """Inside a transaction on ``conn``: the appends (``Repository.save``) and outbox rows
     (``write_outbox``) of this block are staged and written in one statement when the block
-    ends without an error; the caller must commit right after. ``tenant_transaction`` and the
-    inbox consumer open one for every transaction."""
+    ends without an error; the caller must commit right after (the writers' lock is held
+    until then). Prefer ``writes_transaction``, which also commits."""
     pending = PendingWrites(conn)
-    token = _PENDING.set(pending)
-    try:
+    with _staging(pending):
         yield pending
         await pending.flush()
-    finally:
-        _PENDING.reset(token)
 
 
 @asynccontextmanager
@@ -361,10 +392,13 @@ async def writes_transaction(
 ) -> AsyncIterator[PendingWrites]:
     """A transaction on ``conn`` (opened with ``begin``) whose appends and outbox rows are
     staged and written by its commit (``PendingWrites.commit``); rolled back on error.
-    ``tenant_transaction`` and the inbox consumer run every transaction this way."""
+    ``tenant_transaction`` and the inbox consumer run every transaction this way. A
+    connection already in a transaction is refused: a nested BEGIN would commit the outer
+    transaction early and lose its staged writes."""
+    if conn.is_in_transaction() or pending_writes(conn) is not None:
+        raise RuntimeError("writes_transaction() on a connection already in a transaction")
     pending = PendingWrites(conn)
-    token = _PENDING.set(pending)
-    try:
+    with _staging(pending):
         await conn.execute(begin)
         try:
             yield pending
@@ -374,8 +408,6 @@ async def writes_transaction(
                 with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     await conn.execute("ROLLBACK")
             raise
-    finally:
-        _PENDING.reset(token)
 
 
 async def append(

@@ -135,12 +135,12 @@ async def write_outbox(conn: asyncpg.Connection, messages: Sequence[OutboxMessag
     if not messages:
         return
     rows = [replace(outbox_row(m), for_event=None) for m in messages]
+    if not conn.is_in_transaction():
+        raise RuntimeError("write_outbox() must run inside a transaction")
     pending = eventstore.pending_writes(conn)
     if pending is not None:
         pending.add_outbox(rows)
         return
-    if not conn.is_in_transaction():
-        raise RuntimeError("write_outbox() must run inside a transaction")
     now = eventstore.PendingWrites(conn)
     now.add_outbox(rows)
     await now.flush()
