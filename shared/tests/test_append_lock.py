@@ -259,6 +259,9 @@ async def test_a_commit_after_a_swallowed_error_says_it_rolled_back(app_pool):
 
     async def swallow() -> None:
         async with tenant_transaction(app_pool, brand) as conn:
+            await sample.repository("t").save(
+                conn, sample.Note.write("lost", brand, "t"), brand_id=brand
+            )
             with contextlib.suppress(asyncpg.PostgresError):
                 await conn.execute("SELECT 1/0")
 

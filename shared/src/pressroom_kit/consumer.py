@@ -531,7 +531,7 @@ class InboxConsumer:
         try:
             async with (
                 self.pool.acquire() as proxy,
-                eventstore.writes_transaction(cast(asyncpg.Connection, proxy)),
+                eventstore.writes_transaction(cast(asyncpg.Connection, proxy), require_commit=True),
             ):
                 conn = cast(asyncpg.Connection, proxy)
                 fresh = await self._record_in_inbox(conn, items)

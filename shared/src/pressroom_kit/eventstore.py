@@ -144,6 +144,9 @@ class PendingWrites:
         self._outbox: list[OutboxRow] = []
         self._heads: dict[str, int] = {}
         self._closed = False
+        # With nothing staged, a COMMIT that rolled back is only reported when asked for (the
+        # inbox consumer asks: its inbox row would be gone while the offset moves on).
+        self.require_commit = False
 
     def _check_open(self) -> None:
         if self._closed:
@@ -267,7 +270,9 @@ class PendingWrites:
         it. Raises ``ConcurrencyError`` (the transaction then needs a ROLLBACK) when a stream
         moved on meanwhile."""
         if not self:
-            _check_committed(await self.conn.execute("COMMIT"))
+            status = await self.conn.execute("COMMIT")
+            if self.require_commit:
+                _check_committed(status)
             return
         appends, outbox_only = self._appends, self._outbox
         self._appends, self._outbox, self._heads = [], [], {}
@@ -303,10 +308,15 @@ class PendingWrites:
                 for o in [*(o for a in appends for o in a.outbox), *outbox_only]
             ],
         }
-        await self.conn.execute(
-            "SELECT FROM set_config('pressroom.writes', $1, true)",
-            json.dumps(staged, separators=(",", ":"), default=str),
-        )
+        try:
+            await self.conn.execute(
+                "SELECT FROM set_config('pressroom.writes', $1, true)",
+                json.dumps(staged, separators=(",", ":"), default=str),
+            )
+        except asyncpg.InFailedSQLTransactionError as exc:
+            raise TransactionAborted(
+                "a statement of this transaction failed; nothing is written"
+            ) from exc
         try:
             status = await self.conn.execute("SELECT pressroom_flush_writes(); COMMIT")
         except asyncpg.UniqueViolationError as exc:
@@ -388,16 +398,19 @@ async def deferred_writes(conn: asyncpg.Connection) -> AsyncIterator[PendingWrit
 
 @asynccontextmanager
 async def writes_transaction(
-    conn: asyncpg.Connection, *, begin: str = "BEGIN"
+    conn: asyncpg.Connection, *, begin: str = "BEGIN", require_commit: bool = False
 ) -> AsyncIterator[PendingWrites]:
     """A transaction on ``conn`` (opened with ``begin``) whose appends and outbox rows are
     staged and written by its commit (``PendingWrites.commit``); rolled back on error.
     ``tenant_transaction`` and the inbox consumer run every transaction this way. A
     connection already in a transaction is refused: a nested BEGIN would commit the outer
-    transaction early and lose its staged writes."""
+    transaction early and lose its staged writes. A COMMIT that rolled back (a statement
+    failed and its error was swallowed) raises ``TransactionAborted`` when writes were staged,
+    or always with ``require_commit``."""
     if conn.is_in_transaction() or pending_writes(conn) is not None:
         raise RuntimeError("writes_transaction() on a connection already in a transaction")
     pending = PendingWrites(conn)
+    pending.require_commit = require_commit
     with _staging(pending):
         await conn.execute(begin)
         try:
