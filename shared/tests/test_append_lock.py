@@ -52,6 +52,18 @@ async def _blocked_or_done(pool: asyncpg.Pool, task: asyncio.Task, pid: int | No
             await asyncio.sleep(0.01)
 
 
+def _consumer(pool: asyncpg.Pool, bootstrap: str, topic: str, handler) -> InboxConsumer:
+    return InboxConsumer(
+        name=f"g-{uuid.uuid4().hex[:8]}",
+        dsn_or_pool=pool,
+        bootstrap_servers=bootstrap,
+        topics=[topic],
+        registry=sample.REGISTRY,
+        handlers={"sample.note.changed.v1": handler},
+        settings=FAST,
+    )
+
+
 def _change(brand: uuid.UUID, note_id: str, title: str) -> CloudEvent:
     return CloudEvent(
         id=uuid.uuid4(),
@@ -101,15 +113,7 @@ async def test_a_batch_of_two_handlers_does_not_deadlock_with_a_command(
     await _produce(
         kafka_bootstrap, unique_topic, [_change(brand, "a", "c1"), _change(brand, "b", "c2")]
     )
-    consumer = InboxConsumer(
-        name=f"g-{uuid.uuid4().hex[:8]}",
-        dsn_or_pool=app_pool,
-        bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic],
-        registry=sample.REGISTRY,
-        handlers={"sample.note.changed.v1": handler},
-        settings=FAST,
-    )
+    consumer = _consumer(app_pool, kafka_bootstrap, unique_topic, handler)
     stop = asyncio.Event()
     consuming = asyncio.create_task(consumer.run(stop))
     try:
@@ -291,15 +295,7 @@ async def test_an_event_the_commit_refuses_is_dead_lettered_and_the_rest_flows(
 
     events = [_change(brand, f"n{i}", "bad" if i == 1 else "ok") for i in range(3)]
     await _produce(kafka_bootstrap, unique_topic, events)
-    consumer = InboxConsumer(
-        name=f"g-{uuid.uuid4().hex[:8]}",
-        dsn_or_pool=app_pool,
-        bootstrap_servers=kafka_bootstrap,
-        topics=[unique_topic],
-        registry=sample.REGISTRY,
-        handlers={"sample.note.changed.v1": handler},
-        settings=FAST,
-    )
+    consumer = _consumer(app_pool, kafka_bootstrap, unique_topic, handler)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
