@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
@@ -45,3 +45,25 @@ async def read_until(
     finally:
         await consumer.stop()
     return records
+
+
+async def produce(bootstrap: str, topic: str, messages) -> None:  # type: ignore[no-untyped-def]
+    """Send (key, value, headers) records one by one, each acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for key, value, headers in messages:
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+def encoded(event):  # type: ignore[no-untyped-def]
+    """A CloudEvent as the relay puts it on Kafka: (key, value, binary-mode headers)."""
+    from pressroom_kit import cloudevents
+
+    return (
+        event.subject.encode(),
+        cloudevents.encode_value(event),
+        cloudevents.kafka_headers(cloudevents.to_headers(event)),
+    )

@@ -5,10 +5,8 @@ import json
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from kafka_helpers import create_topics, read_until
+from kafka_helpers import create_topics, encoded, produce, read_until
 from pressroom_contracts import CloudEvent, dlq_topic
-from pressroom_kit import cloudevents
 from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.testing.sample import domain as sample
@@ -30,22 +28,7 @@ def _event(brand, note_id, title, event_id=None):
     )
 
 
-async def _produce(bootstrap, topic, messages):
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
-    await producer.start()
-    try:
-        for key, value, headers in messages:
-            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
-    finally:
-        await producer.stop()
-
-
-def _encoded(event):
-    return (
-        event.subject.encode(),
-        cloudevents.encode_value(event),
-        cloudevents.kafka_headers(cloudevents.to_headers(event)),
-    )
+_produce, _encoded = produce, encoded
 
 
 async def _mention(conn, event, payload):

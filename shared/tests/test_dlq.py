@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from kafka_helpers import create_topics, read_until
+from kafka_helpers import create_topics, encoded, produce, read_until
 from pressroom_contracts import TOPICS, CloudEvent, dlq_topic
-from pressroom_kit import cloudevents
 from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
 from pressroom_kit.dlq import (
     dead_letter_topics,
@@ -37,22 +36,7 @@ def _event(brand: uuid.UUID, note_id: str) -> CloudEvent:
     )
 
 
-async def _produce(bootstrap, topic, messages):
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
-    await producer.start()
-    try:
-        for key, value, headers in messages:
-            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
-    finally:
-        await producer.stop()
-
-
-def _encoded(event):
-    return (
-        event.subject.encode(),
-        cloudevents.encode_value(event),
-        cloudevents.kafka_headers(cloudevents.to_headers(event)),
-    )
+_produce, _encoded = produce, encoded
 
 
 async def _end_offsets(bootstrap, topic):
