@@ -144,7 +144,10 @@ async def test_the_101st_request_in_a_window_of_100_is_429(
         kafka_bootstrap,
         {"/v1/media": backend},
         rate_limit_user=100,
-        rate_limit_window_s=60,
+        # A token bucket refills continuously: with a 60 s window one token comes back every
+        # 0.6 s, which a slow CI machine spends on the first 100 requests. An hour's window
+        # refills one token per 36 s, so the 101st is refused however slow the machine is.
+        rate_limit_window_s=3600,
     )
     async with running_gateway(settings) as base:
         manager = bearer(token("manager", BRAND))
@@ -172,7 +175,7 @@ async def test_with_redis_two_gateways_share_one_budget(fresh_db, kafka_bootstra
             kafka_bootstrap,
             {"/v1/media": backend},
             rate_limit_user=20,
-            rate_limit_window_s=60,
+            rate_limit_window_s=3600,  # one token back per 180 s: timing cannot matter
             redis_url=redis.url,
         )
         async with running_gateway(settings) as one, running_gateway(settings) as two:
