@@ -1,7 +1,12 @@
 """``publishing.*`` events, published by the publishing service.
 
-Only the events other services consume so far are here; the publishing service adds the rest
-of its catalog (API.md) when it lands.
+Posts: ``created`` (a draft), ``updated`` (an edit or reschedule), ``submitted`` (it needs an
+approval: the approval service opens one), ``scheduled`` (it will go out at
+``scheduled_at``), then per platform ``published`` or ``failed`` or ``unconfirmed`` (the outcome
+of an attempt is unknown after a crash and the platform cannot be asked), and ``cancelled``.
+Connections: ``connected``, ``expiring`` (scheduled posts would fail for want of a usable
+token), ``expired`` (the token is dead and cannot be refreshed), ``revoked`` (the user or the
+platform withdrew it). Tokens never appear in any event.
 """
 
 from __future__ import annotations
@@ -13,6 +18,54 @@ from pydantic import Field
 
 from pressroom_contracts.envelope import EventPayload
 from pressroom_contracts.registry import register
+
+
+@register
+class PostCreated(EventPayload):
+    event_type = "publishing.post.created.v1"
+
+    post_id: UUID
+    brand_id: UUID
+    platforms: list[str] = Field(default_factory=list)
+    text: str = ""
+    media_ids: list[UUID] = Field(default_factory=list)
+    scheduled_at: datetime | None = None
+    requires_approval: bool | None = Field(
+        default=None, description="the post's own setting; null follows the brand's"
+    )
+    created_by: str | None = None
+
+
+@register
+class PostUpdated(EventPayload):
+    event_type = "publishing.post.updated.v1"
+
+    post_id: UUID
+    brand_id: UUID
+    changed: list[str] = Field(default_factory=list, description="names of the fields that changed")
+    platforms: list[str] = Field(default_factory=list)
+    media_ids: list[UUID] = Field(default_factory=list)
+    scheduled_at: datetime | None = None
+    status: str = Field(description="the post's status after the edit")
+    updated_by: str | None = None
+
+
+@register
+class PostSubmitted(EventPayload):
+    """The post needs an approval before it is scheduled."""
+
+    event_type = "publishing.post.submitted.v1"
+
+    post_id: UUID
+    brand_id: UUID
+    platforms: list[str] = Field(default_factory=list)
+    text: str = ""
+    media_ids: list[UUID] = Field(default_factory=list)
+    scheduled_at: datetime | None = None
+    author: str | None = Field(
+        default=None, description="who created the post (never its approver)"
+    )
+    submitted_by: str | None = None
 
 
 @register
@@ -39,3 +92,97 @@ class PostPublished(EventPayload):
     media_ids: list[UUID] = Field(default_factory=list)
     published_at: datetime
     published_by: str | None = None
+
+
+@register
+class PostFailed(EventPayload):
+    """One platform of the post failed for good (a permanent error, or retries used up)."""
+
+    event_type = "publishing.post.failed.v1"
+
+    post_id: UUID
+    brand_id: UUID
+    platform: str
+    error_code: str = Field(description="ours: rejected, revoked, expired, retries_exhausted, ...")
+    error: str = Field(description="what went wrong, with the platform's own code and message")
+    attempts: int
+    failed_at: datetime
+
+
+@register
+class PostCancelled(EventPayload):
+    event_type = "publishing.post.cancelled.v1"
+
+    post_id: UUID
+    brand_id: UUID
+    platforms: list[str] = Field(
+        default_factory=list, description="the platforms that will not be published"
+    )
+    media_ids: list[UUID] = Field(default_factory=list)
+    cancelled_at: datetime
+    cancelled_by: str | None = None
+
+
+@register
+class PostUnconfirmed(EventPayload):
+    """An attempt's outcome is unknown and the platform cannot be asked: a person decides
+    (retry, or mark it published)."""
+
+    event_type = "publishing.post.unconfirmed.v1"
+
+    post_id: UUID
+    brand_id: UUID
+    platform: str
+    attempt: int
+    client_reference: str = Field(description="the idempotency key the attempt was sent with")
+    attempted_at: datetime
+
+
+@register
+class ConnectionConnected(EventPayload):
+    event_type = "publishing.connection.connected.v1"
+
+    connection_id: UUID
+    brand_id: UUID
+    platform: str
+    account_id: str
+    account_name: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+    expires_at: datetime | None = Field(default=None, description="when the access token expires")
+    reconnected: bool = False
+    connected_by: str | None = None
+
+
+@register
+class ConnectionExpiring(EventPayload):
+    """Scheduled posts would fail for want of a usable token unless someone reconnects."""
+
+    event_type = "publishing.connection.expiring.v1"
+
+    connection_id: UUID
+    brand_id: UUID
+    platform: str
+    usable_until: datetime = Field(description="when the connection stops being usable")
+    first_affected_post_at: datetime | None = None
+    affected_posts: int = 0
+
+
+@register
+class ConnectionExpired(EventPayload):
+    event_type = "publishing.connection.expired.v1"
+
+    connection_id: UUID
+    brand_id: UUID
+    platform: str
+    reason: str
+
+
+@register
+class ConnectionRevoked(EventPayload):
+    event_type = "publishing.connection.revoked.v1"
+
+    connection_id: UUID
+    brand_id: UUID
+    platform: str
+    reason: str
+    revoked_by: str | None = Field(default=None, description="null when the platform revoked it")
