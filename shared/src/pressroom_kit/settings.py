@@ -1,13 +1,15 @@
 """Settings shared by every service, read from the environment.
 
-Shared names are fixed (ARCHITECTURE.md §6): ``PRESSROOM_JWT_SECRET``,
+Shared names are fixed (docs/architecture.md): ``PRESSROOM_JWT_SECRET``,
 ``PRESSROOM_JWT_JWKS_URL``, ``PRESSROOM_JWT_ISSUER``, ``PRESSROOM_JWT_AUDIENCE``,
-``PRESSROOM_KAFKA_BOOTSTRAP_SERVERS``. A service subclasses ``ServiceSettings`` with its own
-prefix (``PRESSROOM_<SERVICE>_``) for the rest, e.g. ``PRESSROOM_MEDIA_DATABASE_URL``.
+``PRESSROOM_KAFKA_BOOTSTRAP_SERVERS``, ``PRESSROOM_PUBLIC_URL``. A service subclasses
+``ServiceSettings`` with its own prefix (``PRESSROOM_<SERVICE>_``) for the rest, e.g.
+``PRESSROOM_MEDIA_DATABASE_URL``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -50,9 +52,23 @@ class ServiceSettings(BaseSettings):
     jwt_leeway_s: float = Field(default=30.0, validation_alias=_shared("JWT_LEEWAY_S"))
     jwt_jwks_ttl_s: float = Field(default=600.0, validation_alias=_shared("JWT_JWKS_TTL_S"))
     jwt_jwks_grace_s: float = Field(default=3600.0, validation_alias=_shared("JWT_JWKS_GRACE_S"))
+    public_url: str = Field(
+        default="",
+        validation_alias=_shared("PUBLIC_URL"),
+        description="the gateway as browsers and platforms reach it; every absolute URL a "
+        "service hands out starts with it (default: http://127.0.0.1:<PRESSROOM_GATEWAY_PORT>)",
+    )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS")
     )
+
+    @model_validator(mode="after")
+    def _public_url(self) -> Self:
+        if not self.public_url:
+            port = os.environ.get("PRESSROOM_GATEWAY_PORT", "8000")
+            self.public_url = f"http://127.0.0.1:{port}"
+        self.public_url = self.public_url.rstrip("/")
+        return self
 
     @model_validator(mode="after")
     def _own_runtime_role(self) -> Self:
