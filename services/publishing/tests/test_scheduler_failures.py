@@ -177,7 +177,7 @@ async def test_a_rejection_fails_at_once_with_the_platforms_code(service):
     assert types.count("publishing.post.published.v1") == 1
     assert types.count("publishing.post.failed.v1") == 1
     status, retried = await service.call("POST", f"/v1/posts/{pid}/retry", brand)
-    assert status == 200
+    assert status == 200 and retried["results"]["x"]["status"] == "pending"
     await service.scheduler.step()
     post = await service.post(brand, pid)
     assert post["status"] == "published" and len(service.platform.created) == 2
