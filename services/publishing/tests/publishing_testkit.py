@@ -560,3 +560,29 @@ def event(type_: str, brand: uuid.UUID, subject: Any, **data: Any) -> CloudEvent
         brandid=brand,
         data=json.loads(json.dumps(data, default=str)),
     )
+
+
+@asynccontextmanager
+async def another_replica(service: Service, **overrides: Any) -> AsyncIterator[Any]:
+    """A second scheduler on its own pool, HTTP client and credential source, sharing the
+    service's database, platform and clock: another replica of the same deployment."""
+    from pressroom_kit.db import create_pool
+    from pressroom_publishing.scheduler import Scheduler
+
+    settings = service.app.state.settings.model_copy(update=overrides)
+    pool = await create_pool(service.db.app_dsn, min_size=1, max_size=20)
+    try:
+        async with aiohttp.ClientSession() as session:
+            http = PlatformHTTP(session, timeout_s=settings.platform_timeout_s)
+            api_url = next(iter(service.app.state.platforms.values())).config["api_url"]
+            scheduler = Scheduler(
+                pool,
+                settings,
+                fake_factory(api_url)(http),
+                TableCredentials(pool),
+                clock=service.clock,
+                random_fraction=lambda: 0.0,
+            )
+            yield scheduler
+    finally:
+        await pool.close()
