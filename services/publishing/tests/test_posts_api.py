@@ -209,7 +209,8 @@ async def test_roles_and_brand_isolation(service):
         ("POST", f"/v1/posts/{pid}/cancel", None),
         ("POST", f"/v1/posts/{pid}/retry", None),
         ("GET", f"/v1/posts/{pid}/logs", None),
-        ("POST", f"/v1/posts/{pid}/platforms/sandbox/resolve", {"outcome": "retry"}),
+        ("POST", f"/v1/posts/{pid}/platforms/sandbox/retry", None),
+        ("POST", f"/v1/posts/{pid}/platforms/sandbox/mark-published", {"platform_post_id": "1"}),
     ):
         status, answer = await service.call(method, path, other, json=body)
         assert status == 404, (method, path, answer)

@@ -246,8 +246,19 @@ async def test_the_calendar_groups_by_local_day_across_a_dst_change(service):
         "2026-03-29": ["sun_first", "sun_last"],
         "2026-03-30": ["mon_first"],
     }
-    for query in ("from=2026-03-30&to=2026-03-29", "from=2026-01-01&to=2027-06-01", "from=x&to=y"):
+    status, cal = await service.call(
+        "GET", "/v1/calendar?from=2026-03-30&to=2026-03-29", brand, role="viewer"
+    )
+    assert status == 200 and cal["days"] == []
+    status, cal = await service.call(
+        "GET", "/v1/calendar?from=0001-01-01&to=9999-12-31", brand, role="viewer"
+    )
+    assert status == 200 and sum(len(d["posts"]) for d in cal["days"]) == 4
+    for query in ("from=x&to=y", "from=2026-03-01", "from=2026-02-30&to=2026-03-01"):
         status, body = await service.call("GET", f"/v1/calendar?{query}", brand, role="viewer")
+        assert status == 422, (query, body)
+    for query in ("to=0.5", "from=2026-03-29", "from=2026-02-30T00:00:00Z"):
+        status, body = await service.call("GET", f"/v1/posts?{query}", brand, role="viewer")
         assert status == 422, (query, body)
     status, page = await service.call(
         "GET",

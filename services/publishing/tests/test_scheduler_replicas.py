@@ -199,25 +199,25 @@ async def test_unconfirmed_when_the_platform_cannot_be_asked_then_a_person_settl
     assert await service.scheduler.step() == 0
     assert len(service.platform.created) == 1
 
-    path = f"/v1/posts/{pid}/platforms/mastodon/resolve"
-    status, body = await service.call("POST", path, brand, json={"outcome": "published"})
+    path = f"/v1/posts/{pid}/platforms/mastodon"
+    status, body = await service.call("POST", f"{path}/mark-published", brand, json={})
     assert status == 422 and body["errors"][0]["field"] == "platform_post_id"
-    status, body = await service.call("POST", path, brand, role="viewer", json={"outcome": "retry"})
+    status, body = await service.call("POST", f"{path}/retry", brand, role="viewer")
     assert status == 403
     found = service.platform.created[0]
     status, settled = await service.call(
         "POST",
-        path,
+        f"{path}/mark-published",
         brand,
         sub="editor-1",
-        json={"outcome": "published", "platform_post_id": found["id"], "url": found["url"]},
+        json={"platform_post_id": found["id"], "url": found["url"]},
     )
     assert status == 200, settled
     assert settled["status"] == "published"
     assert settled["results"]["mastodon"]["platform_post_id"] == found["id"]
     published = [d for t, d in await outbox(service.db) if t == "publishing.post.published.v1"]
     assert published[0]["published_by"] == "editor-1"
-    status, body = await service.call("POST", path, brand, json={"outcome": "retry"})
+    status, body = await service.call("POST", f"{path}/retry", brand)
     assert status == 409 and body["type"].endswith("/not_unconfirmed")
 
 
@@ -235,9 +235,7 @@ async def test_a_person_can_send_an_unconfirmed_platform_again(service):
     await service.scheduler.step()
     assert (await service.post(brand, pid))["results"]["mastodon"]["status"] == "unconfirmed"
     assert not service.platform.created
-    status, _ = await service.call(
-        "POST", f"/v1/posts/{pid}/platforms/mastodon/resolve", brand, json={"outcome": "retry"}
-    )
+    status, _ = await service.call("POST", f"/v1/posts/{pid}/platforms/mastodon/retry", brand)
     assert status == 200
     await service.scheduler.step()
     post = await service.post(brand, pid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -30,7 +30,15 @@ MAX_MEDIA = 20
 
 # Any id-shaped string is taken here; validation answers an id it does not know with a 422
 # naming `platforms.<id>` and the ids it knows.
-PlatformId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9_-]+$")]
+PLATFORM_PATTERN = r"^[a-z0-9_-]+$"
+PlatformId = Annotated[str, Field(min_length=1, max_length=40, pattern=PLATFORM_PATTERN)]
+# RFC 3339 with an offset, as a pattern: a bare number is no time (lax parsers take it as
+# seconds since 1970).
+TIME_PATTERN = (
+    r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])"
+    r"-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
 Link = Annotated[
     str, Field(min_length=8, max_length=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$")
 ]
@@ -55,7 +63,9 @@ class PostCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: ContentIn
     platforms: list[PlatformId] = Field(min_length=1, max_length=20)
-    overrides: dict[str, OverrideIn] = Field(default_factory=dict, max_length=20)
+    overrides: dict[str, OverrideIn] = Field(
+        default_factory=dict, description="per platform id; only the post's platforms"
+    )
     scheduled_at: AwareDatetime | None = Field(
         default=None, description="when to publish; none: at once when submitted"
     )
@@ -82,7 +92,7 @@ class PostUpdate(BaseModel):
         default=None, min_length=1, max_length=20
     )
     overrides: dict[str, OverrideIn] | None = Field(
-        default=None, max_length=20, description="replaces the overrides; `null` removes them"
+        default=None, description="replaces the overrides; `null` removes them"
     )
     scheduled_at: AwareDatetime | None = Field(
         default=None, description="`null`: publish at once when submitted"
@@ -92,14 +102,11 @@ class PostUpdate(BaseModel):
     )
 
 
-class Resolve(BaseModel):
-    """How a person settles an unconfirmed platform after looking at it."""
+class MarkPublished(BaseModel):
+    """A person looked on the platform: the unconfirmed attempt went out as this post."""
 
     model_config = ConfigDict(extra="forbid")
-    outcome: Literal["published", "retry"]
-    platform_post_id: str | None = Field(
-        default=None, min_length=1, max_length=200, description="required with `published`"
-    )
+    platform_post_id: str = Field(min_length=1, max_length=200)
     url: Link | None = None
 
 
@@ -199,10 +206,17 @@ def _who(request: Request[Any, Any, Any]) -> Caller:
     return Caller(principal.sub, principal.brand_id)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+def _instant(value: str | None, name: str) -> datetime | None:
+    """An RFC 3339 time (matched by ``TIME_PATTERN``) as an aware datetime."""
+    if value is None:
+        return None
+    text = value.replace("t", "T").replace(" ", "T").replace("z", "+00:00").replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(
+            f"{name} is not a time", errors=[{"field": name, "message": "not a calendar time"}]
+        ) from None
 
 
 async def _in_flight(
@@ -293,11 +307,16 @@ class PostController(Controller):
         status: FromQuery[PostStatus | None] = None,
         platform: FromQuery[PlatformId | None] = None,
         since: Annotated[
-            datetime | None,
-            QueryParameter(name="from", description="scheduled at or after (RFC 3339)"),
+            str | None,
+            QueryParameter(
+                name="from", pattern=TIME_PATTERN, description="scheduled at or after (RFC 3339)"
+            ),
         ] = None,
         until: Annotated[
-            datetime | None, QueryParameter(name="to", description="scheduled before (RFC 3339)")
+            str | None,
+            QueryParameter(
+                name="to", pattern=TIME_PATTERN, description="scheduled before (RFC 3339)"
+            ),
         ] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
         cursor: Cursor = None,
@@ -310,8 +329,8 @@ class PostController(Controller):
             [
                 ("status = {}", status),
                 ("{} = ANY(platforms)", platform),
-                ("scheduled_at >= {}", _utc(since)),
-                ("scheduled_at < {}", _utc(until)),
+                ("scheduled_at >= {}", _instant(since, "from")),
+                ("scheduled_at < {}", _instant(until, "to")),
             ],
             cursor,
             limit,
@@ -399,32 +418,51 @@ class PostController(Controller):
         )
         return await read_post(state.pool, who.brand_id, post_id)
 
-    @post("/{post_id:uuid}/platforms/{platform:str}/resolve", status_code=200, guards=MANAGER)
-    async def resolve(
+    @post(
+        "/{post_id:uuid}/platforms/{platform:str}/mark-published", status_code=200, guards=MANAGER
+    )
+    async def mark_published(
         self,
         request: Request[Any, Any, Any],
         state: State,
         post_id: FromPath[uuid.UUID],
-        platform: Annotated[str, Parameter(max_length=40, pattern=r"^[a-z0-9_-]+$")],
-        data: JSONBody[Resolve],
+        platform: Annotated[str, Parameter(max_length=40, pattern=PLATFORM_PATTERN)],
+        data: JSONBody[MarkPublished],
     ) -> PostOut:
-        """Settle an ``unconfirmed`` platform: ``published`` (it did go out; give its
-        ``platform_post_id``) or ``retry`` (it did not; publish it again)."""
+        """Settle an ``unconfirmed`` platform: it did go out, as ``platform_post_id``."""
         who = _who(request)
-        if data.outcome == "published" and not data.platform_post_id:
-            raise Invalid(
-                "a published outcome needs the platform's post id",
-                errors=[{"field": "platform_post_id", "message": "required with published"}],
-            )
         await commands.resolve_platform(
             state.pool,
             brand_id=who.brand_id,
             post_id=post_id,
             platform=platform,
             actor=who.sub,
-            outcome=data.outcome,
+            outcome="published",
             platform_post_id=data.platform_post_id,
             url=data.url,
+            now=state.clock(),
+        )
+        return await read_post(state.pool, who.brand_id, post_id)
+
+    @post("/{post_id:uuid}/platforms/{platform:str}/retry", status_code=200, guards=MANAGER)
+    async def retry_platform(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        post_id: FromPath[uuid.UUID],
+        platform: Annotated[str, Parameter(max_length=40, pattern=PLATFORM_PATTERN)],
+    ) -> PostOut:
+        """Settle an ``unconfirmed`` platform: it did not go out; publish it again."""
+        who = _who(request)
+        await commands.resolve_platform(
+            state.pool,
+            brand_id=who.brand_id,
+            post_id=post_id,
+            platform=platform,
+            actor=who.sub,
+            outcome="retry",
+            platform_post_id=None,
+            url=None,
             now=state.clock(),
         )
         return await read_post(state.pool, who.brand_id, post_id)
@@ -459,17 +497,8 @@ class CalendarController(Controller):
         first: Annotated[date, QueryParameter(name="from", description="first local day")],
         last: Annotated[date, QueryParameter(name="to", description="last local day (included)")],
     ) -> Calendar:
-        """Posts by day in the brand's timezone (the local date of each post's time)."""
-        if last < first:
-            raise Invalid(
-                "the range ends before it starts",
-                errors=[{"field": "to", "message": "on or after from"}],
-            )
-        if (last - first).days >= calendar.MAX_DAYS:
-            raise Invalid(
-                f"at most {calendar.MAX_DAYS} days at a time",
-                errors=[{"field": "to", "message": f"within {calendar.MAX_DAYS} days of from"}],
-            )
+        """Posts by day in the brand's timezone (the local date of each post's time); a
+        range that ends before it starts has no days."""
         who = _who(request)
         async with tenant_transaction(state.pool, who.brand_id) as conn:
             zone_name = await conn.fetchval("SELECT timezone FROM publishing_brands")

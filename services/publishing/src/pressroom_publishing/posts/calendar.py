@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-MAX_DAYS = 366
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 def brand_zone(name: str | None) -> ZoneInfo:
@@ -24,9 +24,15 @@ def brand_zone(name: str | None) -> ZoneInfo:
 
 def local_range(first: date, last: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """``[first 00:00, the day after last 00:00)`` local, as UTC instants."""
-    start = datetime.combine(first, time(0), tzinfo=zone).astimezone(UTC)
-    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
-    return start, end
+    return _midnight(first, zone), _midnight(last, zone, days=1)
+
+
+def _midnight(day: date, zone: ZoneInfo, *, days: int = 0) -> datetime:
+    """Local midnight ``days`` after ``day`` in UTC; the ends of the calendar clamp."""
+    try:
+        return datetime.combine(day + timedelta(days=days), time(0), tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if days or day.year > 1 else EARLIEST
 
 
 def by_day(
