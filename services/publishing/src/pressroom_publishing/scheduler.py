@@ -436,13 +436,7 @@ class Scheduler:
         return attempt, await retry_on_conflict(command)
 
     def backoff_s(self, retry: int, retry_after_s: float | None) -> float:
-        """Exponential (``retry_base_s`` * 2^(retry-1), at most ``retry_max_s``), the last
-        ``retry_jitter`` share of it random, never sooner than the platform's Retry-After."""
-        cap = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** (retry - 1))
-        delay = cap * (1 - self.settings.retry_jitter * self.random_fraction())
-        if retry_after_s is not None:
-            delay = max(delay, retry_after_s)
-        return float(delay)
+        return backoff_s(self.settings, retry, retry_after_s, self.random_fraction())
 
     async def _record(
         self, lease: Lease, target: asyncpg.Record, attempt: int, log_id: int, outcome: Outcome
@@ -615,6 +609,19 @@ class Scheduler:
 
         await retry_on_conflict(command)
         metrics.ATTEMPTS.labels(platform, outcome.kind).inc()
+
+
+def backoff_s(
+    settings: PublishingSettings, retry: int, retry_after_s: float | None, fraction: float
+) -> float:
+    """The wait before retry number ``retry``: exponential (``retry_base_s`` * 2^(retry-1), at
+    most ``retry_max_s``), the last ``retry_jitter`` share of it random (``fraction`` in
+    [0, 1); 1.0 is full jitter), never sooner than the platform's Retry-After."""
+    cap = min(settings.retry_max_s, settings.retry_base_s * 2 ** (retry - 1))
+    delay = cap * (1 - settings.retry_jitter * fraction)
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return float(delay)
 
 
 async def _first(*events: asyncio.Event) -> None:
