@@ -446,11 +446,13 @@ async def publishing_service(
     run_scheduler: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[Service]:
+    """The service on a real port. Tests step the scheduler on a fake clock, unless
+    ``run_scheduler`` runs it for real (on the real clock)."""
     clock = clock or FakeClock()
     credentials = TableCredentials()
     app = create_app(
         publishing_settings(db, kafka, **overrides),
-        clock=clock,
+        clock=(lambda: datetime.now(UTC)) if run_scheduler else clock,
         run_scheduler=run_scheduler,
         credentials=credentials,
         platform_factory=fake_factory(platform.url, ids),
