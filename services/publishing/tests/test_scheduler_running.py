@@ -61,14 +61,18 @@ async def test_the_running_scheduler_publishes_with_fresh_media_urls_on_notify(
 ):
     brand = uuid.uuid4()
     known: dict[uuid.UUID, uuid.UUID] = {}
-    async with media_service(known) as media, fake_platform() as platform, publishing_service(
-        fresh_db,
-        kafka_bootstrap,
-        platform,
-        run_scheduler=True,
-        poll_interval_s=30.0,  # only a NOTIFY can make it quick
-        media_url=media["url"],
-    ) as service:
+    async with (
+        media_service(known) as media,
+        fake_platform() as platform,
+        publishing_service(
+            fresh_db,
+            kafka_bootstrap,
+            platform,
+            run_scheduler=True,
+            poll_interval_s=30.0,  # only a NOTIFY can make it quick
+            media_url=media["url"],
+        ) as service,
+    ):
         await connect_platform(fresh_db, brand, "sandbox")
         image = await add_media(fresh_db, brand)
         known[image] = brand
@@ -92,10 +96,7 @@ async def test_the_running_scheduler_publishes_with_fresh_media_urls_on_notify(
         assert "scheduler" in str(ready), ready
         async with service.http.get(f"{service.base}/metrics") as answer:
             text = await answer.text()
-        assert (
-            'pressroom_publishing_attempts_total{outcome="published",platform="sandbox"}'
-            in text
-        )
+        assert 'pressroom_publishing_attempts_total{outcome="published",platform="sandbox"}' in text
         assert "pressroom_publishing_delay_seconds_bucket" in text
         assert "pressroom_publishing_due_backlog" in text
 

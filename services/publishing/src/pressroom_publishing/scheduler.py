@@ -150,10 +150,11 @@ class Scheduler:
                     next_gauge = loop.time() + 5.0
                     await self._update_backlog()
                 if not claimed or room <= len(claimed):
+                    # Full: wait for a publication to finish. Otherwise until the next target
+                    # comes due, a NOTIFY, or the poll interval.
+                    idle = self.settings.poll_interval_s if room <= 0 else await self._idle_s()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            _first(stop, wake, self._done), timeout=self.settings.poll_interval_s
-                        )
+                        await asyncio.wait_for(_first(stop, wake, self._done), timeout=idle)
                     self._done.clear()
         finally:
             with contextlib.suppress(Exception):
@@ -177,6 +178,19 @@ class Scheduler:
         return await self.leases.claim(
             self.pool, "SELECT * FROM publishing_claim_due($1, $2, $3)", limit
         )
+
+    async def _idle_s(self) -> float:
+        """How long to wait for work: until the next target comes due, at most the poll
+        interval (which also catches what this replica was not woken for)."""
+        poll = float(self.settings.poll_interval_s)
+        try:
+            next_due: datetime | None = await self.pool.fetchval("SELECT publishing_next_due()")
+        except (asyncpg.PostgresError, OSError):
+            return poll
+        if next_due is None:
+            return poll
+        # Due already but not claimable (another replica's claim holds it): look again soon.
+        return min(poll, max(0.005, (next_due - self.clock()).total_seconds()))
 
     async def _update_backlog(self) -> None:
         with contextlib.suppress(asyncpg.PostgresError, OSError):

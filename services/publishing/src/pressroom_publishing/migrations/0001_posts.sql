@@ -125,6 +125,13 @@ LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
     RETURNING t.id, t.post_id, t.platform, t.brand_id, t.lease_token, t.lease_until
 $$;
 
+-- When the next pending target comes due, across brands: the scheduler sleeps until then
+-- (or a NOTIFY, or its poll interval) instead of finding it a poll late.
+CREATE FUNCTION publishing_next_due() RETURNS timestamptz
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    SELECT min(due_at) FROM publishing_targets WHERE status = 'pending'
+$$;
+
 -- The due backlog across brands, for the scheduler's gauge.
 CREATE FUNCTION publishing_due_backlog(at timestamptz) RETURNS bigint
 LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
