@@ -3,12 +3,15 @@ token), out of the OpenAPI document, post URLs under the mount, control switchab
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 
 import aiohttp
 import pytest
 from litestar import get
 from pressroom_kit.auth import JWTSettings, JWTVerifier
+from pressroom_kit.embedded import free_port
 from pressroom_kit.http import create_service_app
 from pressroom_kit.testing.servers import serve_asgi
 from pressroom_publishing.platforms.base import PostContent, PublishRequest
@@ -96,3 +99,34 @@ async def test_a_configured_public_url_is_the_base_of_post_urls():
         assert published.url == (
             f"https://pressroom.example.com/sandbox-platform/@pub/{published.platform_post_id}"
         )
+
+
+async def test_it_runs_on_its_own_as_a_process():
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pressroom_publishing.sandbox",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}/sandbox-platform"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        async with session.get(f"{base}/_control/calls") as answer:
+                            assert answer.status == 200
+                            break
+                    except aiohttp.ClientConnectionError:
+                        assert process.returncode is None, await process.stderr.read()  # type: ignore[union-attr]
+                        await asyncio.sleep(0.05)
+            platform = sandbox_platform(base, session)
+            credentials = await connect(platform, SandboxClient(base, session), username="solo")
+            assert (await platform.verify(credentials)).extra == {"username": "solo"}
+    finally:
+        process.terminate()
+        await process.wait()
