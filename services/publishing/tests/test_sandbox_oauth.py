@@ -3,6 +3,7 @@ codes, refresh with and without rotation, expiry by the clock, revocation."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import uuid
@@ -94,6 +95,39 @@ async def test_a_wrong_verifier_or_a_reused_code_is_refused(env: SandboxEnv):
     with pytest.raises(RejectedError) as reused:
         await platform.exchange_code(authorized.code, ctx)
     assert reused.value.code == "invalid_grant"
+
+
+async def test_replaying_a_used_code_also_ends_the_grant_it_gave(env: SandboxEnv):
+    """RFC 6749 4.1.2: a code used twice may have been stolen; the platform revokes the
+    tokens it issued for it. (A callback must exchange its code once.)"""
+    platform = env.platform()
+    ctx = context()
+    authorized = await env.client.authorize(await platform.authorization_url(ctx))
+    grant = await platform.exchange_code(authorized.code, ctx)
+    credentials = await env.connect()
+    await platform.verify(credentials)
+    with pytest.raises(RejectedError):
+        await platform.exchange_code(authorized.code, ctx)
+    stolen = replace(
+        credentials, access_token=grant.access_token, refresh_token=grant.refresh_token
+    )
+    with pytest.raises(RevokedError):
+        await platform.verify(stolen)
+    await platform.verify(credentials)  # other grants are untouched
+
+
+async def test_two_replicas_refreshing_one_rotating_token_at_once_one_wins(env: SandboxEnv):
+    """What the connections' one-refresh-across-replicas rule is for: the loser of the race
+    holds a dead refresh token and must pick up the winner's tokens instead."""
+    platform = env.platform()
+    credentials = await env.connect()
+    results = await asyncio.gather(
+        platform.refresh(credentials), platform.refresh(credentials), return_exceptions=True
+    )
+    wins = [r for r in results if not isinstance(r, BaseException)]
+    losses = [r for r in results if isinstance(r, BaseException)]
+    assert len(wins) == 1
+    assert len(losses) == 1 and isinstance(losses[0], AuthExpiredError)
 
 
 async def test_a_code_is_short_lived(env: SandboxEnv):

@@ -226,6 +226,10 @@ async def test_bad_post_bodies_are_4xx_never_500(env: SandboxEnv):
         {"text": "x", "media": [{"url": "ftp://x", "kind": "image", "content_type": "image/png"}]},
         {"text": "x", "media": [{"url": "https://x", "kind": "gif", "content_type": "image/gif"}]},
         {"text": "x", "link": "javascript:1"},
+        {
+            "text": "x",
+            "media": [{"url": "https://x", "kind": "image", "content_type": "video/mp4"}],
+        },
     ]
     for body in bodies:
         async with env.session.post(

@@ -517,6 +517,12 @@ def _post_fields(
             raise SandboxError(400, "invalid_request", f"media[{index}].kind: image or video")
         if not isinstance(content_type, str) or "/" not in content_type:
             raise SandboxError(400, "invalid_request", f"media[{index}].content_type: a type")
+        if content_type.split("/", 1)[0] != kind:
+            raise SandboxError(
+                422,
+                "unsupported_media_type",
+                f"media[{index}]: {content_type} does not fit kind {kind}",
+            )
         media.append({"url": url, "kind": kind, "content_type": content_type})
     images = sum(1 for m in media if m["kind"] == "image")
     videos = len(media) - images

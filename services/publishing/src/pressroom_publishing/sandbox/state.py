@@ -356,10 +356,9 @@ class SandboxState:
         with self._lock:
             entry = self.codes.get(code)
             if entry is None or entry.used:
-                if entry is not None:  # a replayed code: the grant it gave dies too (RFC 6749)
-                    for grant in self.grants.values():
-                        if grant.id == entry.code:
-                            grant.revoked = True
+                # A replayed code: the grant it gave dies too (RFC 6749 4.1.2).
+                if entry is not None and (given := self.grants.get(entry.code)) is not None:
+                    given.revoked = True
                 raise oauth_error(400, "invalid_grant", "unknown or used code")
             if entry.expires_at <= now:
                 raise oauth_error(400, "invalid_grant", "the code expired")
