@@ -107,10 +107,7 @@ def _sandbox_error(_: Request[Any, Any, Any], exc: SandboxError) -> Response[Any
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
     code = codes.get(exc.status_code, "invalid_request")
-    return Response(
-        {"error": {"code": code, "message": exc.detail}},
-        status_code=exc.status_code if exc.status_code < 500 else 400,
-    )
+    return Response({"error": {"code": code, "message": exc.detail}}, status_code=exc.status_code)
 
 
 def _bearer(request: Request[Any, Any, Any]) -> str | None:
