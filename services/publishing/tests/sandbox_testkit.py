@@ -246,6 +246,8 @@ class SandboxEnv:
     client: SandboxClient
 
     def platform(self, *, timeout_s: float = 10.0, **extra: Any) -> SandboxPlatform:
+        """The adapter, on the sandbox's clock."""
+        extra.setdefault("clock", self.clock)
         return sandbox_platform(self.base_url, self.session, timeout_s=timeout_s, **extra)
 
     async def connect(self, username: str = "sandbox-user") -> Credentials:

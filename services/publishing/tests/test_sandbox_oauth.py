@@ -9,7 +9,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -66,7 +66,13 @@ async def test_the_code_flow_with_pkce_gives_tokens_for_the_consenting_account(e
     assert grant.refresh_token and grant.refresh_token.startswith("sbx_rt_")
     assert grant.scopes == ("read", "write")
     assert grant.expires_at is not None
-    remaining = (grant.expires_at - datetime.now(UTC)).total_seconds()
+    assert grant.expires_at == env.clock() + timedelta(seconds=3600)
+    wall = env.platform(clock=None)  # without a clock: the wall clock
+    wall_grant = await wall.exchange_code(
+        (await env.client.authorize(await wall.authorization_url(ctx))).code, ctx
+    )
+    assert wall_grant.expires_at is not None
+    remaining = (wall_grant.expires_at - datetime.now(UTC)).total_seconds()
     assert 3500 < remaining <= 3600
 
     credentials = await env.connect("acme-news")
@@ -267,6 +273,7 @@ async def test_tokens_expire_by_the_clock_and_refresh_brings_them_back(env: Sand
     await env.client.settings(token_lifetime_s=600)
     platform = env.platform()
     credentials = await env.connect()
+    assert credentials.expires_at == env.clock() + timedelta(seconds=600)  # one clock
     env.clock.advance(599)
     await platform.verify(credentials)
     env.clock.advance(1)

@@ -2,15 +2,17 @@
 
 Config: ``api_url`` (server-to-server base, e.g. ``http://127.0.0.1:8102/sandbox-platform``),
 ``auth_url`` (the browser-facing base of the consent page; default ``api_url``),
-``client_id`` and ``client_secret`` (default: the sandbox's built-in client). Every call goes
-through ``PlatformHTTP``; this module only reads the sandbox's error bodies.
+``client_id`` and ``client_secret`` (default: the sandbox's built-in client), and optionally
+``clock`` (a callable giving an aware ``datetime``; tests share one with the sandbox so that
+``expires_at`` agrees with the platform's). Every call goes through ``PlatformHTTP``; this
+module only reads the sandbox's error bodies.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -77,6 +79,8 @@ class SandboxPlatform(Platform):
         self.auth_url = str(config.get("auth_url") or self.api_url).rstrip("/")
         self.client_id = str(config.get("client_id") or DEFAULT_CLIENT_ID)
         self.client_secret = str(config.get("client_secret") or DEFAULT_CLIENT_SECRET)
+        clock = config.get("clock")
+        self.clock: Callable[[], datetime] = clock if callable(clock) else _utcnow
 
     # --- connecting ------------------------------------------------------------------------
 
@@ -131,7 +135,7 @@ class SandboxPlatform(Platform):
             raise RejectedError(self.id, "the token answer has no access_token")
         expires_in = body.get("expires_in")
         expires_at = (
-            datetime.now(UTC) + timedelta(seconds=float(expires_in))
+            self.clock() + timedelta(seconds=float(expires_in))
             if isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
             else None
         )
@@ -313,6 +317,10 @@ class SandboxPlatform(Platform):
             # A garbled success: retrying is safe (publishing is idempotent by reference).
             raise TransientError(self.id, "the platform answered something that is not an object")
         return body
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
