@@ -63,6 +63,10 @@ async def test_a_post_goes_out_with_its_url_and_its_page(env: SandboxEnv):
     async with env.session.get(published.url) as page:
         assert page.status == 200
         assert "Hello from Pressroom" in await page.text()
+    async with env.session.get(
+        f"{env.base_url}/@someone-else/{published.platform_post_id}"
+    ) as page:
+        assert page.status == 404
     [stored] = await env.client.posts()
     assert stored["media"] == [
         {"url": "https://cdn.example.com/a.jpg", "kind": "image", "content_type": "image/jpeg"}
@@ -107,6 +111,8 @@ async def test_find_published_tells_whether_an_attempt_went_out(env: SandboxEnv)
     await platform.delete(credentials, published.platform_post_id)
     await platform.delete(credentials, published.platform_post_id)  # already gone: fine
     assert await platform.find_published(credentials, attempt) is None
+    async with env.session.get(published.url or "") as page:
+        assert page.status == 404
     async with env.session.get(
         f"{env.base_url}/v1/posts/{published.platform_post_id}",
         headers={"Authorization": f"Bearer {credentials.access_token}"},

@@ -403,10 +403,8 @@ class _Sandbox:
         """The public page of a post (the URL the API answers with)."""
         handle = str(request.path_params["handle"])
         post_id = str(request.path_params["post_id"])
-        found = self.state.posts.get(post_id)
-        if not handle.startswith("@") or found is None or found.deleted_at is not None:
-            return _page("Not found", "<p>This post does not exist.</p>", 404)
-        if found.username != handle[1:]:
+        found = self.state.visible_post(post_id)
+        if found is None or handle != f"@{found.username}":
             return _page("Not found", "<p>This post does not exist.</p>", 404)
         body = f"<p><b>@{html.escape(found.username)}</b></p><p>{html.escape(found.text)}</p>"
         return _page("Post", body, 200)

@@ -489,6 +489,12 @@ class SandboxState:
             raise SandboxError(404, "not_found", f"no post {post_id}")
         return post
 
+    def visible_post(self, post_id: str) -> SandboxPost | None:
+        """A post for its public page: anyone may see it until it is deleted."""
+        with self._lock:
+            post = self.posts.get(post_id)
+        return post if post is not None and post.deleted_at is None else None
+
     def delete_post(self, account: SandboxAccount, post_id: str) -> None:
         post = self.get_post(account, post_id)
         with self._lock:
