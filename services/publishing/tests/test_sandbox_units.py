@@ -212,3 +212,15 @@ def test_insights_decay_after_a_posts_day_and_are_stable():
     assert insights.account_day(account.id, [post], day) == insights.account_day(
         account.id, [post], day
     )
+
+
+def test_garbled_answers_are_transient_not_crashes():
+    from pressroom_publishing.platforms.sandbox import _daily
+
+    platform = adapter()
+    for row in ({"day": "not a day"}, {"reach": 1}, {"day": "2026-01-01", "reach": None}):
+        with pytest.raises(TransientError, match="unreadable"):
+            platform._parsed(_daily, row)
+    with pytest.raises(TransientError):
+        platform._object(Response(200, {}, b"[1, 2]"))
+    assert platform._parsed(_daily, {"day": "2026-01-01", "reach": 3}).reach == 3

@@ -14,7 +14,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from pressroom_publishing.platforms.base import (
@@ -45,6 +45,7 @@ from pressroom_publishing.sandbox.state import (
 )
 
 MAX_IDS_PER_CALL = 100
+_T = TypeVar("_T")
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -254,16 +255,7 @@ class SandboxPlatform(Platform):
             params=window,
             ok=(200,),
         )
-        account = [
-            DailyMetrics(
-                day=date.fromisoformat(row["day"]),
-                reach=int(row.get("reach", 0)),
-                impressions=int(row.get("impressions", 0)),
-                engagement=int(row.get("engagement", 0)),
-                followers=int(row.get("followers", 0)),
-            )
-            for row in _rows(self._object(answer))
-        ]
+        account = [self._parsed(_daily, row) for row in _rows(self._object(answer))]
         posts: list[PostMetrics] = []
         ids = list(dict.fromkeys(platform_post_ids))
         for start in range(0, len(ids), MAX_IDS_PER_CALL):
@@ -276,19 +268,7 @@ class SandboxPlatform(Platform):
                 params={**window, "ids": ",".join(chunk)},
                 ok=(200,),
             )
-            posts.extend(
-                PostMetrics(
-                    platform_post_id=str(row["post_id"]),
-                    day=date.fromisoformat(row["day"]),
-                    reach=int(row.get("reach", 0)),
-                    impressions=int(row.get("impressions", 0)),
-                    engagement=int(row.get("engagement", 0)),
-                    likes=int(row.get("likes", 0)),
-                    comments=int(row.get("comments", 0)),
-                    shares=int(row.get("shares", 0)),
-                )
-                for row in _rows(self._object(answer))
-            )
+            posts.extend(self._parsed(_post_metrics, row) for row in _rows(self._object(answer)))
         return MetricsReport(account=account, posts=posts)
 
     # --- errors ----------------------------------------------------------------------------
@@ -308,6 +288,12 @@ class SandboxPlatform(Platform):
             return RejectedError(self.id, message, code=code, status=status, details=details)
         return super().classify(response)
 
+    def _parsed(self, parse: Callable[[dict[str, Any]], _T], row: dict[str, Any]) -> _T:
+        try:
+            return parse(row)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TransientError(self.id, f"an unreadable insights row: {exc!r}") from exc
+
     def _object(self, response: Response) -> dict[str, Any]:
         try:
             body = response.json()
@@ -317,6 +303,29 @@ class SandboxPlatform(Platform):
             # A garbled success: retrying is safe (publishing is idempotent by reference).
             raise TransientError(self.id, "the platform answered something that is not an object")
         return body
+
+
+def _daily(row: dict[str, Any]) -> DailyMetrics:
+    return DailyMetrics(
+        day=date.fromisoformat(row["day"]),
+        reach=int(row.get("reach", 0)),
+        impressions=int(row.get("impressions", 0)),
+        engagement=int(row.get("engagement", 0)),
+        followers=int(row.get("followers", 0)),
+    )
+
+
+def _post_metrics(row: dict[str, Any]) -> PostMetrics:
+    return PostMetrics(
+        platform_post_id=str(row["post_id"]),
+        day=date.fromisoformat(row["day"]),
+        reach=int(row.get("reach", 0)),
+        impressions=int(row.get("impressions", 0)),
+        engagement=int(row.get("engagement", 0)),
+        likes=int(row.get("likes", 0)),
+        comments=int(row.get("comments", 0)),
+        shares=int(row.get("shares", 0)),
+    )
 
 
 def _utcnow() -> datetime:
