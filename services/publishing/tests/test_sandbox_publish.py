@@ -180,7 +180,20 @@ async def test_a_platform_that_does_not_answer_is_a_quick_transient_error(env: S
         await platform.publish(credentials, request())
     assert time.monotonic() - started < 2
     assert "timed out" in slow.value.message
-    env.state.release_held()
+    # The platform notices the hang-up and lets go of the request (no 20 s leftover).
+    async with asyncio.timeout(5):
+        while env.state.held():
+            await asyncio.sleep(0.01)
+    assert env.state.posts == {}
+
+
+async def test_a_held_request_answers_504_when_its_delay_is_shorter(env: SandboxEnv):
+    platform = env.platform(timeout_s=5)
+    credentials = await env.connect()
+    await env.client.fail("me", "timeout", delay_s=0.05)
+    with pytest.raises(TransientError) as slow:
+        await platform.verify(credentials)
+    assert slow.value.status == 504
 
 
 async def test_count_and_any_and_clearing(env: SandboxEnv):

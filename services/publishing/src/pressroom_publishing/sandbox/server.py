@@ -137,6 +137,12 @@ def _absolute_http(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+async def _disconnected(request: Request[Any, Any, Any]) -> None:
+    """Returns once the client has hung up (the rest of the body is read and dropped)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
     try:
         body = await request.json()
@@ -154,7 +160,14 @@ class _Sandbox:
     def base_url(self, request: Request[Any, Any, Any]) -> str:
         return self.state.public_url or str(request.base_url).rstrip("/")
 
-    async def guarded(self, operation: str, work: Work, *, oauth: bool = False) -> Response[Any]:
+    async def guarded(
+        self,
+        operation: str,
+        request: Request[Any, Any, Any],
+        work: Work,
+        *,
+        oauth: bool = False,
+    ) -> Response[Any]:
         """Count the call; run it, unless a failure was asked for (then, with ``effect``,
         run it and still fail the answer)."""
         failure = self.state.take_failure(operation)
@@ -162,13 +175,15 @@ class _Sandbox:
             return await work()
         if failure.effect:
             await work()
-        return await self.fail(failure, oauth=oauth)
+        return await self.fail(failure, request, oauth=oauth)
 
-    async def fail(self, failure: Failure, *, oauth: bool) -> Response[Any]:
+    async def fail(
+        self, failure: Failure, request: Request[Any, Any, Any], *, oauth: bool
+    ) -> Response[Any]:
         kind: Any = "oauth" if oauth else "api"
         mode = failure.mode
         if mode == "timeout":
-            await self.state.hold(failure.delay_s)
+            await self.state.hold(failure.delay_s, gone=lambda: _disconnected(request))
             raise SandboxError(504, "timeout", "the platform did not answer in time", kind=kind)
         if mode == "rate_limited":
             headers = {}
@@ -198,7 +213,7 @@ class _Sandbox:
                 return _page("Invalid authorization request", f"<p>{html.escape(problem)}</p>", 400)
             return _page("Authorize application", _consent_form(params), 200)
 
-        return await self.guarded("authorize", work)
+        return await self.guarded("authorize", request, work)
 
     async def authorize_decision(self, request: Request[Any, Any, Any]) -> Response[Any]:
         form = dict(await request.form())
@@ -228,7 +243,7 @@ class _Sandbox:
                 raise oauth_error(400, "invalid_request", "decision must be allow or deny")
             return Response(b"", status_code=303, headers={"Location": target})
 
-        return await self.guarded("authorize", work, oauth=True)
+        return await self.guarded("authorize", request, work, oauth=True)
 
     def authorization_problem(self, params: dict[str, str]) -> str | None:
         client_id = params.get("client_id")
@@ -277,7 +292,7 @@ class _Sandbox:
                 raise oauth_error(400, "unsupported_grant_type", f"grant_type {grant_type!r}")
             return Response(answer, headers={"Cache-Control": "no-store"})
 
-        return await self.guarded("token", work, oauth=True)
+        return await self.guarded("token", request, work, oauth=True)
 
     async def revoke(self, request: Request[Any, Any, Any]) -> Response[Any]:
         form = {k: v for k, v in dict(await request.form()).items() if isinstance(v, str)}
@@ -290,7 +305,7 @@ class _Sandbox:
             self.state.revoke(form["token"], client_id)
             return Response(b"", status_code=200)
 
-        return await self.guarded("revoke", work, oauth=True)
+        return await self.guarded("revoke", request, work, oauth=True)
 
     # --- API ------------------------------------------------------------------------------
 
@@ -305,7 +320,7 @@ class _Sandbox:
                 }
             )
 
-        return await self.guarded("me", work)
+        return await self.guarded("me", request, work)
 
     async def create_post(self, request: Request[Any, Any, Any]) -> Response[Any]:
         async def work() -> Response[Any]:
@@ -326,7 +341,7 @@ class _Sandbox:
             answer = created.public(self.base_url(request))
             return Response(answer, status_code=201 if new else 200, headers=headers)
 
-        return await self.guarded("publish", work)
+        return await self.guarded("publish", request, work)
 
     async def lookup_posts(self, request: Request[Any, Any, Any]) -> Response[Any]:
         async def work() -> Response[Any]:
@@ -338,7 +353,7 @@ class _Sandbox:
             data = [] if found is None else [found.public(self.base_url(request))]
             return Response({"data": data})
 
-        return await self.guarded("lookup", work)
+        return await self.guarded("lookup", request, work)
 
     async def get_post(self, request: Request[Any, Any, Any]) -> Response[Any]:
         post_id = str(request.path_params["post_id"])
@@ -348,7 +363,7 @@ class _Sandbox:
             found = self.state.get_post(account, post_id)
             return Response(found.public(self.base_url(request)))
 
-        return await self.guarded("lookup", work)
+        return await self.guarded("lookup", request, work)
 
     async def delete_post(self, request: Request[Any, Any, Any]) -> Response[Any]:
         post_id = str(request.path_params["post_id"])
@@ -358,7 +373,7 @@ class _Sandbox:
             self.state.delete_post(account, post_id)
             return Response(b"", status_code=204)
 
-        return await self.guarded("delete", work)
+        return await self.guarded("delete", request, work)
 
     async def account_insights(self, request: Request[Any, Any, Any]) -> Response[Any]:
         async def work() -> Response[Any]:
@@ -368,7 +383,7 @@ class _Sandbox:
             data = [insights.account_day(account.id, posts, day) for day in wanted]
             return Response({"account_id": account.id, "data": data})
 
-        return await self.guarded("insights", work)
+        return await self.guarded("insights", request, work)
 
     async def post_insights(self, request: Request[Any, Any, Any]) -> Response[Any]:
         async def work() -> Response[Any]:
@@ -389,7 +404,7 @@ class _Sandbox:
                         data.append(numbers)
             return Response({"data": data})
 
-        return await self.guarded("insights", work)
+        return await self.guarded("insights", request, work)
 
     def days(self, request: Request[Any, Any, Any]) -> list[date]:
         since, until = _date_param(request, "since"), _date_param(request, "until")

@@ -15,7 +15,7 @@ import hashlib
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -253,21 +253,36 @@ class SandboxState:
                     return failure
         return None
 
-    async def hold(self, seconds: float) -> None:
+    async def hold(
+        self, seconds: float, *, gone: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         """Keep a request waiting (a platform that does not answer), at most
-        ``MAX_HOLD_S``; ``release_held`` ends every wait at once (reset, shutdown)."""
+        ``MAX_HOLD_S``. It ends early when ``gone`` returns (the client hung up) or at
+        ``release_held`` (reset, shutdown), so held requests never outlive their callers."""
         event = asyncio.Event()
         entry = (asyncio.get_running_loop(), event)
         with self._lock:
             self._held.append(entry)
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(event.wait())]
+        if gone is not None:
+            waits.append(asyncio.ensure_future(gone()))
         try:
-            await asyncio.wait_for(event.wait(), timeout=min(max(seconds, 0.0), MAX_HOLD_S))
-        except TimeoutError:
-            pass
+            await asyncio.wait(
+                waits,
+                timeout=min(max(seconds, 0.0), MAX_HOLD_S),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
+            for wait in waits:
+                wait.cancel()
             with self._lock:
                 if entry in self._held:
                     self._held.remove(entry)
+
+    def held(self) -> int:
+        """How many requests are being held now."""
+        with self._lock:
+            return len(self._held)
 
     def release_held(self) -> None:
         with self._lock:
