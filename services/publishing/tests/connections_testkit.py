@@ -17,7 +17,7 @@ import json
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -105,13 +105,14 @@ class OAuthProvider:
     hold_refresh: asyncio.Event | None = None
     account_id: str = "acct-1"
     account_name: str = "Test Account"
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # the tests' clock
 
     def _issue(self, account_id: str, *, with_refresh: bool) -> dict[str, Any]:
         grant = Grant(
             access_token=f"at-{secrets.token_urlsafe(24)}",
             refresh_token=f"rt-{secrets.token_urlsafe(24)}" if with_refresh else None,
             account_id=account_id,
-            expires_at=datetime.now(UTC) + timedelta(seconds=self.lifetime_s),
+            expires_at=self.clock() + timedelta(seconds=self.lifetime_s),
         )
         self.grants[grant.access_token] = grant
         body: dict[str, Any] = {
@@ -197,7 +198,7 @@ class OAuthProvider:
     async def me(self, request: web.Request) -> web.Response:
         self.calls["me"] += 1
         grant = self._bearer(request)
-        if grant is None or grant.expires_at <= datetime.now(UTC):
+        if grant is None or grant.expires_at <= self.clock():
             return web.json_response({"error": "invalid_token"}, status=401)
         if grant.revoked:
             return web.json_response(
@@ -275,7 +276,7 @@ class ProviderPlatform(Platform):
             expires_at=(
                 None
                 if expires_in is None
-                else datetime.now(UTC) + timedelta(seconds=int(expires_in))
+                else self.config["clock"]() + timedelta(seconds=int(expires_in))
             ),
             scopes=tuple(str(body.get("scope", "")).split()),
         )
@@ -482,9 +483,10 @@ class Service:
 async def connections_service(db: TestDatabase, **overrides: Any) -> AsyncIterator[Service]:
     clock = FakeClock()
     async with oauth_provider() as provider, aiohttp.ClientSession() as http:
+        provider.clock = clock  # the platform lives on the tests' clock too
         platform_http = PlatformHTTP(http, timeout_s=5.0)
         platforms: dict[str, Platform] = {
-            "sandbox": ProviderPlatform(platform_http, {"url": provider.url})
+            "sandbox": ProviderPlatform(platform_http, {"url": provider.url, "clock": clock})
         }
         # The service is its own public URL here (no gateway in front): redirect URIs
         # point straight back at it.

@@ -135,7 +135,7 @@ class VaultCredentials:
 
         def due(row: TokenRow) -> bool:
             nonlocal refreshed
-            refreshed = row.expires_at is not None and row.expires_at <= horizon
+            refreshed = row.refreshable and row.expires_at is not None and row.expires_at <= horizon
             return refreshed
 
         try:
