@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 from connections_testkit import connections_service
-from pressroom_kit.db import create_pool
+from pressroom_kit import projections
+from pressroom_kit.db import connect, create_pool
+from pressroom_publishing.connections.projections import CONNECTIONS
 from pressroom_publishing.platforms.base import (
     ConnectionUnusable,
     RevokedError,
@@ -249,3 +251,43 @@ async def test_a_rejected_access_token_without_refresh_token_expires(fresh_db):
             await source.refresh_after_rejection(stale)
         assert dead.value.status == "expired"
         assert service.provider.calls["refresh"] == 0
+
+
+async def test_the_projection_rebuilds_to_the_same_rows_and_leaves_the_tokens(fresh_db):
+    async with connections_service(fresh_db) as service:
+        live, dead, gone = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        for brand in (live, dead, gone):
+            await service.connect(brand)
+        source = service.source()
+        stale = await source.credentials(live, "sandbox")
+        await source.refresh_after_rejection(stale)
+        connection = await service.connection(live)
+        await service.call("POST", f"/v1/connections/{connection['id']}/verify", live)
+        credentials = await source.credentials(dead, "sandbox")
+        await source.mark_revoked(credentials, RevokedError("sandbox", "removed", status=401))
+        connection = await service.connection(gone)
+        await service.call("DELETE", f"/v1/connections/{connection['id']}", gone)
+        tokens_before = await service.owner("SELECT * FROM platform_connection_tokens")
+
+        conn = await connect(fresh_db.owner_dsn)
+        try:
+            await projections.rebuild(conn, CONNECTIONS)
+            diffs = await projections.verify(conn, CONNECTIONS)
+            assert all(d.equal for d in diffs), diffs
+            await projections.swap(conn, CONNECTIONS)
+        finally:
+            await conn.close()
+        assert await service.owner("SELECT * FROM platform_connection_tokens") == tokens_before
+        assert (await service.source().credentials(live, "sandbox")).access_token
+
+
+async def test_the_routes_are_in_the_openapi_document(fresh_db):
+    async with connections_service(fresh_db) as service:
+        async with service.http.get(f"{service.base}/schema/openapi.json") as response:
+            assert response.status == 200
+            document = await response.json()
+        paths = document["paths"]
+        assert "/v1/connections/{platform}/callback" in paths
+        assert paths["/v1/connections/{platform}/callback"]["get"]["security"] == [{}]
+        assert "502" in paths["/v1/connections/{platform}/authorize"]["post"]["responses"]
+        assert "/v1/connections/{connection_id}/verify" in paths

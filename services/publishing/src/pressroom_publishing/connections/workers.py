@@ -42,6 +42,11 @@ TARGETS_SQL = (
 )
 
 
+# Connections tended at once by one replica: each may hold a pooled connection across one
+# platform call (see ``credentials``), so this stays well under the pool's size.
+CONCURRENCY = 8
+
+
 class ConnectionWorker:
     beat_name = "connections"
 
@@ -58,6 +63,7 @@ class ConnectionWorker:
             duration=timedelta(seconds=max(60.0, self.settings.platform_timeout_s * 4)),
             clock=lambda: self.source.clock(),
         )
+        self._gate = asyncio.Semaphore(CONCURRENCY)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -88,7 +94,8 @@ class ConnectionWorker:
     async def _tend_guarded(self, lease: Lease, row: asyncpg.Record) -> None:
         brand_id: UUID = row["brand_id"]
         try:
-            await self.tend(brand_id, row["connection_id"])
+            async with self._gate:
+                await self.tend(brand_id, row["connection_id"])
         except Exception:
             # The lease runs out and a later pass tries again; nothing is lost.
             log.exception("tending a connection failed", connection_id=str(row["connection_id"]))
