@@ -348,6 +348,14 @@ class ProviderPlatform(Platform):
         raise NotSupportedError(self.id, "this test platform only connects")
 
 
+class AppPasswordPlatform(ProviderPlatform):
+    """A platform that connects without OAuth (as Bluesky does), for refusals."""
+
+    capabilities = Capabilities(
+        platform="bluesky", display_name="Bluesky", text_limit=300, connect="app_password"
+    )
+
+
 # --- the service ------------------------------------------------------------------------
 
 
@@ -486,7 +494,8 @@ async def connections_service(db: TestDatabase, **overrides: Any) -> AsyncIterat
         provider.clock = clock  # the platform lives on the tests' clock too
         platform_http = PlatformHTTP(http, timeout_s=5.0)
         platforms: dict[str, Platform] = {
-            "sandbox": ProviderPlatform(platform_http, {"url": provider.url, "clock": clock})
+            "sandbox": ProviderPlatform(platform_http, {"url": provider.url, "clock": clock}),
+            "bluesky": AppPasswordPlatform(platform_http, {"url": provider.url, "clock": clock}),
         }
         # The service is its own public URL here (no gateway in front): redirect URIs
         # point straight back at it.

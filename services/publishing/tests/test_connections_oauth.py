@@ -178,6 +178,8 @@ async def test_denied_consent_unknown_platforms_and_platform_errors(fresh_db):
         assert status == 404 and body["type"].endswith("/unknown_platform")
         status, body = await service.call("POST", "/v1/connections/mastodon/authorize", brand)
         assert status == 422 and "not available" in body["detail"]
+        status, body = await service.call("POST", "/v1/connections/bluesky/authorize", brand)
+        assert status == 422 and "app password" in body["detail"]
         status, body = await service.call(
             "POST", "/v1/connections/sandbox/authorize", brand, role="manager"
         )

@@ -288,6 +288,8 @@ async def test_the_routes_are_in_the_openapi_document(fresh_db):
             document = await response.json()
         paths = document["paths"]
         assert "/v1/connections/{platform}/callback" in paths
-        assert paths["/v1/connections/{platform}/callback"]["get"]["security"] == [{}]
+        callback = paths["/v1/connections/{platform}/callback"]["get"]
+        assert callback["security"] == [{}]
+        assert {"200", "303", "400", "409", "502"} <= set(callback["responses"])
         assert "502" in paths["/v1/connections/{platform}/authorize"]["post"]["responses"]
         assert "/v1/connections/{connection_id}/verify" in paths

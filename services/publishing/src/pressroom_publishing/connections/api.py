@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
 from litestar.params import Body, FromPath, Parameter, QueryParameter
 from litestar.response import Redirect
 from pressroom_kit.auth import Principal
@@ -162,6 +163,12 @@ class ConnectionController(Controller):
         """Start connecting: the platform's consent URL and the signed, single-use state."""
         who = _principal(request)
         adapter = _platform(state, platform)
+        if adapter.capabilities.connect != "oauth2":
+            raise Invalid(
+                f"{adapter.capabilities.display_name} connects with an app password, not OAuth",
+                code="not_oauth",
+                errors=[{"field": "platform", "message": "connects with an app password"}],
+            )
         extra: dict[str, Any] = {}
         if data is not None and data.instance_url is not None:
             extra["instance_url"] = data.instance_url.rstrip("/")
@@ -182,6 +189,13 @@ class ConnectionController(Controller):
         opt={**PUBLIC, **problems(409, 502)},
         status_code=200,
         media_type=MediaType.HTML,
+        responses={
+            303: ResponseSpec(
+                None,
+                description="Connected: on to PRESSROOM_PUBLISHING_CONNECT_RETURN_URL "
+                "(with ?platform=…&status=connected) when it is set",
+            )
+        },
     )
     async def callback(
         self,

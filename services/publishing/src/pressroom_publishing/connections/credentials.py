@@ -192,6 +192,11 @@ class VaultCredentials:
         if platform is not None and row.status == "connected":
             try:
                 await platform.revoke(self.vault.credentials(row))
+            except ValueError:
+                log.warning(
+                    "the tokens do not open (unknown key); disconnecting without revoking",
+                    connection_id=str(connection_id),
+                )
             except PlatformError as exc:
                 log.warning(
                     "revoking on the platform failed; disconnecting anyway",

@@ -159,11 +159,17 @@ async def complete(
     now: datetime,
 ) -> Completed:
     row = await consume_state(pool, claims, now=now)
-    verifier = (
-        None
-        if row["code_verifier_enc"] is None
-        else vault.open_verifier(claims.state_id, row["code_verifier_enc"])
-    )
+    try:
+        verifier = (
+            None
+            if row["code_verifier_enc"] is None
+            else vault.open_verifier(claims.state_id, row["code_verifier_enc"])
+        )
+    except ValueError as exc:  # sealed under a key this installation no longer has
+        raise BadState(
+            "this authorization can no longer be finished; start the connection again",
+            code="state_unreadable",
+        ) from exc
     context = OAuthContext(
         state=state,
         redirect_uri=row["redirect_uri"],
