@@ -487,20 +487,35 @@ class Service:
         return [r["t"] for r in rows]
 
 
+PlatformsFactory = Callable[[PlatformHTTP, OAuthProvider, FakeClock], dict[str, Platform]]
+
+
+def provider_platforms(
+    http: PlatformHTTP, provider: OAuthProvider, clock: FakeClock
+) -> dict[str, Platform]:
+    config = {"url": provider.url, "clock": clock}
+    return {"sandbox": ProviderPlatform(http, config), "bluesky": AppPasswordPlatform(http, config)}
+
+
 @asynccontextmanager
-async def connections_service(db: TestDatabase, **overrides: Any) -> AsyncIterator[Service]:
-    clock = FakeClock()
+async def connections_service(
+    db: TestDatabase,
+    *,
+    platforms: PlatformsFactory = provider_platforms,
+    clock: FakeClock | None = None,
+    **overrides: Any,
+) -> AsyncIterator[Service]:
+    """The service with the local OAuth provider's adapter as ``sandbox`` (or the adapters
+    ``platforms`` builds)."""
+    clock = clock or FakeClock()
     async with oauth_provider() as provider, aiohttp.ClientSession() as http:
         provider.clock = clock  # the platform lives on the tests' clock too
         platform_http = PlatformHTTP(http, timeout_s=5.0)
-        platforms: dict[str, Platform] = {
-            "sandbox": ProviderPlatform(platform_http, {"url": provider.url, "clock": clock}),
-            "bluesky": AppPasswordPlatform(platform_http, {"url": provider.url, "clock": clock}),
-        }
+        adapters = platforms(platform_http, provider, clock)
         # The service is its own public URL here (no gateway in front): redirect URIs
         # point straight back at it.
         port = free_port()
         settings = publishing_settings(db, public_url=f"http://127.0.0.1:{port}", **overrides)
-        app = connections_app(settings, platforms, clock)
+        app = connections_app(settings, adapters, clock)
         async with serve_asgi(app, port=port) as base:
             yield Service(base, app, clock, http, provider, db)
