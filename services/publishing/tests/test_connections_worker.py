@@ -11,6 +11,7 @@ import pytest
 from connections_testkit import Service, connections_service
 from pressroom_kit.db import connect, create_pool, tenant_transaction
 from pressroom_kit.health import Heartbeats
+from pressroom_publishing.platforms.base import ConnectionUnusable
 
 pytestmark = pytest.mark.integration
 
@@ -184,4 +185,62 @@ async def test_expiring_is_announced_once_when_scheduled_posts_would_fail(fresh_
         service.clock.now = usable_until + timedelta(seconds=1)
         assert await worker.step() == 1
         assert (await service.connection(brand))["status"] == "expired"
+        assert (await service.outbox_types())[-1] == "publishing.connection.expired.v1"
+
+
+async def test_a_replica_that_died_holding_the_lease_is_taken_over_when_it_ends(fresh_db):
+    async with connections_service(fresh_db) as service:
+        brand = uuid.uuid4()
+        await service.connect(brand)
+        service.clock.now = await expiry(service) - timedelta(minutes=30)
+        dead, alive = service.worker(), service.worker()
+        # The dead replica claimed (the lease is committed) and never tended or released.
+        now = service.clock()
+        claimed = await dead.leases.claim(
+            service.pool,
+            "SELECT * FROM publishing_connections_claim($1, $2, $3, $4, $5, $6)",
+            10,
+            now + timedelta(hours=1),
+            now - timedelta(hours=6),
+            now,
+        )
+        assert len(claimed) == 1
+        assert await alive.step() == 0  # leased
+        service.clock.advance(dead.leases.duration.total_seconds() + 1)
+        assert await alive.step() == 1
+        assert service.provider.calls["refresh"] == 1
+        assert (await service.connection(brand))["status"] == "connected"
+
+
+async def test_a_replica_dying_mid_refresh_releases_its_lock(fresh_db):
+    async with connections_service(fresh_db) as service:
+        brand = uuid.uuid4()
+        await service.connect(brand)
+        source = service.source()
+        stale = await source.credentials(brand, "sandbox")
+        service.provider.hold_refresh = asyncio.Event()
+        dying = asyncio.create_task(source.refresh_after_rejection(stale))
+        async with asyncio.timeout(5):
+            while service.provider.calls["refresh"] < 1:
+                await asyncio.sleep(0.01)
+        dying.cancel()  # the process dies while the platform works on the refresh
+        with pytest.raises(asyncio.CancelledError):
+            await dying
+        # The platform finishes it anyway: it rotated the tokens nobody stored.
+        service.provider.hold_refresh.set()
+        async with asyncio.timeout(5):
+            while stale.refresh_token in service.provider.refresh_tokens:
+                await asyncio.sleep(0.01)
+        service.provider.hold_refresh = None
+        # Another replica is not blocked by the dead one's lock; the stored refresh token is
+        # dead now, so the connection is expired (documented), never used with a stale token.
+        other_pool = await create_pool(fresh_db.app_dsn, min_size=1, max_size=2)
+        try:
+            other = service.source(other_pool)
+            async with asyncio.timeout(5):
+                with pytest.raises(ConnectionUnusable) as dead:
+                    await other.refresh_after_rejection(stale)
+        finally:
+            await other_pool.close()
+        assert dead.value.status == "expired"
         assert (await service.outbox_types())[-1] == "publishing.connection.expired.v1"
