@@ -515,7 +515,8 @@ async def connections_service(
         # The service is its own public URL here (no gateway in front): redirect URIs
         # point straight back at it.
         port = free_port()
-        settings = publishing_settings(db, public_url=f"http://127.0.0.1:{port}", **overrides)
+        overrides.setdefault("public_url", f"http://127.0.0.1:{port}")
+        settings = publishing_settings(db, **overrides)
         app = connections_app(settings, adapters, clock)
         async with serve_asgi(app, port=port) as base:
             yield Service(base, app, clock, http, provider, db)
