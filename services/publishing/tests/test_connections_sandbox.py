@@ -51,6 +51,9 @@ async def test_sandbox_consent_connects_and_the_token_works(fresh_db):
         assert connection["account_id"]
         assert connection["extra"]["username"] == f"u{brand.hex[:6]}"
         credentials = await service.source().credentials(brand, "sandbox")
+        _, listed = await service.call("GET", "/v1/connections", brand, role="viewer")
+        assert credentials.access_token not in str(listed)
+        assert str(credentials.refresh_token) not in str(listed)
         account = await service.app.state.platforms["sandbox"].verify(credentials)
         assert account.account_id == connection["account_id"]
         raw = str(
