@@ -18,11 +18,11 @@ from pressroom_kit.http import ReadinessCheck, broker_check, create_service_app,
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import Relay
 from pressroom_kit.runtime import BackgroundWorkers
+from pressroom_kit.secrets import SecretBox
 
 from pressroom_webhook import handlers
 from pressroom_webhook.api import DeliveryController, EndpointController
 from pressroom_webhook.delivery import Clock, DeliveryWorker, utcnow
-from pressroom_webhook.secrets import SecretBox
 from pressroom_webhook.settings import DEV_KEY_ID, WebhookSettings
 from pressroom_webhook.ssrf import GuardedResolver
 
