@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 from media_samples import jpeg_bytes, png_bytes
-from media_testkit import media_service, outbox_types, publish
+from media_testkit import media_service, outbox_types, post_event, publish
 from PIL import Image
-from pressroom_contracts import CloudEvent
 from pressroom_kit.db import connect
 from pressroom_kit.projections import rebuild, verify
 from pressroom_media.projections import MEDIA
@@ -106,39 +105,6 @@ async def test_a_crashed_upload_gives_its_reservation_back(
         await asyncio.sleep(1.1)
         status, _ = await media.upload(brand, files[0], "a.png", content_type="image/png")
         assert status == 201
-
-
-def post_event(
-    kind: str, brand: uuid.UUID, post: uuid.UUID, media_ids: list[str], **extra
-) -> CloudEvent:
-    now = datetime.now(UTC)
-    if kind == "published":
-        data = {
-            "post_id": str(post),
-            "brand_id": str(brand),
-            "platform": extra.get("platform", "instagram"),
-            "platform_post_id": "ig_123",
-            "url": "https://instagram.example/p/123",
-            "media_ids": media_ids,
-            "published_at": now.isoformat(),
-            "published_by": "user-editor",
-        }
-    else:
-        data = {
-            "post_id": str(post),
-            "brand_id": str(brand),
-            "scheduled_at": now.isoformat(),
-            "platforms": ["instagram"],
-            "media_ids": media_ids,
-            "scheduled_by": "user-editor",
-        }
-    return CloudEvent(
-        source="/pressroom/publishing",
-        type=f"publishing.post.{kind}.v1",
-        subject=str(post),
-        brandid=brand,
-        data=data,
-    )
 
 
 async def test_usage_from_publishing_events_counts_once(

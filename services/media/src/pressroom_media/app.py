@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from litestar import Litestar
-from pressroom_contracts.events.publishing import PostPublished, PostScheduled
+from pressroom_contracts.events.publishing import PostCancelled, PostPublished, PostScheduled
 from pressroom_contracts.topics import Topic
 from pressroom_kit.auth import JWTVerifier
 from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
@@ -108,6 +108,7 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
                 handlers={
                     PostPublished.event_type: handlers.record_usage,
                     PostScheduled.event_type: handlers.record_usage,
+                    PostCancelled.event_type: handlers.record_usage,
                 },
                 heartbeats=heartbeats,
                 settings=ConsumerSettings.with_session_timeout(
