@@ -183,3 +183,19 @@ async def outbox_types(owner_dsn: str) -> list[str]:
     finally:
         await conn.close()
     return [r["type"] for r in rows]
+
+
+async def assert_rebuild_equals_live(owner_dsn: str) -> None:
+    """The projections rebuilt from the event store equal the live tables."""
+    from pressroom_kit.db import connect
+    from pressroom_kit.projections import rebuild, verify
+    from pressroom_media.projections import MEDIA
+
+    conn = await connect(owner_dsn)
+    try:
+        await rebuild(conn, MEDIA)
+        diffs = await verify(conn, MEDIA)
+        assert [d.table for d in diffs] == list(MEDIA.tables)
+        assert all(d.equal for d in diffs), diffs
+    finally:
+        await conn.close()

@@ -7,10 +7,14 @@ import uuid
 
 import pytest
 from media_samples import jpeg_bytes
-from media_testkit import Service, media_service, outbox_types, post_event, publish
-from pressroom_kit.db import connect
-from pressroom_kit.projections import rebuild, verify
-from pressroom_media.projections import MEDIA
+from media_testkit import (
+    Service,
+    assert_rebuild_equals_live,
+    media_service,
+    outbox_types,
+    post_event,
+    publish,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,14 +102,7 @@ async def test_a_cancelled_post_releases_its_scheduled_usage_once(
         assert (await outbox_types(fresh_db.owner_dsn)).count("media.asset.used.v1") == 8
 
         # The rebuilt projections agree with the live ones.
-        conn = await connect(fresh_db.owner_dsn)
-        try:
-            await rebuild(conn, MEDIA)
-            diffs = await verify(conn, MEDIA)
-            assert [d.table for d in diffs] == list(MEDIA.tables)
-            assert all(d.equal for d in diffs), diffs
-        finally:
-            await conn.close()
+        await assert_rebuild_equals_live(fresh_db.owner_dsn)
 
         # Delete: in use by the partly published post (409), free once only cancelled.
         status, problem = await media.call("DELETE", f"/v1/media/{partly_published}", brand)

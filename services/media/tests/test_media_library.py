@@ -9,11 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 from media_samples import jpeg_bytes, png_bytes
-from media_testkit import media_service, outbox_types, post_event, publish
+from media_testkit import (
+    assert_rebuild_equals_live,
+    media_service,
+    outbox_types,
+    post_event,
+    publish,
+)
 from PIL import Image
-from pressroom_kit.db import connect
-from pressroom_kit.projections import rebuild, verify
-from pressroom_media.projections import MEDIA
 
 pytestmark = pytest.mark.integration
 
@@ -211,14 +214,7 @@ async def test_list_filters_pages_and_patch(fresh_db, kafka_bootstrap, topics, t
         assert (await media.call("PATCH", f"/v1/media/{uuid.uuid4()}", brand, json={}))[0] == 404
 
         # The projections rebuilt from the events equal the live tables.
-        conn = await connect(fresh_db.owner_dsn)
-        try:
-            await rebuild(conn, MEDIA)
-            diffs = await verify(conn, MEDIA)
-            assert [d.table for d in diffs] == list(MEDIA.tables)
-            assert all(d.equal for d in diffs), diffs
-        finally:
-            await conn.close()
+        await assert_rebuild_equals_live(fresh_db.owner_dsn)
 
 
 async def test_a_body_that_cannot_fit_is_refused_before_it_is_read_unless_a_twin(
