@@ -430,6 +430,7 @@ def publishing_settings(db: TestDatabase, kafka: str, **overrides: Any) -> Publi
         "consumer_session_timeout_ms": 2000,
         "platform_timeout_s": 2.0,
         "media_url": "http://127.0.0.1:9",
+        "sandbox_enabled": False,
         **overrides,
     }
     return PublishingSettings.model_validate(values)
@@ -454,6 +455,7 @@ async def publishing_service(
         publishing_settings(db, kafka, **overrides),
         clock=(lambda: datetime.now(UTC)) if run_scheduler else clock,
         run_scheduler=run_scheduler,
+        run_connections=False,
         credentials=credentials,
         platform_factory=fake_factory(platform.url, ids),
     )
@@ -482,8 +484,8 @@ async def connect_platform(
         db,
         "WITH c AS (INSERT INTO platform_connections (id, brand_id, platform, status, account_id, "
         "created_at, updated_at) VALUES ($1, $2, $3, $4, 'acct-1', now(), now()) RETURNING id) "
-        "INSERT INTO platform_connection_tokens (connection_id, brand_id, access_token_enc, "
-        "updated_at) SELECT id, $2, 'sealed', now() FROM c",
+        "INSERT INTO platform_connection_tokens (connection_id, brand_id, platform, "
+        "access_token_enc, updated_at) SELECT id, $2, $3, 'sealed', now() FROM c",
         connection_id,
         brand,
         platform,

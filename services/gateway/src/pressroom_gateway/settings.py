@@ -18,6 +18,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/posts": "http://127.0.0.1:8102",
     "/v1/connections": "http://127.0.0.1:8102",
     "/v1/calendar": "http://127.0.0.1:8102",
+    "/sandbox-platform": "http://127.0.0.1:8102",
     "/v1/analytics": "http://127.0.0.1:8103",
     "/v1/approvals": "http://127.0.0.1:8104",
     "/v1/escalation-rules": "http://127.0.0.1:8104",
@@ -33,6 +34,10 @@ DEFAULT_PUBLIC = [
     r"^/media-files/",
     r"^/v1/unsubscribe/",
     r"^/v1/connections/[^/]+/callback$",
+    # The sandbox platform: its consent page is opened by a browser without our token;
+    # its API checks its own tokens (publishing mounts it only while the sandbox is on). Its
+    # control API (make the next calls fail, expire tokens) stays behind a Pressroom token.
+    r"^/sandbox-platform/(?!_control(/|$))",
 ]
 
 

@@ -14,6 +14,8 @@ import asyncpg
 from pressroom_kit.eventstore import RecordedEvent
 from pressroom_kit.projections import Projection
 
+from pressroom_publishing.connections.projections import CONNECTIONS
+
 
 async def _created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     d = event.data
@@ -186,7 +188,4 @@ POSTS = Projection(
     },
 )
 
-PROJECTIONS: tuple[Projection, ...] = (
-    POSTS,
-    # lead: add the connections projection here (pressroom_publishing.connections CONNECTIONS)
-)
+PROJECTIONS: tuple[Projection, ...] = (POSTS, CONNECTIONS)
