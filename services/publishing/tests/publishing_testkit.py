@@ -590,3 +590,26 @@ async def another_replica(service: Service, **overrides: Any) -> AsyncIterator[A
             yield scheduler
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def sandbox_service(db: TestDatabase, kafka: str, **overrides: Any) -> AsyncIterator[Service]:
+    """The service as deployed locally: the sandbox mounted in it, its adapter, the token
+    vault (``VaultCredentials``) and the scheduler stepped on a fake clock."""
+    from pressroom_kit.embedded import free_port
+
+    port = free_port()
+    clock = FakeClock()
+    settings = publishing_settings(
+        db,
+        kafka,
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        sandbox_enabled=True,
+        **overrides,
+    )
+    app = create_app(settings, clock=clock, run_scheduler=False, run_connections=False)
+    async with serve_asgi(app, port=port) as base, aiohttp.ClientSession() as http:
+        service = Service(base, app, clock, http, db, TableCredentials())
+        service.scheduler.random_fraction = lambda: 0.0
+        yield service
