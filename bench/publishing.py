@@ -1,18 +1,20 @@
 """Scheduled posts published per second, and the delay from ``scheduled_at`` to the platform
 call, with two scheduler replicas; duplicates counted by the platform.
 
-    platform process:  an aiohttp server speaking a social platform's shape
-                       (``POST /<platform>/v1/posts`` with a client reference); it counts
-                       the posts it creates per reference, so a duplicate cannot hide
+    platform process:  the built-in sandbox platform (``python -m pressroom_publishing.sandbox``,
+                       ``--platform sandbox``, the default: one platform per post, OAuth tokens
+                       from its consent flow), or a bare aiohttp server of a platform's shape
+                       (``--platform fake``: two platforms per post, ``POST /<platform>/v1/posts``
+                       with a client reference); each counts what it creates per reference
     replica processes: two ``pressroom_publishing.scheduler.Scheduler`` on their own pools,
                        as the service runs them (claims, leases, fenced records, NOTIFY)
     this process:      creates the posts through the post commands (validated, submitted),
                        spreads their ``scheduled_at`` over the run at ``--rate`` posts per
                        second, waits, then reads the attempt log from PostgreSQL
 
-    .venv/bin/python -m bench.publishing [--rate 100] [--seconds 60]
+    .venv/bin/python -m bench.publishing [--platform sandbox|fake] [--rate 100] [--seconds 60]
 
-Each post goes to two platforms. Results go to bench/results/publishing.json.
+Results go to bench/results/publishing-<platform>.json.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ from pressroom_publishing.platforms.base import (
     TokenGrant,
 )
 
-RESULTS = Path(__file__).parent / "results" / "publishing.json"
-PLATFORMS = ("sandbox", "x")
+RESULTS = Path(__file__).parent / "results"
+FAKE_PLATFORMS = ("sandbox", "x")
 BRANDS = 10
+REDIRECT_URI = "http://127.0.0.1/callback"
 
 
 def bench_settings(dsn: str) -> Any:
@@ -134,23 +137,36 @@ class BenchX(BenchPlatform):
     )
 
 
-def adapters(http: PlatformHTTP, api_url: str) -> dict[str, Platform]:
+def adapters(http: PlatformHTTP, mode: str, api_url: str) -> dict[str, Platform]:
+    if mode == "sandbox":
+        from pressroom_publishing.platforms.sandbox import SandboxPlatform
+
+        return {"sandbox": SandboxPlatform(http, {"api_url": api_url})}
     return {
         "sandbox": BenchPlatform(http, {"api_url": api_url}),
         "x": BenchX(http, {"api_url": api_url}),
     }
 
 
+def platform_ids(mode: str) -> tuple[str, ...]:
+    return ("sandbox",) if mode == "sandbox" else FAKE_PLATFORMS
+
+
 class StaticCredentials:
-    """Every connection has one token that never expires (tokens are not what is measured)."""
+    """Each brand's token, got once before the run (tokens are not what is measured; the
+    sandbox's last an hour)."""
+
+    def __init__(self, tokens: dict[str, tuple[str, str]]) -> None:
+        self.tokens = tokens  # brand id -> (access token, account id)
 
     async def credentials(self, brand_id: uuid.UUID, platform: str) -> Credentials:
+        token, account = self.tokens.get(str(brand_id), ("bench-token", "bench"))
         return Credentials(
             connection_id=uuid.UUID(int=0),
             brand_id=brand_id,
             platform=platform,
-            access_token="bench-token",
-            account_id="bench",
+            access_token=token,
+            account_id=account,
         )
 
     async def refresh_after_rejection(self, stale: Credentials) -> Credentials:
@@ -194,8 +210,10 @@ def run_platform(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def run_replica(dsn: str, api_url: str) -> None:
+def run_replica(dsn: str, mode: str, api_url: str, tokens_file: str) -> None:
     from pressroom_publishing.scheduler import Scheduler
+
+    tokens = json.loads(Path(tokens_file).read_text())
 
     async def main() -> None:
         settings = bench_settings(dsn)
@@ -206,15 +224,53 @@ def run_replica(dsn: str, api_url: str) -> None:
             connector=aiohttp.TCPConnector(limit=256, limit_per_host=128)
         ) as session:
             http = PlatformHTTP(session, timeout_s=settings.platform_timeout_s)
-            scheduler = Scheduler(pool, settings, adapters(http, api_url), StaticCredentials())
+            scheduler = Scheduler(
+                pool, settings, adapters(http, mode, api_url), StaticCredentials(tokens)
+            )
             await scheduler.run(stop)
         await pool.close()
 
     asyncio.run(main())
 
 
+async def sandbox_tokens(api_url: str, brands: list[uuid.UUID]) -> dict[str, tuple[str, str]]:
+    """Each brand connects an account of the sandbox through its consent flow (PKCE)."""
+    import secrets
+    from urllib.parse import parse_qs, urlsplit
+
+    from pressroom_publishing.platforms.base import OAuthContext
+
+    tokens: dict[str, tuple[str, str]] = {}
+    async with aiohttp.ClientSession() as session:
+        platform = adapters(PlatformHTTP(session), "sandbox", api_url)["sandbox"]
+        for brand in brands:
+            context = OAuthContext(
+                state=secrets.token_urlsafe(16),
+                redirect_uri=REDIRECT_URI,
+                code_verifier=secrets.token_urlsafe(48),
+            )
+            url = await platform.authorization_url(context)
+            form = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+            form.update(decision="allow", username=f"bench-{brand.hex[:8]}")
+            async with session.post(
+                url.split("?", 1)[0], data=form, allow_redirects=False
+            ) as answer:
+                location = answer.headers["Location"]
+            code = parse_qs(urlsplit(location).query)["code"][0]
+            grant = await platform.exchange_code(code, context)
+            probe = Credentials(uuid.UUID(int=0), brand, "sandbox", grant.access_token, "")
+            account = await platform.verify(probe)
+            tokens[str(brand)] = (grant.access_token, account.account_id)
+    return tokens
+
+
 async def create_posts(
-    pool: asyncpg.Pool, owner: str, brands: list[uuid.UUID], count: int, api_url: str
+    pool: asyncpg.Pool,
+    owner: str,
+    brands: list[uuid.UUID],
+    count: int,
+    mode: str,
+    api_url: str,
 ) -> list[uuid.UUID]:
     """``count`` scheduled posts, far in the future for now (their times are set later)."""
     from pressroom_publishing.posts import commands
@@ -223,7 +279,7 @@ async def create_posts(
     conn = await asyncpg.connect(owner)
     try:
         for brand in brands:
-            for platform in PLATFORMS:
+            for platform in platform_ids(mode):
                 await conn.execute(
                     "INSERT INTO platform_connections (id, brand_id, platform, status, "
                     "account_id, created_at, updated_at) "
@@ -235,7 +291,7 @@ async def create_posts(
     finally:
         await conn.close()
     async with aiohttp.ClientSession() as session:
-        available = adapters(PlatformHTTP(session), api_url)
+        available = adapters(PlatformHTTP(session), mode, api_url)
         far = datetime.now(UTC) + timedelta(days=30)
         queue = list(range(count))
         ids: list[uuid.UUID] = []
@@ -250,7 +306,7 @@ async def create_posts(
                     brand_id=brand,
                     actor="bench",
                     content=Content(text=f"bench post {n}"),
-                    platforms=list(PLATFORMS),
+                    platforms=list(platform_ids(mode)),
                     overrides={},
                     scheduled_at=far,
                     requires_approval=False,
@@ -341,6 +397,27 @@ async def wait_published(owner: str, expected: int, timeout: float) -> None:
         await conn.close()
 
 
+async def platform_counts(mode: str, api_url: str) -> dict[str, Any]:
+    """What the platform saw: posts created, distinct references, duplicates."""
+    async with aiohttp.ClientSession() as session:
+        if mode != "sandbox":
+            async with session.get(f"{api_url}/stats") as answer:
+                return dict(await answer.json())
+        async with session.get(f"{api_url}/_control/posts") as answer:
+            posts = (await answer.json())["data"]
+        async with session.get(f"{api_url}/_control/calls") as answer:
+            calls = (await answer.json())["calls"]
+    keys = Counter(p["idempotency_key"] for p in posts)
+    return {
+        "created": len(posts),
+        "references": len(keys),
+        "duplicates": sum(n - 1 for n in keys.values() if n > 1),
+        # The sandbox answers a repeated key with the first post, so duplicates would only
+        # show as publish calls beyond one per reference.
+        "publish_calls": calls.get("publish", 0),
+    }
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from pressroom_publishing.app import MIGRATIONS
 
@@ -359,39 +436,62 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
         port = free_port()
-        api_url = f"http://127.0.0.1:{port}"
+        mode = args.platform
+        if mode == "sandbox":
+            api_url = f"http://127.0.0.1:{port}/sandbox-platform"
+            command = ["-m", "pressroom_publishing.sandbox", "--port", str(port)]
+        else:
+            api_url = f"http://127.0.0.1:{port}"
+            command = ["-m", "bench.publishing", "platform", str(port)]
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "bench.publishing", "platform", str(port)], env=env
+                [sys.executable, *command],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         )
         wait_for_port("127.0.0.1", port, 30)
         count = int(args.rate * args.seconds)
         pool = await create_pool(dsn, min_size=4, max_size=20)
         brands = [uuid.uuid4() for _ in range(BRANDS)]
+        tokens = await sandbox_tokens(api_url, brands) if mode == "sandbox" else {}
+        tokens_file = folder / "tokens.json"
+        tokens_file.write_text(json.dumps(tokens))
         started = time.monotonic()
-        ids = await create_posts(pool, owner, brands, count, api_url)
+        ids = await create_posts(pool, owner, brands, count, mode, api_url)
         print(f"created {count} posts in {time.monotonic() - started:.1f} s", flush=True)
         await pool.close()
         for _ in range(args.replicas):
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "bench.publishing", "replica", dsn, api_url], env=env
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.publishing",
+                        "replica",
+                        dsn,
+                        mode,
+                        api_url,
+                        str(tokens_file),
+                    ],
+                    env=env,
                 )
             )
         await asyncio.sleep(3)  # replicas up and listening
         # The first post falls due once the spreading update has surely committed.
         await spread(owner, ids, datetime.now(UTC) + timedelta(seconds=5), args.rate)
-        await wait_published(owner, count * len(PLATFORMS), timeout=args.seconds + 120)
+        publications = count * len(platform_ids(mode))
+        await wait_published(owner, publications, timeout=args.seconds + 120)
         results: dict[str, Any] = {
+            "platform": mode,
             "rate": args.rate,
             "seconds": args.seconds,
             "replicas": args.replicas,
-            "platforms_per_post": len(PLATFORMS),
+            "platforms_per_post": len(platform_ids(mode)),
             **await measure(owner),
         }
-        async with aiohttp.ClientSession() as session, session.get(f"{api_url}/stats") as answer:
-            results["platform"] = await answer.json()
+        results["platform_counts"] = await platform_counts(mode, api_url)
         return results
     finally:
         for process in processes:
@@ -407,18 +507,22 @@ def main() -> None:
     platform.add_argument("port", type=int)
     replica = sub.add_parser("replica")
     replica.add_argument("dsn")
+    replica.add_argument("mode")
     replica.add_argument("api_url")
+    replica.add_argument("tokens_file")
     parser.add_argument("--rate", type=float, default=100, help="posts due per second")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--platform", choices=["sandbox", "fake"], default="sandbox")
     args = parser.parse_args()
     if args.role == "platform":
         run_platform(args.port)
     elif args.role == "replica":
-        run_replica(args.dsn, args.api_url)
+        run_replica(args.dsn, args.mode, args.api_url, args.tokens_file)
     else:
         results = asyncio.run(bench(args))
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        target = RESULTS / f"publishing-{args.platform}.json"
+        target.write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results, indent=2))
 
 
