@@ -53,6 +53,7 @@ from pressroom_publishing.platforms.base import (
     ConnectionUnusable,
     Credentials,
     CredentialSource,
+    MediaItem,
     NotSupportedError,
     Platform,
     PlatformError,
@@ -90,6 +91,14 @@ class Outcome:
     retry_after_s: float | None = None
     reopen: bool = False  # the outcome is unknown: reconcile before attempting again
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Opened:
+    target: asyncpg.Record
+    post: Post
+    items: dict[uuid.UUID, MediaItem]
+    begun: tuple[int, int] | None  # (attempt, log id) when the attempt was recorded
 
 
 class _Abandon(Exception):
@@ -214,22 +223,11 @@ class Scheduler:
     # --- one target --------------------------------------------------------------------------
 
     async def publish_target(self, lease: Lease, brand_id: uuid.UUID) -> None:
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            target = await conn.fetchrow(
-                "SELECT * FROM publishing_targets WHERE id = $1", lease.row_id
-            )
-            post = await commands.REPOSITORY.load(conn, str(target["post_id"])) if target else None
-            items = (
-                await media_items(conn, post.media_ids_for(target["platform"]))
-                if post is not None and target is not None
-                else {}
-            )
-        if target is None or target["lease_token"] != lease.token:
-            return  # taken over, cancelled or rescheduled since the claim
+        opened = await self._open(lease, brand_id)
+        if opened is None:
+            return  # taken over, cancelled or unscheduled since the claim
+        target, post = opened.target, opened.post
         platform = target["platform"]
-        if post is None or post.status not in ACTIVE or platform not in post.platforms:
-            await self._drop(lease, brand_id)
-            return
         adapter = self.platforms.get(platform)
         content = post.content_for(platform)
         request = PublishRequest(
@@ -237,14 +235,14 @@ class Scheduler:
             reference=target["client_reference"],
             content=PostContent(
                 text=content.text,
-                media=[items[m] for m in content.media_ids if m in items],
+                media=[opened.items[m] for m in content.media_ids if m in opened.items],
                 link=content.link,
             ),
         )
         keeper = self.leases.keep(lease, lambda: tenant_transaction(self.pool, brand_id))
         async with keeper:
             if adapter is None:
-                attempt, log_id = await self._begin(lease, target)
+                attempt, log_id = opened.begun or await self._begin(lease, target)
                 outcome = Outcome(
                     "failed",
                     code="platform_unavailable",
@@ -252,7 +250,7 @@ class Scheduler:
                 )
                 await self._record(lease, target, attempt, log_id, outcome)
                 return
-            if target["attempt_open"]:
+            if opened.begun is None:  # the last attempt is still open: ask the platform
                 verdict = await self._reconcile(target, adapter, request)
                 if verdict is not None:
                     await self._settle_open(lease, target, verdict)
@@ -270,9 +268,41 @@ class Scheduler:
                     )
                     return
                 await self._close_open(lease, target)
-            attempt, log_id = await self._begin(lease, target)
+                attempt, log_id = await self._begin(lease, target)
+            else:
+                attempt, log_id = opened.begun
             outcome = await self._attempt(target, adapter, request, first=target["attempts"] == 0)
         await self._record(lease, target, attempt, log_id, outcome)
+
+    async def _open(self, lease: Lease, brand_id: uuid.UUID) -> _Opened | None:
+        """Read the claimed target and its post (the post's row locked) and, unless an
+        attempt is still open, record the new attempt: one transaction."""
+
+        async def command() -> _Opened | None:
+            async with tenant_transaction(self.pool, brand_id) as conn:
+                target = await conn.fetchrow(
+                    "SELECT * FROM publishing_targets WHERE id = $1", lease.row_id
+                )
+                if target is None or target["lease_token"] != lease.token:
+                    return None
+                post = await self._locked(conn, target)
+                platform = target["platform"]
+                if post.status not in ACTIVE or platform not in post.platforms:
+                    await self.leases.execute(
+                        conn,
+                        lease,
+                        "UPDATE publishing_targets SET status = 'cancelled', lease_token = NULL, "
+                        "lease_until = NULL, updated_at = $3 WHERE id = $1 AND lease_token = $2",
+                        self.clock(),
+                    )
+                    return None
+                items = await media_items(conn, post.media_ids_for(platform))
+                begun = None
+                if not target["attempt_open"]:
+                    begun = await self._record_attempt(conn, lease, target, post)
+                return _Opened(target, post, items, begun)
+
+        return await retry_on_conflict(command)
 
     async def _attempt(
         self, target: asyncpg.Record, adapter: Platform, request: PublishRequest, *, first: bool
@@ -397,16 +427,6 @@ class Scheduler:
 
     # --- the fenced writes ---------------------------------------------------------------
 
-    async def _drop(self, lease: Lease, brand_id: uuid.UUID) -> None:
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            await self.leases.execute(
-                conn,
-                lease,
-                "UPDATE publishing_targets SET status = 'cancelled', lease_token = NULL, "
-                "lease_until = NULL, updated_at = $3 WHERE id = $1 AND lease_token = $2",
-                self.clock(),
-            )
-
     async def _locked(self, conn: asyncpg.Connection, target: asyncpg.Record) -> Post:
         try:
             post = await commands.locked_post(conn, target["post_id"])
@@ -415,39 +435,46 @@ class Scheduler:
         return post
 
     async def _begin(self, lease: Lease, target: asyncpg.Record) -> tuple[int, int]:
-        """Record the attempt before the call: fenced, with the post's row locked first."""
-        attempt = target["attempts"] + 1
-        now = self.clock()
+        """Record an attempt before the call, in a transaction of its own."""
 
-        async def command() -> int:
+        async def command() -> tuple[int, int]:
             async with tenant_transaction(self.pool, target["brand_id"]) as conn:
                 post = await self._locked(conn, target)
                 if post.status not in ACTIVE:
                     raise _Abandon()
-                await self.leases.execute(
-                    conn,
-                    lease,
-                    "UPDATE publishing_targets SET attempts = $3, attempt_open = true, "
-                    "updated_at = $4 WHERE id = $1 AND lease_token = $2 AND status = 'publishing'",
-                    attempt,
-                    now,
-                )
-                log_id: int = await conn.fetchval(
-                    "INSERT INTO publishing_logs (post_id, brand_id, platform, attempt, status, "
-                    "client_reference, started_at) VALUES ($1, $2, $3, $4, 'started', $5, $6) "
-                    "RETURNING id",
-                    target["post_id"],
-                    target["brand_id"],
-                    target["platform"],
-                    attempt,
-                    target["client_reference"],
-                    now,
-                )
-                post.start_publishing()
-                await commands.save(conn, post, ACTOR)
-                return log_id
+                return await self._record_attempt(conn, lease, target, post)
 
-        return attempt, await retry_on_conflict(command)
+        return await retry_on_conflict(command)
+
+    async def _record_attempt(
+        self, conn: asyncpg.Connection, lease: Lease, target: asyncpg.Record, post: Post
+    ) -> tuple[int, int]:
+        """The attempt, fenced (the post's row is locked already): attempts + 1, the open
+        marker, a ``started`` log row, and the post's ``publishing`` status."""
+        attempt = target["attempts"] + 1
+        now = self.clock()
+        await self.leases.execute(
+            conn,
+            lease,
+            "UPDATE publishing_targets SET attempts = $3, attempt_open = true, "
+            "updated_at = $4 WHERE id = $1 AND lease_token = $2 AND status = 'publishing'",
+            attempt,
+            now,
+        )
+        log_id: int = await conn.fetchval(
+            "INSERT INTO publishing_logs (post_id, brand_id, platform, attempt, status, "
+            "client_reference, started_at) VALUES ($1, $2, $3, $4, 'started', $5, $6) "
+            "RETURNING id",
+            target["post_id"],
+            target["brand_id"],
+            target["platform"],
+            attempt,
+            target["client_reference"],
+            now,
+        )
+        post.start_publishing()
+        await commands.save(conn, post, ACTOR)
+        return attempt, log_id
 
     def backoff_s(self, retry: int, retry_after_s: float | None) -> float:
         return backoff_s(self.settings, retry, retry_after_s, self.random_fraction())
