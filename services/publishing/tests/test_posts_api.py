@@ -217,3 +217,46 @@ async def test_roles_and_brand_isolation(service):
     status, page = await service.call("GET", "/v1/posts", other, role="viewer")
     assert page["items"] == []
     assert (await service.post(brand, pid))["content"]["text"] == "Hello"
+
+
+async def test_editing_a_post_under_review_returns_it_to_draft(service):
+    brand = uuid.uuid4()
+    await connect_platform(service.db, brand, "sandbox")
+    post = await service.create(brand, requires_approval=True)
+    pid = post["id"]
+    status, body = await service.call("POST", f"/v1/posts/{pid}/submit", brand)
+    assert status == 200 and body["status"] == "awaiting_approval"
+    status, body = await service.call(
+        "PATCH", f"/v1/posts/{pid}", brand, json={"content": {"text": "changed under review"}}
+    )
+    assert status == 200 and body["status"] == "draft", body
+    updated = [d for t, d in await outbox(service.db) if t == "publishing.post.updated.v1"]
+    assert updated[-1]["status"] == "draft" and updated[-1]["changed"] == ["text"]
+    status, body = await service.call("POST", f"/v1/posts/{pid}/cancel", brand)
+    assert status == 200 and body["status"] == "cancelled"
+
+
+async def test_racing_commands_on_one_post_are_serialized_never_a_500(service):
+    import asyncio
+
+    brand = uuid.uuid4()
+    await connect_platform(service.db, brand, "sandbox")
+    post = await service.create(brand)
+    pid = post["id"]
+    edits = await asyncio.gather(
+        *(
+            service.call("PATCH", f"/v1/posts/{pid}", brand, json={"content": {"text": f"v{i}"}})
+            for i in range(8)
+        )
+    )
+    assert [status for status, _ in edits] == [200] * 8
+    final = await service.post(brand, pid)
+    assert final["content"]["text"] in {f"v{i}" for i in range(8)}
+    submits = await asyncio.gather(
+        *(service.call("POST", f"/v1/posts/{pid}/submit", brand) for _ in range(4))
+    )
+    assert sorted(status for status, _ in submits) == [200, 409, 409, 409]
+    assert len(await targets(service.db, pid)) == 1
+    types = [t for t, _ in await outbox(service.db)]
+    assert types.count("publishing.post.updated.v1") == 8
+    assert types.count("publishing.post.scheduled.v1") == 1
