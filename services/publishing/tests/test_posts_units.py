@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pressroom_contracts.registry import payload_model
-from pressroom_kit.errors import Conflict
+from pressroom_kit.errors import Conflict, NotFound
 from pressroom_kit.eventstore import RecordedEvent
 from pressroom_publishing.posts import calendar
 from pressroom_publishing.posts.commands import _snapshot, to_public
@@ -99,7 +99,7 @@ def test_unconfirmed_is_settled_by_a_person_only():
     post.start_publishing()
     post.unconfirmed("sandbox", attempt=1, client_reference="r", attempted_at=NOW)
     assert post.status == "publishing" and post.results["sandbox"]["status"] == "unconfirmed"
-    with pytest.raises(Conflict):
+    with pytest.raises(NotFound):
         post.resolve_retry("x", by="p")
     post.resolve_published("sandbox", by="p", platform_post_id="9", url=None, attempts=1, now=NOW)
     assert post.status == "published"

@@ -204,6 +204,8 @@ async def test_unconfirmed_when_the_platform_cannot_be_asked_then_a_person_settl
     assert status == 422 and body["errors"][0]["field"] == "platform_post_id"
     status, body = await service.call("POST", f"{path}/retry", brand, role="viewer")
     assert status == 403
+    status, body = await service.call("POST", f"/v1/posts/{pid}/platforms/x/retry", brand)
+    assert status == 404 and body["type"].endswith("/no_platform")
     found = service.platform.created[0]
     status, settled = await service.call(
         "POST",

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from pressroom_kit.domain import Aggregate, DomainEvent
-from pressroom_kit.errors import Conflict
+from pressroom_kit.errors import Conflict, NotFound
 from pydantic import BaseModel, ConfigDict
 
 PostStatus = Literal[
@@ -464,7 +464,7 @@ class Post(Aggregate):
 
     def _unconfirmed(self, platform: str) -> None:
         if platform not in self.results:
-            raise Conflict(f"the post is not for {platform}", code="not_a_platform_of_the_post")
+            raise NotFound(f"the post is not for {platform}", code="no_platform")
         if self.results[platform]["status"] != "unconfirmed":
             raise Conflict(
                 f"{platform} is {self.results[platform]['status']}, not unconfirmed",
