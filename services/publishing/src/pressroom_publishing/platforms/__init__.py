@@ -26,6 +26,7 @@ PLATFORM_IDS: tuple[str, ...] = (
 # Platform id -> "module:class" of its adapter; the real platforms join as they are built.
 ADAPTERS: dict[str, str] = {
     "sandbox": "pressroom_publishing.platforms.sandbox:SandboxPlatform",
+    "mastodon": "pressroom_publishing.platforms.mastodon:MastodonPlatform",
 }
 
 

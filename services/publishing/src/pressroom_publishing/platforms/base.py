@@ -38,6 +38,7 @@ class TextCount(StrEnum):
     GRAPHEMES = "graphemes"  # user-perceived characters (an emoji with modifiers is one)
     UTF8_BYTES = "utf8_bytes"
     UTF16_UNITS = "utf16_units"
+    WEIGHTED = "weighted"  # X's weighted count: URLs 23, CJK and emoji 2 (``platforms.text``)
 
 
 def count_text(text: str, how: TextCount) -> int:
@@ -47,6 +48,10 @@ def count_text(text: str, how: TextCount) -> int:
         return len(text.encode("utf-8"))
     if how is TextCount.UTF16_UNITS:
         return len(text.encode("utf-16-le")) // 2
+    if how is TextCount.WEIGHTED:
+        from pressroom_publishing.platforms.text import weighted_length
+
+        return weighted_length(text)
     return _graphemes(text)
 
 
@@ -174,6 +179,7 @@ class MediaItem:
     duration_s: float | None = None
     filename: str | None = None
     url: str | None = None
+    alt_text: str | None = None  # the description platforms show to screen readers
 
 
 @dataclass(frozen=True)
