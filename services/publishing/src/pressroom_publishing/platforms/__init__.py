@@ -27,6 +27,7 @@ PLATFORM_IDS: tuple[str, ...] = (
 ADAPTERS: dict[str, str] = {
     "sandbox": "pressroom_publishing.platforms.sandbox:SandboxPlatform",
     "mastodon": "pressroom_publishing.platforms.mastodon:MastodonPlatform",
+    "bluesky": "pressroom_publishing.platforms.bluesky:BlueskyPlatform",
 }
 
 
