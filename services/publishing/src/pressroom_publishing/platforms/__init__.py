@@ -28,6 +28,7 @@ ADAPTERS: dict[str, str] = {
     "sandbox": "pressroom_publishing.platforms.sandbox:SandboxPlatform",
     "mastodon": "pressroom_publishing.platforms.mastodon:MastodonPlatform",
     "bluesky": "pressroom_publishing.platforms.bluesky:BlueskyPlatform",
+    "x": "pressroom_publishing.platforms.x:XPlatform",
 }
 
 
