@@ -29,6 +29,7 @@ ADAPTERS: dict[str, str] = {
     "mastodon": "pressroom_publishing.platforms.mastodon:MastodonPlatform",
     "bluesky": "pressroom_publishing.platforms.bluesky:BlueskyPlatform",
     "x": "pressroom_publishing.platforms.x:XPlatform",
+    "linkedin": "pressroom_publishing.platforms.linkedin:LinkedInPlatform",
 }
 
 

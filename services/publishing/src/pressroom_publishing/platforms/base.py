@@ -360,7 +360,7 @@ class PlatformHTTP:
                 allow_redirects=False,
             ) as answer:
                 body = await answer.read()
-                response = Response(answer.status, dict(answer.headers), body)
+                response = Response(answer.status, answer.headers.copy(), body)  # case-insensitive
         except TimeoutError as exc:
             raise TransientError(name, f"{method} {url} timed out") from exc
         except aiohttp.ClientError as exc:
