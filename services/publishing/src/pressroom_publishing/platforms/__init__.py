@@ -30,6 +30,7 @@ ADAPTERS: dict[str, str] = {
     "bluesky": "pressroom_publishing.platforms.bluesky:BlueskyPlatform",
     "x": "pressroom_publishing.platforms.x:XPlatform",
     "linkedin": "pressroom_publishing.platforms.linkedin:LinkedInPlatform",
+    "facebook": "pressroom_publishing.platforms.facebook:FacebookPlatform",
 }
 
 
