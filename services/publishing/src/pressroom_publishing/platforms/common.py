@@ -4,6 +4,8 @@ the clock a test can replace (``config["clock"]``)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -11,6 +13,12 @@ from typing import Any
 from pressroom_publishing.platforms.base import Platform, Response, TransientError
 
 Clock = Callable[[], datetime]
+
+
+def pkce_challenge(verifier: str) -> str:
+    """RFC 7636 S256."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def utcnow() -> datetime:

@@ -72,10 +72,10 @@ from pressroom_publishing.platforms.common import (
     json_object,
     parse_datetime,
     pause,
+    pkce_challenge,
     today_within,
 )
 from pressroom_publishing.platforms.media_stream import open_media
-from pressroom_publishing.platforms.sandbox import pkce_challenge
 from pressroom_publishing.platforms.text import mastodon_length
 
 DEFAULT_SCOPES = ("read:accounts", "read:statuses", "write:statuses", "write:media")
