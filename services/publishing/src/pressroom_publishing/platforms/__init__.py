@@ -31,6 +31,7 @@ ADAPTERS: dict[str, str] = {
     "x": "pressroom_publishing.platforms.x:XPlatform",
     "linkedin": "pressroom_publishing.platforms.linkedin:LinkedInPlatform",
     "facebook": "pressroom_publishing.platforms.facebook:FacebookPlatform",
+    "threads": "pressroom_publishing.platforms.threads:ThreadsPlatform",
 }
 
 

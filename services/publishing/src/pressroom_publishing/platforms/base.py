@@ -39,6 +39,7 @@ class TextCount(StrEnum):
     UTF8_BYTES = "utf8_bytes"
     UTF16_UNITS = "utf16_units"
     WEIGHTED = "weighted"  # X's weighted count: URLs 23, CJK and emoji 2 (``platforms.text``)
+    EMOJI_AS_UTF8 = "emoji_as_utf8"  # Threads: code points, an emoji as its UTF-8 bytes
 
 
 def count_text(text: str, how: TextCount) -> int:
@@ -52,6 +53,10 @@ def count_text(text: str, how: TextCount) -> int:
         from pressroom_publishing.platforms.text import weighted_length
 
         return weighted_length(text)
+    if how is TextCount.EMOJI_AS_UTF8:
+        from pressroom_publishing.platforms.text import emoji_as_utf8_length
+
+        return emoji_as_utf8_length(text)
     return _graphemes(text)
 
 

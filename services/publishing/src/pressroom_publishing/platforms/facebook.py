@@ -31,7 +31,6 @@ earlier attempt created.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -47,14 +46,11 @@ from pressroom_publishing.platforms.base import (
     MetricsReport,
     OAuthContext,
     Platform,
-    PlatformError,
     PlatformHTTP,
     PostMetrics,
     PublishedPost,
     PublishRequest,
     RejectedError,
-    Response,
-    RevokedError,
     TextCount,
     TokenGrant,
     TransientError,
@@ -63,9 +59,9 @@ from pressroom_publishing.platforms.common import (
     as_int,
     clock_of,
     json_object,
-    parse_datetime,
     today_within,
 )
+from pressroom_publishing.platforms.meta import GraphErrors, graph_time
 
 DEFAULT_SCOPES = (
     "pages_show_list",
@@ -81,12 +77,9 @@ PAGE_METRICS = (
 )
 POST_METRICS = ("post_impressions", "post_impressions_unique", "post_clicks")
 COUNT_FIELDS = "shares,comments.limit(0).summary(true),reactions.limit(0).summary(true)"
-_RATE_LIMITS = {4, 17, 32, 613, 80001, 80004}
-_TEMPORARY = {1, 2}
-_REVOKED_SUBCODES = {458, 459, 460, 464}
 
 
-class FacebookPlatform(Platform):
+class FacebookPlatform(GraphErrors):
     capabilities = Capabilities(
         platform="facebook",
         display_name="Facebook",
@@ -244,7 +237,7 @@ class FacebookPlatform(Platform):
                 return PublishedPost(
                     platform_post_id=post["id"],
                     url=link if isinstance(link, str) else f"{self.web_url}/{post['id']}",
-                    published_at=_graph_time(post.get("created_time")),
+                    published_at=graph_time(post.get("created_time")),
                 )
         return None
 
@@ -308,7 +301,7 @@ class FacebookPlatform(Platform):
             if not isinstance(metric, dict) or metric.get("period") != "day":
                 continue
             for value in metric.get("values") or []:
-                ended = _graph_time(value.get("end_time")) if isinstance(value, dict) else None
+                ended = graph_time(value.get("end_time")) if isinstance(value, dict) else None
                 if ended is None:
                     continue
                 day = (ended - timedelta(days=1)).date()  # end_time closes the day
@@ -360,75 +353,6 @@ class FacebookPlatform(Platform):
             )
         return MetricsReport(account=account, posts=posts)
 
-    # --- errors ----------------------------------------------------------------------------
-
-    def error_details(self, response: Response) -> tuple[str | None, str]:
-        error = _graph_error(response)
-        if error is not None:
-            code = error.get("code")
-            return (str(code) if code is not None else None), str(
-                error.get("error_user_msg") or error.get("message") or response.status
-            )
-        return super().error_details(response)
-
-    def classify(self, response: Response) -> PlatformError:
-        """By the Graph API's ``error.code``, whatever the HTTP status (mostly 400)."""
-        error = _graph_error(response)
-        if error is None:
-            return super().classify(response)
-        code, message = self.error_details(response)
-        number = as_int(error.get("code"))
-        subcode = as_int(error.get("error_subcode"))
-        details = {"status": response.status, "subcode": subcode, "type": error.get("type")}
-        status = response.status
-        if number == 190 and subcode in _REVOKED_SUBCODES:
-            return RevokedError(self.id, message, code=code, status=status, details=details)
-        if number in (190, 102):
-            return AuthExpiredError(self.id, message, code=code, status=status, details=details)
-        if number in _RATE_LIMITS:
-            return TransientError(
-                self.id,
-                message,
-                code=code,
-                status=status,
-                details=details,
-                retry_after_s=_regain_access_s(response),
-            )
-        if number in _TEMPORARY or error.get("is_transient") is True or status >= 500:
-            return TransientError(self.id, message, code=code, status=status, details=details)
-        if number == 506:
-            return RejectedError(self.id, message, code="duplicate", status=status, details=details)
-        return RejectedError(self.id, message, code=code, status=status, details=details)
-
-
-def _graph_error(response: Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else None
-
-
-def _regain_access_s(response: Response) -> float | None:
-    """``X-Business-Use-Case-Usage``: per business id, ``estimated_time_to_regain_access``
-    in minutes; the longest wait counts."""
-    raw = response.headers.get("X-Business-Use-Case-Usage")
-    if not raw:
-        return None
-    try:
-        usage = json.loads(raw)
-    except ValueError:
-        return None
-    minutes = [
-        as_int(entry.get("estimated_time_to_regain_access"))
-        for entries in (usage.values() if isinstance(usage, dict) else [])
-        if isinstance(entries, list)
-        for entry in entries
-        if isinstance(entry, dict)
-    ]
-    return max(minutes) * 60.0 if minutes else None
-
 
 def _choose_page(pages: Any, wanted: Any) -> dict[str, Any] | None:
     candidates = [
@@ -469,10 +393,3 @@ def _string(platform: Platform, body: Mapping[str, Any], key: str) -> str:
 def _summary(edge: Any) -> int:
     summary = edge.get("summary") if isinstance(edge, dict) else None
     return as_int(summary.get("total_count")) if isinstance(summary, dict) else 0
-
-
-def _graph_time(value: Any) -> datetime | None:
-    """Graph times look like ``2026-12-01T08:00:00+0000``."""
-    if isinstance(value, str) and len(value) > 5 and value[-5] in "+-" and ":" not in value[-5:]:
-        value = f"{value[:-2]}:{value[-2:]}"
-    return parse_datetime(value)

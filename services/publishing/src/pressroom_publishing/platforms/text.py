@@ -1,5 +1,6 @@
 """Text rules that platforms apply beyond a plain count: X's weighted length, Mastodon's
-URL-and-mention rule, and the spans (links, mentions, tags) Bluesky wants as facets.
+URL-and-mention rule, Threads' emoji bytes, and the spans (links, mentions, tags) Bluesky
+wants as facets.
 
 Written from the platforms' documentation: X's counting is twitter-text v3
 (``maxWeightedTweetLength`` 280, ``scale`` 100, ``defaultWeight`` 200, weight 100 for the
@@ -102,6 +103,16 @@ def weighted_length(text: str) -> int:
             weight += X_URL_WEIGHT * 100
         position = end
     return (weight + 99) // 100
+
+
+def emoji_as_utf8_length(text: str) -> int:
+    """Threads' length: characters, except that an emoji counts as many as its UTF-8
+    bytes (the Threads Posts documentation: "Emojis are counted as the number of UTF-8
+    bytes")."""
+    return sum(
+        len(cluster.encode("utf-8")) if is_emoji(cluster) else len(cluster)
+        for cluster in grapheme_clusters(text)
+    )
 
 
 _REMOTE_MENTION = re.compile(r"(?<![\w@])@(\w+)@[\w.-]+\w", re.UNICODE)
