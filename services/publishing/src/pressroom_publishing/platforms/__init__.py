@@ -32,6 +32,7 @@ ADAPTERS: dict[str, str] = {
     "linkedin": "pressroom_publishing.platforms.linkedin:LinkedInPlatform",
     "facebook": "pressroom_publishing.platforms.facebook:FacebookPlatform",
     "threads": "pressroom_publishing.platforms.threads:ThreadsPlatform",
+    "instagram": "pressroom_publishing.platforms.instagram:InstagramPlatform",
 }
 
 
