@@ -33,6 +33,7 @@ ADAPTERS: dict[str, str] = {
     "facebook": "pressroom_publishing.platforms.facebook:FacebookPlatform",
     "threads": "pressroom_publishing.platforms.threads:ThreadsPlatform",
     "instagram": "pressroom_publishing.platforms.instagram:InstagramPlatform",
+    "pinterest": "pressroom_publishing.platforms.pinterest:PinterestPlatform",
 }
 
 

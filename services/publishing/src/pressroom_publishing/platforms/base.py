@@ -194,6 +194,9 @@ class PostContent:
     text: str
     media: Sequence[MediaItem] = ()
     link: str | None = None
+    # Platform-specific choices of the post's override for this platform (Pinterest
+    # ``board_id``, ``title``; TikTok ``privacy_level``; YouTube ``title``, ``privacy``).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
