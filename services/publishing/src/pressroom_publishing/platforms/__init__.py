@@ -34,6 +34,7 @@ ADAPTERS: dict[str, str] = {
     "threads": "pressroom_publishing.platforms.threads:ThreadsPlatform",
     "instagram": "pressroom_publishing.platforms.instagram:InstagramPlatform",
     "pinterest": "pressroom_publishing.platforms.pinterest:PinterestPlatform",
+    "tiktok": "pressroom_publishing.platforms.tiktok:TikTokPlatform",
 }
 
 
