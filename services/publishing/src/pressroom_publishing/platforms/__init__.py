@@ -23,7 +23,7 @@ PLATFORM_IDS: tuple[str, ...] = (
     "youtube",
 )
 
-# Platform id -> "module:class" of its adapter; the real platforms join as they are built.
+# Platform id -> "module:class" of its adapter.
 ADAPTERS: dict[str, str] = {
     "sandbox": "pressroom_publishing.platforms.sandbox:SandboxPlatform",
     "mastodon": "pressroom_publishing.platforms.mastodon:MastodonPlatform",
@@ -35,6 +35,7 @@ ADAPTERS: dict[str, str] = {
     "instagram": "pressroom_publishing.platforms.instagram:InstagramPlatform",
     "pinterest": "pressroom_publishing.platforms.pinterest:PinterestPlatform",
     "tiktok": "pressroom_publishing.platforms.tiktok:TikTokPlatform",
+    "youtube": "pressroom_publishing.platforms.youtube:YouTubePlatform",
 }
 
 
