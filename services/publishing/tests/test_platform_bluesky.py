@@ -244,3 +244,15 @@ def test_grapheme_limits():
     assert platform.validate(PostContent(text="a\u0308" * 300)) == []
     assert platform.validate(PostContent(text="🇯🇵" * 300)) == []
     assert platform.validate(PostContent(text="🇯🇵" * 301)) != []
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    platform = env.platform()
+    request = publish_request("lost answer")
+    records = len(env.fake.records)
+    env.fake.drop("/xrpc/com.atproto.repo.createRecord")
+    with pytest.raises(TransientError):
+        await platform.publish(creds, request)
+    assert len(env.fake.records) == records + 1  # it went out
+    found = await platform.find_published(creds, request)
+    assert found is not None and found.platform_post_id.endswith(max(env.fake.records))

@@ -254,3 +254,13 @@ def test_limits():
     platform = FacebookPlatform(None, {})  # validation needs no HTTP
     assert platform.validate(PostContent(text="a" * 63_206)) == []
     assert [p.field for p in platform.validate(PostContent(text="a" * 63_207))] == ["text"]
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    platform = env.platform()
+    request = publish_request(f"lost answer {secrets.token_hex(3)}")
+    env.fake.drop(f"/v21.0/{PAGE_ID}/feed")
+    with pytest.raises(TransientError):
+        await platform.publish(creds, request)
+    found = await platform.find_published(creds, request)
+    assert found is not None and found.platform_post_id in env.fake.posts

@@ -250,3 +250,13 @@ def test_caption_rules():
     assert [p.field for p in platform.validate(PostContent(text="png", media=(png,)))] == ["media"]
     eleven = (image,) * 11
     assert platform.validate(PostContent(text="many", media=eleven)) != []
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    platform = env.platform()
+    request = publish_request(f"lost answer {secrets.token_hex(3)}", (env.photo(11)[0],))
+    env.fake.drop(f"/v21.0/{USER_ID}/media_publish")
+    with pytest.raises(TransientError):
+        await platform.publish(creds, request)
+    found = await platform.find_published(creds, request)
+    assert found is not None and found.platform_post_id in env.fake.media

@@ -289,3 +289,16 @@ def test_limits():
     assert platform.validate(PostContent(text="a" * 3000)) == []
     assert [p.field for p in platform.validate(PostContent(text="a" * 3001))] == ["text"]
     assert little_text("a_b*c\\d") == "a\\_b\\*c\\\\d"
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    platform = env.platform()
+    request = publish_request(f"lost answer {secrets.token_hex(3)}")
+    env.fake.drop("/rest/posts")
+    with pytest.raises(TransientError):
+        await platform.publish(creds, request)
+    found = await platform.find_published(creds, request)
+    assert found is not None
+    with pytest.raises(RejectedError) as duplicate:
+        await platform.publish(creds, request)
+    assert duplicate.value.details["duplicate_of"] == found.platform_post_id

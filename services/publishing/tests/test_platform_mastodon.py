@@ -283,3 +283,18 @@ def test_mastodon_counting_rules():
     assert platform.validate(PostContent(text="a" * 477 + long_url)) == []
     assert platform.validate(PostContent(text="a" * 478 + long_url)) != []
     assert platform.validate(PostContent(text="@bob@mastodon.example " + "a" * 495)) == []
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    """The status is created but the answer is lost: the next attempt finds it, and a
+    retry with the same reference is answered with it (Idempotency-Key), not a second."""
+    platform = env.platform()
+    request = publish_request(f"lost answer {secrets.token_hex(3)}")
+    env.fake.drop("/api/v1/statuses")
+    with pytest.raises(TransientError):
+        await platform.publish(creds, request)
+    found = await platform.find_published(creds, request)
+    assert found is not None
+    again = await platform.publish(creds, request)
+    assert again.platform_post_id == found.platform_post_id
+    assert sum(1 for k in env.fake.idempotency if k.endswith(request.reference)) == 1

@@ -234,3 +234,13 @@ def test_pin_rules():
     ]
     assert [p.field for p in platform.validate(PostContent(text="no media"))] == ["media"]
     assert platform.validate(PostContent(text="six", media=(image,) * 6)) != []
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    platform = env.platform()
+    request = publish_request("lost answer", (env.photo(9)[0],))
+    env.fake.drop("/v5/pins")
+    with pytest.raises(TransientError):
+        await platform.publish(creds, request)
+    found = await platform.find_published(creds, request)
+    assert found is not None and found.platform_post_id in env.fake.pins

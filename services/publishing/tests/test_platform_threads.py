@@ -227,3 +227,13 @@ def test_emoji_count_as_their_utf8_bytes():
     assert platform.validate(PostContent(text="a" * 500)) == []
     assert platform.validate(PostContent(text="🙂" * 125)) == []  # 4 bytes each
     assert platform.validate(PostContent(text="🙂" * 126)) != []
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    platform = env.platform()
+    request = publish_request(f"lost answer {secrets.token_hex(3)}")
+    env.fake.drop(f"/v1.0/{USER_ID}/threads_publish")
+    with pytest.raises(TransientError):
+        await platform.publish(creds, request)
+    found = await platform.find_published(creds, request)
+    assert found is not None and found.platform_post_id in env.fake.media

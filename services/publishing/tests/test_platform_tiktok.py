@@ -312,3 +312,18 @@ def test_video_rules_and_chunk_plan():
     assert chunk_plan(25 * MB, 10 * MB) == (10 * MB, 2)
     assert chunk_plan(200 * MB, 1 * MB) == (5 * MB, 40)  # at least 5 MB a chunk
     assert chunk_plan(700 * MB, 100 * MB) == (64 * MB, 10)  # at most 64 MB
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    platform = env.platform()
+    video, _ = env.video(1 * MB, seed=8)
+    request = publish_request(f"lost answer {secrets.token_hex(3)}", (video,))
+    env.fake.processing_polls = 0
+    env.fake.drop("/v2/post/publish/status/fetch/")
+    try:
+        with pytest.raises(TransientError):
+            await platform.publish(creds, request)
+    finally:
+        env.fake.processing_polls = 1
+    found = await platform.find_published(creds, request)
+    assert found is not None and found.platform_post_id in env.fake.videos

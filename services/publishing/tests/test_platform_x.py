@@ -337,3 +337,17 @@ def test_weighted_counting():
     assert count_text(f"{'a' * 256} {url}", TextCount.WEIGHTED) == 280
     assert count_text("e\u0301" * 280, TextCount.WEIGHTED) == 280
     assert platform.validate(PostContent(text="e\u0301" * 280)) == []
+
+
+async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    """X has no idempotency key: only reconciliation keeps the retry from posting twice
+    (X would refuse the duplicate text anyway)."""
+    platform = env.platform()
+    request = publish_request(f"lost answer {secrets.token_hex(3)}")
+    env.fake.drop("/2/tweets")
+    with pytest.raises(TransientError):
+        await platform.publish(creds, request)
+    found = await platform.find_published(creds, request)
+    assert found is not None and found.platform_post_id in env.fake.tweets
+    with pytest.raises(RejectedError):
+        await platform.publish(creds, request)

@@ -283,3 +283,17 @@ def test_title_and_description_rules():
     assert [p.field for p in platform.validate(PostContent(text="photo", media=(image,)))] == [
         "media"
     ]
+
+
+async def test_a_lost_answer_to_the_last_chunk_is_recovered_from_the_session(
+    env: Env, creds: Credentials
+):
+    """The upload completed but its answer was lost: asking the session where to resume
+    answers the video itself, so the attempt succeeds with the one video."""
+    platform = env.platform()
+    video, data = env.video(UNIT, seed=9)
+    before = len(env.fake.videos)
+    env.fake.drop("/upload/session/", method="PUT")
+    published = await platform.publish(creds, publish_request("lost answer", (video,)))
+    assert len(env.fake.videos) == before + 1
+    assert env.fake.videos[published.platform_post_id]["bytes"] == data

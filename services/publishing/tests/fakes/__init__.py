@@ -67,10 +67,18 @@ class Failure:
 
 @dataclass
 class FakeBase:
-    """What every fake has: a call log (method, path) in order, and injectable failures."""
+    """What every fake has: a call log (method, path) in order, injectable failures, and
+    dropped answers (the platform does the work, then the connection breaks before its
+    answer: the unknown outcome a publisher must reconcile)."""
 
     calls: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    drops: list[Failure] = field(default_factory=list)
+
+    def drop(self, path: str, *, method: str = "POST", count: int = 1) -> None:
+        """The next ``count`` requests whose path starts with ``path`` are handled (the
+        platform commits), then the connection closes without an answer."""
+        self.drops.append(Failure(method, path, 0, None, {}, count))
 
     def fail(
         self,
@@ -103,6 +111,17 @@ class FakeBase:
                 return web.json_response(
                     failure.body, status=failure.status, headers=failure.headers
                 )
+        for drop in self.drops:
+            if (
+                drop.count > 0
+                and request.path.startswith(drop.path)
+                and request.method == drop.method
+            ):
+                drop.count -= 1
+                await handler(request)  # the platform commits
+                assert request.transport is not None
+                request.transport.close()  # ... and the answer never arrives
+                return web.Response(status=204)
         return await handler(request)
 
     def application(self) -> web.Application:

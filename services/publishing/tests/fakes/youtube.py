@@ -211,6 +211,8 @@ class FakeYouTube(FakeBase):
         data = await request.read()
         content_range = request.headers.get("Content-Range", "")
         held = len(session["data"])
+        if "video_id" in session:  # complete: any PUT to the session answers the resource
+            return web.json_response(self.resource(session["video_id"]), status=200)
         if content_range == f"bytes */{session['size']}":
             headers = {"Range": f"bytes=0-{held - 1}"} if held else {}
             return web.Response(status=308, headers=headers)
@@ -245,15 +247,18 @@ class FakeYouTube(FakeBase):
             "status": session["metadata"]["status"],
             "bytes": bytes(session["data"]),
         }
-        return web.json_response(
-            {
-                "kind": "youtube#video",
-                "id": video_id,
-                "snippet": snippet,
-                "status": {**session["metadata"]["status"], "uploadStatus": "uploaded"},
-            },
-            status=201,
-        )
+        session["video_id"] = video_id
+        return web.json_response(self.resource(video_id), status=201)
+
+    def resource(self, video_id: str) -> dict[str, Any]:
+        video = self.videos[video_id]
+        status = {**video["status"], "uploadStatus": "uploaded"}
+        return {
+            "kind": "youtube#video",
+            "id": video_id,
+            "snippet": video["snippet"],
+            "status": status,
+        }
 
     async def playlist_items(self, request: web.Request) -> web.Response:
         if (refused := self.authorized(request)) is not None:
