@@ -351,7 +351,10 @@ class PlatformHTTP:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Sequence[int] = (200, 201, 202, 204),
+        client_timeout: aiohttp.ClientTimeout | None = None,
     ) -> Response:
+        """``client_timeout`` replaces the client's for this call (an upload of a large file is
+        bounded per read, not in total: ``media_stream.upload_timeout``)."""
         sent = dict(headers or {})
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
@@ -364,7 +367,7 @@ class PlatformHTTP:
                 data=data,
                 params=params,
                 headers=sent,
-                timeout=self.timeout,
+                timeout=client_timeout or self.timeout,
                 allow_redirects=False,
             ) as answer:
                 body = await answer.read()

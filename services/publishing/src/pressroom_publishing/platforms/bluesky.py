@@ -62,7 +62,7 @@ from pressroom_publishing.platforms.common import (
     parse_datetime,
     today_within,
 )
-from pressroom_publishing.platforms.media_stream import open_media
+from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 from pressroom_publishing.platforms.text import spans
 
 POST = "app.bsky.feed.post"
@@ -284,6 +284,7 @@ class BlueskyPlatform(Platform):
                 data=media.body(),
                 headers=headers,
                 ok=(200,),
+                client_timeout=upload_timeout(self),
             )
         blob = json_object(self, answer).get("blob")
         if not isinstance(blob, dict):

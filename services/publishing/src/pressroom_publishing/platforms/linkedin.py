@@ -71,7 +71,7 @@ from pressroom_publishing.platforms.common import (
     pause,
     today_within,
 )
-from pressroom_publishing.platforms.media_stream import open_media
+from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 
 DEFAULT_VERSION = "202510"
 DEFAULT_SCOPES = ("openid", "profile", "w_member_social")
@@ -302,6 +302,7 @@ class LinkedInPlatform(Platform):
                 data=media.body(),
                 headers=headers,
                 ok=(200, 201),
+                client_timeout=upload_timeout(self),
             )
         return urn
 
@@ -348,6 +349,7 @@ class LinkedInPlatform(Platform):
                     data=chunk,
                     headers={"Content-Type": "application/octet-stream"},
                     ok=(200, 201),
+                    client_timeout=upload_timeout(self),
                 )
                 etag = put.headers.get("ETag")
                 if not etag:

@@ -75,7 +75,7 @@ from pressroom_publishing.platforms.common import (
     pkce_challenge,
     today_within,
 )
-from pressroom_publishing.platforms.media_stream import open_media
+from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 from pressroom_publishing.platforms.text import mastodon_length
 
 DEFAULT_SCOPES = ("read:accounts", "read:statuses", "write:statuses", "write:media")
@@ -311,7 +311,13 @@ class MastodonPlatform(Platform):
             if item.alt_text:
                 form.append(item.alt_text).set_content_disposition("form-data", name="description")
             answer = await self.http.request(
-                self, "POST", f"{instance}/api/v2/media", token=token, data=form, ok=(200, 202)
+                self,
+                "POST",
+                f"{instance}/api/v2/media",
+                token=token,
+                data=form,
+                ok=(200, 202),
+                client_timeout=upload_timeout(self),
             )
         body = json_object(self, answer)
         media_id = body.get("id")

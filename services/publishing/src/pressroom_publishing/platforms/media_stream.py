@@ -76,6 +76,13 @@ class MediaDownload:
             )
 
 
+def upload_timeout(platform: Platform) -> aiohttp.ClientTimeout:
+    """For a request carrying a file: no total limit, but connecting and every read
+    bounded by the platform timeout (a stalled upload still fails)."""
+    bound = platform.http.timeout.total
+    return aiohttp.ClientTimeout(total=None, sock_connect=bound, sock_read=bound)
+
+
 @contextlib.asynccontextmanager
 async def open_media(platform: Platform, item: MediaItem) -> AsyncIterator[MediaDownload]:
     """GET ``item.url`` with the platform's HTTP session; no total timeout (a large video
@@ -83,10 +90,8 @@ async def open_media(platform: Platform, item: MediaItem) -> AsyncIterator[Media
     name = platform.id
     if not item.url:
         raise RejectedError(name, f"media {item.media_id} has no URL to read", code="no_url")
-    bound = platform.http.timeout.total
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=bound, sock_read=bound)
     try:
-        response = await platform.http.session.get(item.url, timeout=timeout)
+        response = await platform.http.session.get(item.url, timeout=upload_timeout(platform))
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise TransientError(name, f"media {item.media_id} could not be read: {exc!r}") from exc
     try:

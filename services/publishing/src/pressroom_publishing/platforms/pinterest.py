@@ -67,7 +67,7 @@ from pressroom_publishing.platforms.common import (
     parse_datetime,
     pause,
 )
-from pressroom_publishing.platforms.media_stream import open_media
+from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 
 DEFAULT_SCOPES = ("boards:read", "pins:read", "pins:write", "user_accounts:read")
 NOTE_PREFIX = "pressroom:"
@@ -289,7 +289,14 @@ class PinterestPlatform(Platform):
             part.set_content_disposition(
                 "form-data", name="file", filename=item.filename or "video.mp4"
             )
-            await self.http.request(self, "POST", upload_url, data=form, ok=(200, 201, 204))
+            await self.http.request(
+                self,
+                "POST",
+                upload_url,
+                data=form,
+                ok=(200, 201, 204),
+                client_timeout=upload_timeout(self),
+            )
         deadline = time.monotonic() + self.media_timeout_s
         while True:
             status = (await self._get(credentials, f"/v5/media/{media_id}")).get("status")

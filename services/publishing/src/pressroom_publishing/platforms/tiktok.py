@@ -69,7 +69,7 @@ from pressroom_publishing.platforms.common import (
     pause,
     today_within,
 )
-from pressroom_publishing.platforms.media_stream import open_media
+from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 
 DEFAULT_SCOPES = ("user.info.basic", "user.info.stats", "video.publish", "video.list")
 MIN_CHUNK = 5 * 1024 * 1024
@@ -397,6 +397,7 @@ class TikTokPlatform(Platform):
                 "Content-Range": f"bytes {first}-{first + len(chunk) - 1}/{size}",
             },
             ok=(200, 201, 206),
+            client_timeout=upload_timeout(self),
         )
 
     async def _wait(self, credentials: Credentials, publish_id: str) -> str | None:

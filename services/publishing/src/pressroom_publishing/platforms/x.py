@@ -71,7 +71,7 @@ from pressroom_publishing.platforms.common import (
     pkce_challenge,
     today_within,
 )
-from pressroom_publishing.platforms.media_stream import open_media
+from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 from pressroom_publishing.platforms.text import URL_RE
 
 DEFAULT_SCOPES = ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access")
@@ -297,6 +297,7 @@ class XPlatform(Platform):
                     token=token,
                     data=form,
                     ok=(200, 201, 202, 204),
+                    client_timeout=upload_timeout(self),
                 )
                 index += 1
         answer = await self.http.request(

@@ -70,7 +70,7 @@ from pressroom_publishing.platforms.common import (
     parse_datetime,
     pkce_challenge,
 )
-from pressroom_publishing.platforms.media_stream import open_media
+from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 
 DEFAULT_SCOPES = (
     "https://www.googleapis.com/auth/youtube.upload",
@@ -348,6 +348,7 @@ class YouTubePlatform(Platform):
             data=data,
             headers={"Content-Range": content_range},
             ok=(200, 201, 308),
+            client_timeout=upload_timeout(self),
         )
 
     def _published(self, body: Mapping[str, Any]) -> PublishedPost:
