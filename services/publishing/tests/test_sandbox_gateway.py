@@ -22,7 +22,7 @@ SECRET = "sandbox-gateway-test-secret-sandbox-gateway"
 
 def test_the_gateway_defaults_send_the_sandbox_to_publishing_publicly():
     assert DEFAULT_ROUTES["/sandbox-platform"] == "http://127.0.0.1:8102"
-    assert r"^/sandbox-platform/" in DEFAULT_PUBLIC
+    assert r"^/sandbox-platform/(?!_control(/|$))" in DEFAULT_PUBLIC
 
 
 async def test_the_consent_page_and_the_flow_through_the_gateway(fresh_db, kafka_bootstrap):
@@ -58,3 +58,9 @@ async def test_the_consent_page_and_the_flow_through_the_gateway(fresh_db, kafka
             async with session.get(f"{browser_base}/v1/posts/{published.platform_post_id}") as r:
                 assert r.status == 401  # not the gateway's 401: the sandbox wants its token
                 assert (await r.json())["error"]["code"] == "unauthorized"
+            # The control API (make calls fail, expire tokens) is not public at the gateway.
+            async with session.get(f"{browser_base}/_control/posts") as r:
+                assert r.status == 401
+                assert r.headers["Content-Type"].startswith("application/problem+json")
+            async with session.post(f"{browser_base}/_control/reset") as r:
+                assert r.status == 401

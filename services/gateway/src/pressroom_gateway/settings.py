@@ -35,8 +35,9 @@ DEFAULT_PUBLIC = [
     r"^/v1/unsubscribe/",
     r"^/v1/connections/[^/]+/callback$",
     # The sandbox platform: its consent page is opened by a browser without our token;
-    # its API checks its own tokens (publishing mounts it only while the sandbox is on).
-    r"^/sandbox-platform/",
+    # its API checks its own tokens (publishing mounts it only while the sandbox is on). Its
+    # control API (make the next calls fail, expire tokens) stays behind a Pressroom token.
+    r"^/sandbox-platform/(?!_control(/|$))",
 ]
 
 

@@ -1,0 +1,322 @@
+"""``VaultCredentials``: the scheduler's ``CredentialSource``, and every token operation that
+talks to a platform (refresh, verify, revoke), in one place.
+
+Single-flight refresh across replicas: a refresh locks the connection's tokens row
+(``SELECT ... FOR UPDATE`` in the brand's tenant transaction), checks that the token it
+wanted to replace is still the stored one (else another replica already refreshed: the newer
+token is returned and the platform is not called), and holds the lock across the one
+platform call. That is deliberate: platforms that rotate refresh tokens invalidate the old
+one on use, so two replicas refreshing at once would kill the connection. The lock is safe
+to hold because (a) the call is bounded (``platform_timeout_s``), (b) what waits on it is only
+another refresh or change of the same connection, which wants to see its outcome anyway,
+(c) readers never lock (MVCC), the worker's claim skips locked rows, and (d) every
+transaction that changes a connection takes this lock first and only then appends the
+connection's events, so no two of ours wait on each other in opposite order (no deadlock).
+The cost is one pooled database connection per refresh in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+import asyncpg
+from pressroom_kit.db import tenant_transaction
+from pressroom_kit.errors import NotFound
+from pressroom_kit.logs import get_logger
+from pressroom_kit.secrets import SecretBox
+
+from pressroom_publishing.connections import handlers
+from pressroom_publishing.connections.domain import Connection
+from pressroom_publishing.connections.vault import TokenRow, Vault
+from pressroom_publishing.platforms.base import (
+    AuthExpiredError,
+    ConnectionUnusable,
+    Credentials,
+    Platform,
+    PlatformError,
+    RevokedError,
+    TokenGrant,
+    TransientError,
+)
+from pressroom_publishing.settings import PublishingSettings
+
+log = get_logger(__name__)
+Clock = Callable[[], datetime]
+# ``credentials`` refreshes first when the token would expire within this margin.
+REFRESH_MARGIN = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class _Dead:
+    status: Literal["expired", "revoked"]
+    reason: str
+
+
+class VaultCredentials:
+    """Implements ``platforms.base.CredentialSource`` over the token vault."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        box: SecretBox,
+        platforms: Mapping[str, Platform],
+        settings: PublishingSettings,
+        clock: Clock,
+    ) -> None:
+        self.pool = pool
+        self.vault = Vault(box)
+        self.platforms = platforms
+        self.settings = settings
+        self.clock = clock
+
+    # --- CredentialSource -------------------------------------------------------------
+
+    async def credentials(self, brand_id: UUID, platform: str) -> Credentials:
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            row = await self.vault.find(conn, platform)
+        if row is None:
+            raise ConnectionUnusable(
+                platform, "missing", f"the brand has no {platform} connection; connect it first"
+            )
+        _usable(row)
+        now = self.clock()
+        expires_at = row.expires_at
+        if expires_at is not None and expires_at <= now + REFRESH_MARGIN:
+            seen = row.generation
+            if row.refreshable:
+                try:
+                    row = await self._refresh(
+                        brand_id, row.connection_id, wanted=lambda r: r.generation == seen
+                    )
+                except TransientError:
+                    if expires_at <= now:
+                        raise
+                    # Still valid for a moment: use it; the worker tries again.
+            elif expires_at <= now:
+                await self._end(
+                    brand_id,
+                    row.connection_id,
+                    _Dead(
+                        "expired",
+                        f"the access token expired and {platform} gave no refresh token; reconnect",
+                    ),
+                )
+                raise ConnectionUnusable(platform, "expired", "the connection expired; reconnect")
+        return self.vault.credentials(row)
+
+    async def refresh_after_rejection(self, stale: Credentials) -> Credentials:
+        def still_stale(row: TokenRow) -> bool:
+            current = self.vault.open(row.connection_id, "access", row.access_token_enc)
+            return current == stale.access_token
+
+        row = await self._refresh(stale.brand_id, stale.connection_id, wanted=still_stale)
+        return self.vault.credentials(row)
+
+    async def mark_revoked(self, credentials: Credentials, error: PlatformError) -> None:
+        await self._end(
+            credentials.brand_id,
+            credentials.connection_id,
+            _Dead("revoked", error.message or "the platform withdrew the grant"),
+        )
+
+    # --- worker and API ---------------------------------------------------------------
+
+    async def refresh_due(self, brand_id: UUID, connection_id: UUID) -> bool:
+        """Refresh if the token still expires within ``refresh_ahead_s`` (another replica may
+        have done it meanwhile); True when this call refreshed it. A passing failure is
+        noted on the connection (still ``connected``)."""
+        horizon = self.clock() + timedelta(seconds=self.settings.refresh_ahead_s)
+        refreshed = False
+
+        def due(row: TokenRow) -> bool:
+            nonlocal refreshed
+            refreshed = row.refreshable and row.expires_at is not None and row.expires_at <= horizon
+            return refreshed
+
+        try:
+            await self._refresh(brand_id, connection_id, wanted=due)
+        except (TransientError, ConnectionUnusable):
+            return False
+        return refreshed
+
+    async def verify(self, brand_id: UUID, connection_id: UUID, *, actor: str | None) -> None:
+        """Ask the platform about the token now. A token it refuses is refreshed once; a dead
+        one marks the connection ``expired`` or ``revoked``. ``TransientError`` (and other
+        platform errors) propagate: nothing was learned."""
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            row = await self.vault.read(conn, lock=False, connection_id=connection_id)
+        if row is None:
+            raise NotFound(f"no connection {connection_id}", code="no_connection")
+        if row.status != "connected":
+            return
+        platform = self._platform(row.platform)
+        credentials = self.vault.credentials(row)
+        try:
+            account = await platform.verify(credentials)
+        except RevokedError as exc:
+            await self._end(brand_id, connection_id, _Dead("revoked", exc.message))
+            return
+        except AuthExpiredError:
+            try:
+                credentials = await self.refresh_after_rejection(credentials)
+            except ConnectionUnusable:
+                return  # marked expired or revoked by the refresh
+            try:
+                account = await platform.verify(credentials)
+            except (AuthExpiredError, RevokedError) as exc:
+                status: Literal["expired", "revoked"] = (
+                    "revoked" if isinstance(exc, RevokedError) else "expired"
+                )
+                await self._end(brand_id, connection_id, _Dead(status, exc.message))
+                return
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
+                return  # disconnected meanwhile
+            connection = await handlers.load(conn, connection_id)
+            connection.verified(account_name=account.name, at=self.clock())
+            await handlers.save(conn, connection, actor=actor)
+
+    async def disconnect(self, brand_id: UUID, connection_id: UUID, *, actor: str) -> None:
+        """Revoke on the platform where it allows (any failure there is logged and the
+        connection is disconnected anyway), then drop the connection and its tokens."""
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            row = await self.vault.read(conn, lock=False, connection_id=connection_id)
+        if row is None:
+            raise NotFound(f"no connection {connection_id}", code="no_connection")
+        platform = self.platforms.get(row.platform)
+        if platform is not None and row.status == "connected":
+            try:
+                await platform.revoke(self.vault.credentials(row))
+            except ValueError:
+                log.warning(
+                    "the tokens do not open (unknown key); disconnecting without revoking",
+                    connection_id=str(connection_id),
+                )
+            except PlatformError as exc:
+                log.warning(
+                    "revoking on the platform failed; disconnecting anyway",
+                    connection_id=str(connection_id),
+                    platform=row.platform,
+                    error=exc.message,
+                    kind=exc.kind,
+                )
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
+                raise NotFound(f"no connection {connection_id}", code="no_connection")
+            connection = await handlers.load(conn, connection_id)
+            connection.disconnect(by=actor)
+            await handlers.save(conn, connection, actor=actor)
+            await self.vault.delete(conn, connection_id)
+
+    # --- the one refresh --------------------------------------------------------------
+
+    async def _refresh(
+        self, brand_id: UUID, connection_id: UUID, *, wanted: Callable[[TokenRow], bool]
+    ) -> TokenRow:
+        """Under the tokens row's lock: if ``wanted(row)`` (the token we hold is still the
+        stored one, or still due), call the platform once and store the new tokens; return the
+        row as it stands. ``ConnectionUnusable`` when the connection is or becomes dead;
+        ``TransientError`` (noted on the connection) when the platform could not answer."""
+        dead: _Dead | None = None
+        failure: TransientError | None = None
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            row = await self.vault.read(conn, lock=True, connection_id=connection_id)
+            if row is None:
+                raise ConnectionUnusable("unknown", "missing", "the connection was removed")
+            _usable(row)
+            if not wanted(row):
+                return row  # someone else refreshed (or it is not due any more)
+            if not row.refreshable:
+                dead = _Dead(
+                    "expired", f"{row.platform} refused the access token and gave no refresh token"
+                )
+            else:
+                platform = self._platform(row.platform)
+                try:
+                    async with asyncio.timeout(self.settings.platform_timeout_s + 5):
+                        grant = await platform.refresh(self.vault.credentials(row))
+                except TimeoutError:
+                    failure = TransientError(row.platform, "the token refresh timed out")
+                except TransientError as exc:
+                    failure = exc
+                except RevokedError as exc:
+                    dead = _Dead("revoked", exc.message)
+                except PlatformError as exc:  # auth expired, or the grant refused for good
+                    dead = _Dead("expired", f"the refresh token was refused: {exc.message}")
+                else:
+                    return await self._store_refresh(conn, row, grant)
+            connection = await handlers.load(conn, connection_id)
+            now = self.clock()
+            if dead is not None:
+                _decide_end(connection, dead, now)
+            elif failure is not None:
+                connection.refresh_failed(f"refresh failed: {failure.message}", at=now)
+            await handlers.save(conn, connection, actor=None)
+        if failure is not None:
+            raise failure
+        assert dead is not None
+        raise ConnectionUnusable(row.platform, dead.status, dead.reason)
+
+    async def _store_refresh(
+        self, conn: asyncpg.Connection, row: TokenRow, grant: TokenGrant
+    ) -> TokenRow:
+        now = self.clock()
+        await self.vault.write(
+            conn,
+            connection_id=row.connection_id,
+            brand_id=row.brand_id,
+            platform=row.platform,
+            grant=grant,
+            at=now,
+        )
+        connection = await handlers.load(conn, row.connection_id)
+        connection.refreshed(expires_at=grant.expires_at, scopes=list(grant.scopes), at=now)
+        await handlers.save(conn, connection, actor=None)
+        fresh = await self.vault.read(conn, lock=False, connection_id=row.connection_id)
+        assert fresh is not None
+        return fresh
+
+    async def end(
+        self,
+        brand_id: UUID,
+        connection_id: UUID,
+        status: Literal["expired", "revoked"],
+        reason: str,
+    ) -> None:
+        """Mark the connection dead (``expired`` or ``revoked``, with its public event)."""
+        await self._end(brand_id, connection_id, _Dead(status, reason))
+
+    async def _end(self, brand_id: UUID, connection_id: UUID, dead: _Dead) -> None:
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
+                return
+            connection = await handlers.load(conn, connection_id)
+            _decide_end(connection, dead, self.clock())
+            await handlers.save(conn, connection, actor=None)
+
+    def _platform(self, platform_id: str) -> Platform:
+        platform = self.platforms.get(platform_id)
+        if platform is None:
+            raise ConnectionUnusable(
+                platform_id, "error", f"the {platform_id} platform is not available here"
+            )
+        return platform
+
+
+def _usable(row: TokenRow) -> None:
+    if row.status != "connected":
+        raise ConnectionUnusable(
+            row.platform, row.status, f"the {row.platform} connection is {row.status}; reconnect"
+        )
+
+
+def _decide_end(connection: Connection, dead: _Dead, at: datetime) -> None:
+    if dead.status == "revoked":
+        connection.revoke(dead.reason, by=None, at=at)
+    else:
+        connection.expire(dead.reason, at=at)
