@@ -298,3 +298,32 @@ async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, cre
     again = await platform.publish(creds, request)
     assert again.platform_post_id == found.platform_post_id
     assert sum(1 for k in env.fake.idempotency if k.endswith(request.reference)) == 1
+
+
+async def test_app_credentials_may_come_from_the_config_per_instance(env: Env):
+    """An app registered ahead of time: the connection carries only its instance URL, the
+    client id and secret stay in the configuration."""
+    app = await env.platform().register_app(env.url, REDIRECT)
+    platform = env.platform(
+        apps={env.url: {"client_id": app["client_id"], "client_secret": app["client_secret"]}}
+    )
+    context = OAuthContext(
+        state="s",
+        redirect_uri=REDIRECT,
+        code_verifier=secrets.token_urlsafe(48),
+        extra={"instance_url": env.url},
+    )
+    consent = await follow_consent(env.http, await platform.authorization_url(context))
+    grant = await platform.exchange_code(consent["code"], context)
+    creds = credentials("mastodon", grant.access_token, ACCOUNT_ID, instance_url=env.url)
+    assert (await platform.verify(creds)).account_id == ACCOUNT_ID
+    await platform.revoke(creds)
+    with pytest.raises(RejectedError) as missing:
+        await env.platform().authorization_url(
+            OAuthContext(
+                state="s",
+                redirect_uri=REDIRECT,
+                extra={"instance_url": "https://elsewhere.example"},
+            )
+        )
+    assert missing.value.code == "config"

@@ -15,6 +15,7 @@ validation, 429 with ``X-RateLimit-Reset``.
 Per connection (``Credentials.extra`` / ``OAuthContext.extra``): ``instance_url``,
 ``client_id``, ``client_secret`` (what ``register_app`` returned for that instance). Config
 (defaults for a single instance): ``instance_url``, ``client_id``, ``client_secret``,
+``apps`` (``{instance_url: {client_id, client_secret}}`` for instances registered ahead),
 ``client_name`` (default "Pressroom"), ``website``, ``scopes``, ``visibility`` (default
 ``public``), ``instance_ttl_s`` (instance limits are cached this long, default 3600),
 ``media_poll_s`` (1.0), ``media_timeout_s`` (60).
@@ -129,7 +130,16 @@ class MastodonPlatform(Platform):
     # --- per-instance configuration ------------------------------------------------------
 
     def _setting(self, extra: Mapping[str, Any], key: str) -> str:
-        value = extra.get(key) or self.config.get(key)
+        """A per-connection value, else the app registered for its instance in
+        ``config["apps"]`` (``{instance_url: {client_id, client_secret}}``), else the
+        single-instance default in the config."""
+        value = extra.get(key)
+        if not value and key != "instance_url":
+            apps = self.config.get("apps")
+            instance = str(extra.get("instance_url") or self.config.get("instance_url") or "")
+            app = apps.get(instance.rstrip("/")) if isinstance(apps, dict) else None
+            value = app.get(key) if isinstance(app, dict) else None
+        value = value or self.config.get(key)
         if not isinstance(value, str) or not value:
             raise RejectedError(self.id, f"no {key} for this Mastodon connection", code="config")
         return value.rstrip("/") if key == "instance_url" else value
