@@ -237,10 +237,13 @@ async def test_metrics_are_todays_counts(env: Env, creds: Credentials):
     assert (post.likes, post.shares, post.comments, post.engagement) == (5, 3, 3, 11)
 
 
-def test_grapheme_limits():
+def test_grapheme_and_byte_limits():
     platform = BlueskyPlatform(None, {})  # validation needs no HTTP
-    assert platform.validate(PostContent(text=FAMILY * 300)) == []
-    assert [p.field for p in platform.validate(PostContent(text=FAMILY * 301))] == ["text"]
+    assert platform.validate(PostContent(text="a" * 300)) == []
+    assert [p.field for p in platform.validate(PostContent(text="a" * 301))] == ["text"]
+    # A family is one grapheme of 25 bytes: 120 fill the 3,000 bytes, 121 do not.
+    assert platform.validate(PostContent(text=FAMILY * 120)) == []
+    assert [p.field for p in platform.validate(PostContent(text=FAMILY * 121))] == ["text"]
     assert platform.validate(PostContent(text="a\u0308" * 300)) == []
     assert platform.validate(PostContent(text="🇯🇵" * 300)) == []
     assert platform.validate(PostContent(text="🇯🇵" * 301)) != []
@@ -256,3 +259,12 @@ async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, cre
     assert len(env.fake.records) == records + 1  # it went out
     found = await platform.find_published(creds, request)
     assert found is not None and found.platform_post_id.endswith(max(env.fake.records))
+
+
+async def test_the_pds_agrees_with_the_grapheme_count(env: Env, creds: Credentials):
+    platform = env.platform()
+    await platform.publish(creds, publish_request(FAMILY * 120))
+    await platform.publish(creds, publish_request("🇯🇵" * 150 + "e\u0301" * 150))
+    with pytest.raises(RejectedError) as refused:
+        await platform.publish(creds, publish_request(FAMILY * 121))
+    assert refused.value.code == "validation"

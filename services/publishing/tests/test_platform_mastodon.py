@@ -188,6 +188,7 @@ async def test_instance_limits_are_read_once_and_enforced_before_uploading(
         # A URL counts as 23 whatever its length.
         await strict.publish(creds, publish_request("see https://example.com/" + "a" * 80))
         assert (await strict.validate_for(creds, PostContent(text=FAMILY * 40))) == []
+        await strict.publish(creds, publish_request(FAMILY * 40))  # the instance agrees
     finally:
         env.fake.max_characters = 500
 

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import random
 import secrets
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,33 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def graphemes(text: str) -> int:
+    """User-perceived characters, roughly (the fakes' own count): code points that do not
+    extend the one before (marks, joiners and what they join, variation selectors, skin
+    tones), with regional-indicator pairs as one flag."""
+    count, joined, flag = 0, False, False
+    for char in text:
+        code = ord(char)
+        if joined:
+            joined = False
+            continue
+        if code == 0x200D:
+            joined = True
+            continue
+        if unicodedata.category(char) in ("Mn", "Me") or 0xFE00 <= code <= 0xFE0F:
+            continue
+        if 0x1F3FB <= code <= 0x1F3FF:
+            continue
+        if 0x1F1E6 <= code <= 0x1F1FF:
+            flag = not flag
+            if not flag:
+                continue
+        else:
+            flag = False
+        count += 1
+    return count
 
 
 def s256(verifier: str) -> str:

@@ -13,13 +13,12 @@ import hashlib
 import json
 import secrets
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from fakes import FakeBase, bearer
+from fakes import FakeBase, bearer, graphemes
 
 DID = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
 HANDLE = "alice.test"
@@ -35,19 +34,6 @@ def jwt(scope: str, lifetime_s: int, now: float) -> str:
     claims = {"scope": scope, "sub": DID, "iat": int(now), "exp": int(now + lifetime_s)}
     claims["jti"] = secrets.token_hex(8)
     return f"{part({'typ': 'at+jwt', 'alg': 'HS256'})}.{part(claims)}.{secrets.token_urlsafe(16)}"
-
-
-def _length(text: str) -> int:
-    """Graphemes, roughly: code points that do not extend the one before."""
-    count, joined = 0, False
-    for char in text:
-        if joined or char == "\u200d" or unicodedata.category(char) in ("Mn", "Me"):
-            joined = char == "\u200d"
-            continue
-        if "\ufe00" <= char <= "\ufe0f" or "\U0001f3fb" <= char <= "\U0001f3ff":
-            continue
-        count += 1
-    return count
 
 
 @dataclass
@@ -177,7 +163,7 @@ class FakeBluesky(FakeBase):
         text = record.get("text", "")
         if record.get("$type") != "app.bsky.feed.post" or "createdAt" not in record:
             return "Invalid app.bsky.feed.post record"
-        if _length(text) > 300 or len(text.encode()) > 3000:
+        if graphemes(text) > 300 or len(text.encode()) > 3000:
             return "Record/text must not be longer than 300 graphemes"
         size = len(text.encode())
         for facet in record.get("facets", []):

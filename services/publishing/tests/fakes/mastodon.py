@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from fakes import FakeBase, bearer, s256, token
+from fakes import FakeBase, bearer, graphemes, s256, token
 
 ACCOUNT_ID = "109876543210"
 USERNAME = "alice"
@@ -272,10 +272,11 @@ class FakeMastodon(FakeBase):
         media_ids = body.get("media_ids") or []
         if not text and not media_ids:
             return self.error(422, "Validation failed: Text can't be blank")
-        # StatusLengthValidator: URLs count 23, remote mentions count their local part.
+        # StatusLengthValidator: grapheme clusters, URLs count 23, remote mentions count
+        # their local part.
         countable = re.sub(r"https?://\S+", "x" * 23, text)
         countable = re.sub(r"@(\w+)@[\w.-]+\w", r"@\1", countable)
-        if len(countable) > self.max_characters:
+        if graphemes(countable) > self.max_characters:
             return self.error(
                 422, f"Validation failed: Text character limit of {self.max_characters} exceeded"
             )

@@ -8,7 +8,8 @@ and ``refreshJwt``; the PDS in ``didDoc``), ``com.atproto.server.refreshSession`
 ``com.atproto.identity.resolveHandle`` (mention facets need DIDs),
 ``com.atproto.repo.uploadBlob`` (raw bytes, ``Content-Type``; images up to 1,000,000 bytes),
 ``com.atproto.repo.createRecord`` / ``deleteRecord`` / ``listRecords``, the richtext facet
-lexicon (``app.bsky.richtext.facet#link|#mention|#tag``, UTF-8 byte offsets),
+lexicon (``app.bsky.richtext.facet#link|#mention|#tag``, UTF-8 byte offsets), the post
+lexicon (text of at most 300 graphemes and 3,000 UTF-8 bytes),
 ``app.bsky.embed.images`` (alt text, aspect ratio) and ``app.bsky.embed.external``, and
 ``app.bsky.actor.getProfile`` / ``app.bsky.feed.getPosts`` for counts. XRPC errors are
 ``{"error": "ExpiredToken", "message": ...}``, mostly with status 400.
@@ -44,7 +45,9 @@ from pressroom_publishing.platforms.base import (
     Platform,
     PlatformError,
     PlatformHTTP,
+    PostContent,
     PostMetrics,
+    Problem,
     PublishedPost,
     PublishRequest,
     RejectedError,
@@ -68,6 +71,7 @@ from pressroom_publishing.platforms.text import spans
 POST = "app.bsky.feed.post"
 REFERENCE_FIELD = "pressroomReference"
 MAX_IMAGE_BYTES = 1_000_000
+MAX_TEXT_BYTES = 3000  # the post lexicon's maxLength, besides its 300 graphemes
 GET_POSTS_MAX = 25
 _AUTH_ERRORS = {"ExpiredToken", "InvalidToken"}
 _GONE = {"AccountTakedown", "AccountDeactivated", "AccountSuspended"}
@@ -200,6 +204,15 @@ class BlueskyPlatform(Platform):
         )
 
     # --- publishing ------------------------------------------------------------------------
+
+    def validate(self, content: PostContent) -> list[Problem]:
+        problems = super().validate(content)
+        size = len(content.text.encode("utf-8"))
+        if size > MAX_TEXT_BYTES:
+            problems.append(
+                Problem("text", f"{size} UTF-8 bytes over Bluesky's limit of {MAX_TEXT_BYTES}")
+            )
+        return problems
 
     async def publish(self, credentials: Credentials, request: PublishRequest) -> PublishedPost:
         problems = self.validate(request.content)
