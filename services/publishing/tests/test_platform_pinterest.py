@@ -244,3 +244,5 @@ async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, cre
         await platform.publish(creds, request)
     found = await platform.find_published(creds, request)
     assert found is not None and found.platform_post_id in env.fake.pins
+    titled = PostContent(text="t", media=(image,), options={"title": "x" * 101})
+    assert [p.field for p in platform.validate(titled)] == ["options.title"]

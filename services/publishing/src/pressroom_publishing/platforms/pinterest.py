@@ -50,7 +50,9 @@ from pressroom_publishing.platforms.base import (
     Platform,
     PlatformError,
     PlatformHTTP,
+    PostContent,
     PostMetrics,
+    Problem,
     PublishedPost,
     PublishRequest,
     RejectedError,
@@ -71,6 +73,7 @@ from pressroom_publishing.platforms.media_stream import open_media, upload_timeo
 
 DEFAULT_SCOPES = ("boards:read", "pins:read", "pins:write", "user_accounts:read")
 NOTE_PREFIX = "pressroom:"
+TITLE_LIMIT = 100
 ACCOUNT_METRICS = ("IMPRESSION", "ENGAGEMENT", "SAVE", "PIN_CLICK", "OUTBOUND_CLICK")
 PIN_METRICS = ("IMPRESSION", "SAVE", "PIN_CLICK", "OUTBOUND_CLICK", "TOTAL_COMMENTS")
 
@@ -218,6 +221,13 @@ class PinterestPlatform(Platform):
             raise RejectedError(self.id, "the account has no board to pin to", code="no_board")
         return board_id
 
+    def validate(self, content: PostContent) -> list[Problem]:
+        problems = super().validate(content)
+        title = content.options.get("title")
+        if isinstance(title, str) and len(title) > TITLE_LIMIT:
+            problems.append(Problem("options.title", f"{len(title)} characters over {TITLE_LIMIT}"))
+        return problems
+
     async def publish(self, credentials: Credentials, request: PublishRequest) -> PublishedPost:
         content = request.content
         problems = self.validate(content)
@@ -249,7 +259,7 @@ class PinterestPlatform(Platform):
         }
         title = content.options.get("title")
         if isinstance(title, str) and title:
-            body["title"] = title[:100]
+            body["title"] = title
         if content.link:
             body["link"] = content.link
         if len(images) == 1 and images[0].alt_text:
