@@ -234,6 +234,8 @@ def test_pin_rules():
     ]
     assert [p.field for p in platform.validate(PostContent(text="no media"))] == ["media"]
     assert platform.validate(PostContent(text="six", media=(image,) * 6)) != []
+    titled = PostContent(text="t", media=(image,), options={"title": "x" * 101})
+    assert [p.field for p in platform.validate(titled)] == ["options.title"]
 
 
 async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
@@ -244,5 +246,3 @@ async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, cre
         await platform.publish(creds, request)
     found = await platform.find_published(creds, request)
     assert found is not None and found.platform_post_id in env.fake.pins
-    titled = PostContent(text="t", media=(image,), options={"title": "x" * 101})
-    assert [p.field for p in platform.validate(titled)] == ["options.title"]
