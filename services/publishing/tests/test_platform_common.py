@@ -136,3 +136,16 @@ def test_the_platforms_setting_reads_json(monkeypatch):
     }
     monkeypatch.delenv("PRESSROOM_PUBLISHING_PLATFORMS")
     assert PublishingSettings().platforms == {}
+
+
+def test_the_service_runs_every_configured_platform_beside_the_sandbox():
+    from pressroom_publishing.app import configured_platforms
+
+    settings = PublishingSettings(
+        platforms={"mastodon": {}, "x": {"client_id": "abc"}}, sandbox_enabled=True
+    )
+    assert sorted(configured_platforms(settings)(None)) == ["mastodon", "sandbox", "x"]  # type: ignore[arg-type]
+    without_sandbox = PublishingSettings(platforms={"bluesky": {}}, sandbox_enabled=False)
+    assert sorted(configured_platforms(without_sandbox)(None)) == ["bluesky"]  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="myspace"):
+        configured_platforms(PublishingSettings(platforms={"myspace": {}}))(None)  # type: ignore[arg-type]

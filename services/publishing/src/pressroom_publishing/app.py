@@ -31,7 +31,8 @@ PlatformFactory = Callable[[PlatformHTTP], Mapping[str, Platform]]
 
 
 def configured_platforms(settings: PublishingSettings) -> PlatformFactory:
-    """The adapters this installation runs: the sandbox when enabled."""
+    """The adapters this installation runs: the sandbox when enabled, and every platform
+    configured in ``PRESSROOM_PUBLISHING_PLATFORMS`` (id -> its adapter's settings)."""
 
     def build(http: PlatformHTTP) -> Mapping[str, Platform]:
         configs: dict[str, dict[str, Any]] = {}
@@ -41,6 +42,7 @@ def configured_platforms(settings: PublishingSettings) -> PlatformFactory:
                 "api_url": settings.sandbox_api(),
                 "auth_url": settings.sandbox_auth(),
             }
+        configs.update({key: dict(value) for key, value in settings.platforms.items()})
         return platforms.build_platforms(http, configs)
 
     return build
