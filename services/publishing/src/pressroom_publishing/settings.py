@@ -43,7 +43,11 @@ class PublishingSettings(ServiceSettings):
     # Platforms: the built-in sandbox's API (server-to-server) and consent page (browser).
     # Default: mounted in this service under /sandbox-platform; the consent page is reached
     # through the gateway at PRESSROOM_PUBLIC_URL.
-    sandbox_enabled: bool = True
+    sandbox_enabled: bool = Field(
+        default=False,
+        description="mount the sandbox platform (a development and test tool); the local "
+        "stack (pressroom dev) turns it on",
+    )
     sandbox_api_url: str | None = Field(
         default=None, description="default: http://127.0.0.1:<port>/sandbox-platform"
     )
