@@ -15,6 +15,16 @@ from pressroom_kit.embedded import free_port
 JWT_RE = re.compile(r"^eyJ[\w-]+\.[\w-]+\.[\w-]+$")
 
 
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 40, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 async def _run_dev(tmp_path, pg_port, kafka_port, gateway_port, webhook_port):
     env = {
         **os.environ,
@@ -87,6 +97,19 @@ async def test_pressroom_dev_runs_the_stack_with_a_demo_brand_and_stops_cleanly(
                     f"{base}/v1/webhooks/endpoints", headers={"Authorization": f"Bearer {admin}"}
                 ) as response:
                     assert response.status == 200, await response.text()  # routed to webhook
+                if run == 0:  # media's file URLs point at this gateway, on its port
+                    upload = aiohttp.FormData()
+                    upload.add_field("file", _png(), filename="a.png", content_type="image/png")
+                    async with http.post(
+                        f"{base}/v1/media",
+                        data=upload,
+                        headers={"Authorization": f"Bearer {manager}"},
+                    ) as response:
+                        assert response.status == 201, await response.text()
+                        url = (await response.json())["url"]
+                    assert url.startswith(f"{base}/media-files/"), url
+                    async with http.get(url) as response:
+                        assert response.status == 200
                 async with http.patch(
                     f"{base}/v1/brands/current",
                     json={"name": "x"},
@@ -128,3 +151,38 @@ def test_pressroom_token_mints_the_requested_claims(tmp_path, monkeypatch, capsy
     token = capsys.readouterr().out.strip()
     claims = jwt.decode(token, "cli-secret-cli-secret-cli-secret-cli", algorithms=["HS256"])
     assert claims["brand_id"] == str(brand) and claims["role"] == "viewer" and claims["sub"] == "u9"
+
+
+@pytest.mark.unit
+def test_every_dev_service_is_told_the_gateway_public_url(tmp_path):
+    from pressroom_deploy.stack import service_env
+    from pressroom_kit.service import ServiceSpec
+
+    specs = [
+        ServiceSpec(name="media", module="pressroom_media", port=8101, database="pressroom_media"),
+        ServiceSpec(name="gateway", module="pressroom_gateway", port=8000, database="gw"),
+    ]
+    common = {
+        "secret": "s",
+        "bootstrap": "127.0.0.1:19092",
+        "admin_dsn": "postgresql://postgres@127.0.0.1:5432/postgres",
+        "ports": {"media": 8101, "gateway": 9000},
+        "routes": {"/v1/media": "http://127.0.0.1:8101"},
+        "brand": uuid.uuid4(),
+        "folder": tmp_path,
+    }
+    for spec in specs:
+        env = service_env(spec, environ={"PRESSROOM_GATEWAY_PORT": "9000"}, **common)
+        assert env["PRESSROOM_PUBLIC_URL"] == "http://127.0.0.1:9000", spec.name
+        assert env[f"{spec.env_prefix}PORT"] == str(common["ports"][spec.name])
+        assert env[f"{spec.env_prefix}DATABASE_URL"].endswith(f"/{spec.database}")
+    # Only media, the gateway not started by this stack: its configured port still counts.
+    env = service_env(
+        specs[0],
+        environ={"PRESSROOM_GATEWAY_PORT": "9100"},
+        **{**common, "ports": {"media": 8101}},
+    )
+    assert env["PRESSROOM_PUBLIC_URL"] == "http://127.0.0.1:9100"
+    # The operator's own public URL wins.
+    env = service_env(specs[0], environ={"PRESSROOM_PUBLIC_URL": "https://s.example"}, **common)
+    assert env["PRESSROOM_PUBLIC_URL"] == "https://s.example"

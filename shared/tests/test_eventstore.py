@@ -111,3 +111,36 @@ async def test_append_outside_a_transaction_is_refused(app_pool):
                 expected_version=0,
                 events=[NewEvent("NoteRenamed", {})],
             )
+
+
+async def test_append_refuses_a_naive_occurred_at_and_writes_nothing(app_pool):
+    from datetime import datetime
+
+    from pressroom_kit.db import tenant_transaction
+
+    stream, brand = f"note-{uuid.uuid4()}", uuid.uuid4()
+
+    async def at_once() -> None:
+        async with app_pool.acquire() as conn, conn.transaction():
+            await _naive_append(conn, stream, brand, datetime(2026, 1, 1))
+
+    async def staged() -> None:  # staged by a kit transaction, written by its commit
+        async with tenant_transaction(app_pool, brand) as conn:
+            await _naive_append(conn, stream, brand, datetime(2026, 1, 1))
+
+    for attempt in (at_once, staged):
+        with pytest.raises(ValueError, match="occurred_at must be timezone-aware"):
+            await attempt()
+    assert await eventstore.load_stream(app_pool, stream) == []
+
+
+async def _naive_append(conn, stream, brand, when):
+    await eventstore.append(
+        conn,
+        stream_id=stream,
+        stream_type="note",
+        expected_version=0,
+        events=[NewEvent("NoteWritten", {"title": "t"})],
+        brand_id=brand,
+        occurred_at=when,
+    )

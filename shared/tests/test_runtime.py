@@ -58,3 +58,13 @@ def test_service_settings_read_shared_and_prefixed_names(monkeypatch):
     assert settings.kafka_bootstrap_servers == "kafka:9092"
     assert settings.jwt().secret == "s3cret"
     assert "s3cret" not in repr(settings)
+
+
+def test_the_public_url_defaults_to_the_local_gateway_on_its_port(monkeypatch):
+    monkeypatch.delenv("PRESSROOM_PUBLIC_URL", raising=False)
+    monkeypatch.delenv("PRESSROOM_GATEWAY_PORT", raising=False)
+    assert ServiceSettings().public_url == "http://127.0.0.1:8000"
+    monkeypatch.setenv("PRESSROOM_GATEWAY_PORT", "9000")
+    assert ServiceSettings().public_url == "http://127.0.0.1:9000"
+    monkeypatch.setenv("PRESSROOM_PUBLIC_URL", "https://social.example.com/")
+    assert ServiceSettings().public_url == "https://social.example.com"  # no trailing slash

@@ -149,3 +149,27 @@ def test_transient_failures_are_told_from_deterministic_ones() -> None:
     assert not is_transient(asyncpg.UniqueViolationError("x"))
     assert not is_transient(asyncpg.UndefinedColumnError("x"))
     assert not is_transient(Invalid("bad payload"))
+
+
+def test_a_naive_occurred_at_is_refused_before_anything_is_staged():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from pressroom_kit import eventstore
+    from pressroom_kit.eventstore import NewEvent
+
+    def preview(occurred_at: datetime) -> list[eventstore.RecordedEvent]:
+        return eventstore.preview(
+            stream_id="s",
+            stream_type="note",
+            expected_version=0,
+            events=[NewEvent("NoteWritten", {"title": "t"})],
+            brand_id=None,
+            metadata={},
+            occurred_at=occurred_at,
+        )
+
+    with pytest.raises(ValueError, match="occurred_at must be timezone-aware"):
+        preview(datetime(2026, 1, 1, 12, 0))
+    paris = timezone(timedelta(hours=1))
+    (event,) = preview(datetime(2026, 1, 1, 13, 0, tzinfo=paris))
+    assert event.occurred_at == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

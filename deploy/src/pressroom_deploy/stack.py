@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from pressroom_contracts import TOPICS, dlq_topic
@@ -52,6 +53,53 @@ def dev_brand(folder: Path) -> uuid.UUID:
 def log_line(name: str, colour: str, line: str) -> None:
     prefix = Text(f"{name:>10} | ", style=colour)
     console.print(prefix + Text(line.rstrip("\n")), soft_wrap=True)
+
+
+def public_url(ports: Mapping[str, int], environ: Mapping[str, str]) -> str:
+    """The gateway as browsers reach it locally: its real port (``PRESSROOM_GATEWAY_PORT``
+    honoured), or ``PRESSROOM_PUBLIC_URL`` when the operator set it."""
+    configured = environ.get("PRESSROOM_PUBLIC_URL")
+    if configured:
+        return configured
+    port = ports.get("gateway") or int(environ.get("PRESSROOM_GATEWAY_PORT", "8000"))
+    return f"http://127.0.0.1:{port}"
+
+
+def service_env(
+    spec: ServiceSpec,
+    *,
+    environ: Mapping[str, str],
+    secret: str,
+    bootstrap: str,
+    admin_dsn: str,
+    ports: Mapping[str, int],
+    routes: Mapping[str, str],
+    brand: uuid.UUID,
+    folder: Path,
+) -> dict[str, str]:
+    """The environment one service process of the local stack runs with: the operator's,
+    with the stack's shared names (secret, broker, public URL) and the service's own
+    database, role and port on top."""
+    env = {
+        **environ,
+        "PRESSROOM_JWT_SECRET": secret,
+        "PRESSROOM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PRESSROOM_PUBLIC_URL": public_url(ports, environ),
+        f"{spec.env_prefix}DATABASE_URL": replace_database(admin_dsn, spec.database),
+        # Migrations run as the admin; the service runs as its own role, granted
+        # on its own database only (PRESSROOM_<SVC>_RUNTIME_ROLE overrides it).
+        f"{spec.env_prefix}RUNTIME_ROLE": environ.get(
+            f"{spec.env_prefix}RUNTIME_ROLE", f"pressroom_{spec.name}"
+        ),
+        f"{spec.env_prefix}PORT": str(ports[spec.name]),
+        "PRESSROOM_DATA_DIR": str(folder),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.setdefault("PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # local receivers
+    if spec.name == "gateway":
+        env.setdefault("PRESSROOM_GATEWAY_ROUTES", json.dumps(dict(routes)))
+        env["PRESSROOM_GATEWAY_DEMO_BRAND_ID"] = str(brand)
+    return env
 
 
 class LocalStack:
@@ -106,24 +154,17 @@ class LocalStack:
             brand = dev_brand(self.folder)
             readers = []
             for index, spec in enumerate(services):
-                env = {
-                    **os.environ,
-                    "PRESSROOM_JWT_SECRET": secret,
-                    "PRESSROOM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                    f"{spec.env_prefix}DATABASE_URL": replace_database(admin_dsn, spec.database),
-                    # Migrations run as the admin; the service runs as its own role, granted
-                    # on its own database only (PRESSROOM_<SVC>_RUNTIME_ROLE overrides it).
-                    f"{spec.env_prefix}RUNTIME_ROLE": os.environ.get(
-                        f"{spec.env_prefix}RUNTIME_ROLE", f"pressroom_{spec.name}"
-                    ),
-                    f"{spec.env_prefix}PORT": str(ports[spec.name]),
-                    "PRESSROOM_DATA_DIR": str(self.folder),
-                    "PYTHONUNBUFFERED": "1",
-                }
-                env.setdefault("PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # local receivers
-                if spec.name == "gateway":
-                    env.setdefault("PRESSROOM_GATEWAY_ROUTES", json.dumps(routes))
-                    env["PRESSROOM_GATEWAY_DEMO_BRAND_ID"] = str(brand)
+                env = service_env(
+                    spec,
+                    environ=os.environ,
+                    secret=secret,
+                    bootstrap=bootstrap,
+                    admin_dsn=admin_dsn,
+                    ports=ports,
+                    routes=routes,
+                    brand=brand,
+                    folder=self.folder,
+                )
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",

@@ -8,11 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
+from pressroom_contracts import CloudEvent
 from pressroom_kit.auth import mint_token
 from pressroom_kit.testing.plugin import APP_ROLE, TestDatabase
 from pressroom_kit.testing.servers import serve_asgi
@@ -113,6 +115,45 @@ async def media_service(
         yield Service(base, app, http, settings)
 
 
+def post_event(
+    kind: str, brand: uuid.UUID, post: uuid.UUID, media_ids: list[str], **extra: Any
+) -> CloudEvent:
+    """A publishing event as the publishing service writes it: scheduled, published (on
+    ``platform``) or cancelled."""
+    now = datetime.now(UTC)
+    common = {"post_id": str(post), "brand_id": str(brand), "media_ids": media_ids}
+    if kind == "published":
+        data = {
+            **common,
+            "platform": extra.get("platform", "instagram"),
+            "platform_post_id": "ig_123",
+            "url": "https://instagram.example/p/123",
+            "published_at": now.isoformat(),
+            "published_by": "user-editor",
+        }
+    elif kind == "cancelled":
+        data = {
+            **common,
+            "platforms": extra.get("platforms", ["instagram"]),
+            "cancelled_at": now.isoformat(),
+            "cancelled_by": "user-canceller",
+        }
+    else:
+        data = {
+            **common,
+            "scheduled_at": now.isoformat(),
+            "platforms": ["instagram"],
+            "scheduled_by": "user-editor",
+        }
+    return CloudEvent(
+        source="/pressroom/publishing",
+        type=f"publishing.post.{kind}.v1",
+        subject=str(post),
+        brandid=brand,
+        data=data,
+    )
+
+
 async def publish(bootstrap: str, topic: str, *events: Any) -> None:
     """Put CloudEvents on a topic the way the outbox relay does (binary mode)."""
     from aiokafka import AIOKafkaProducer
@@ -142,3 +183,19 @@ async def outbox_types(owner_dsn: str) -> list[str]:
     finally:
         await conn.close()
     return [r["type"] for r in rows]
+
+
+async def assert_rebuild_equals_live(owner_dsn: str) -> None:
+    """The projections rebuilt from the event store equal the live tables."""
+    from pressroom_kit.db import connect
+    from pressroom_kit.projections import rebuild, verify
+    from pressroom_media.projections import MEDIA
+
+    conn = await connect(owner_dsn)
+    try:
+        await rebuild(conn, MEDIA)
+        diffs = await verify(conn, MEDIA)
+        assert [d.table for d in diffs] == list(MEDIA.tables)
+        assert all(d.equal for d in diffs), diffs
+    finally:
+        await conn.close()

@@ -312,3 +312,25 @@ async def test_a_client_that_hangs_up_mid_upload_leaves_nothing(media):
     assert media.stored_files() == []
     _status, quota = await media.call("GET", "/v1/media/quota", brand, "viewer")
     assert quota["used_bytes"] == 0 and quota["reserved_bytes"] == 0
+
+
+async def test_file_urls_start_with_the_gateway_on_its_configured_port(
+    fresh_db, kafka_bootstrap, topics, tmp_path, monkeypatch
+):
+    """No media URL setting: file URLs follow ``PRESSROOM_PUBLIC_URL``'s default, the local
+    gateway on ``PRESSROOM_GATEWAY_PORT``."""
+    monkeypatch.delenv("PRESSROOM_PUBLIC_URL", raising=False)
+    monkeypatch.delenv("PRESSROOM_MEDIA_PUBLIC_BASE_URL", raising=False)
+    monkeypatch.setenv("PRESSROOM_GATEWAY_PORT", "9000")
+    async with media_service(fresh_db, kafka_bootstrap, tmp_path, public_base_url="") as media:
+        assert media.settings.public_base_url == "http://127.0.0.1:9000"
+        status, asset = await media.upload(uuid.uuid4(), jpeg_bytes(64, 48))
+        assert status == 201, asset
+        urls = [
+            asset["url"],
+            asset["thumbnail_url"],
+            *(v["url"] for v in asset["variants"].values()),
+        ]
+        assert all(u.startswith("http://127.0.0.1:9000/media-files/") for u in urls), urls
+        status, _, body = await media.fetch(asset["url"])
+        assert status == 200 and body

@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 from media_samples import jpeg_bytes, png_bytes
-from media_testkit import media_service, outbox_types, publish
+from media_testkit import (
+    assert_rebuild_equals_live,
+    media_service,
+    outbox_types,
+    post_event,
+    publish,
+)
 from PIL import Image
-from pressroom_contracts import CloudEvent
-from pressroom_kit.db import connect
-from pressroom_kit.projections import rebuild, verify
-from pressroom_media.projections import MEDIA
 
 pytestmark = pytest.mark.integration
 
@@ -106,39 +108,6 @@ async def test_a_crashed_upload_gives_its_reservation_back(
         await asyncio.sleep(1.1)
         status, _ = await media.upload(brand, files[0], "a.png", content_type="image/png")
         assert status == 201
-
-
-def post_event(
-    kind: str, brand: uuid.UUID, post: uuid.UUID, media_ids: list[str], **extra
-) -> CloudEvent:
-    now = datetime.now(UTC)
-    if kind == "published":
-        data = {
-            "post_id": str(post),
-            "brand_id": str(brand),
-            "platform": extra.get("platform", "instagram"),
-            "platform_post_id": "ig_123",
-            "url": "https://instagram.example/p/123",
-            "media_ids": media_ids,
-            "published_at": now.isoformat(),
-            "published_by": "user-editor",
-        }
-    else:
-        data = {
-            "post_id": str(post),
-            "brand_id": str(brand),
-            "scheduled_at": now.isoformat(),
-            "platforms": ["instagram"],
-            "media_ids": media_ids,
-            "scheduled_by": "user-editor",
-        }
-    return CloudEvent(
-        source="/pressroom/publishing",
-        type=f"publishing.post.{kind}.v1",
-        subject=str(post),
-        brandid=brand,
-        data=data,
-    )
 
 
 async def test_usage_from_publishing_events_counts_once(
@@ -245,14 +214,7 @@ async def test_list_filters_pages_and_patch(fresh_db, kafka_bootstrap, topics, t
         assert (await media.call("PATCH", f"/v1/media/{uuid.uuid4()}", brand, json={}))[0] == 404
 
         # The projections rebuilt from the events equal the live tables.
-        conn = await connect(fresh_db.owner_dsn)
-        try:
-            await rebuild(conn, MEDIA)
-            diffs = await verify(conn, MEDIA)
-            assert [d.table for d in diffs] == list(MEDIA.tables)
-            assert all(d.equal for d in diffs), diffs
-        finally:
-            await conn.close()
+        await assert_rebuild_equals_live(fresh_db.owner_dsn)
 
 
 async def test_a_body_that_cannot_fit_is_refused_before_it_is_read_unless_a_twin(

@@ -96,3 +96,36 @@ def test_the_openapi_document_describes_the_multipart_upload():
     form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["required"] == ["file"] and form["properties"]["file"]["format"] == "binary"
     assert {"200", "201"} <= set(upload["responses"])
+
+
+def test_file_urls_follow_the_shared_public_url_unless_overridden(monkeypatch):
+    from pressroom_media.settings import MediaSettings
+
+    for name in ("PRESSROOM_PUBLIC_URL", "PRESSROOM_MEDIA_PUBLIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PRESSROOM_GATEWAY_PORT", "9000")
+    assert MediaSettings().public_base_url == "http://127.0.0.1:9000"
+    monkeypatch.setenv("PRESSROOM_PUBLIC_URL", "https://social.example.com/")
+    assert MediaSettings().public_base_url == "https://social.example.com"
+    monkeypatch.setenv("PRESSROOM_MEDIA_PUBLIC_BASE_URL", "https://cdn.example.com/")
+    assert MediaSettings().public_base_url == "https://cdn.example.com"
+
+
+def test_a_released_use_is_given_back_once_and_keeps_what_was_published():
+    import uuid
+
+    from pressroom_media.domain import MediaAsset
+
+    asset = MediaAsset(str(uuid.uuid4()))
+    for action in ("scheduled", "published:instagram"):
+        asset.use(used_in="post:1", action=action, used_by_user="u", source_event=uuid.uuid4())
+    asset.use(used_in="post:2", action="scheduled", used_by_user="u", source_event=uuid.uuid4())
+    release = {"action": "scheduled", "released_as": "cancelled", "released_by_user": "c"}
+    assert asset.release(used_in="post:1", source_event=uuid.uuid4(), **release)
+    assert not asset.release(used_in="post:1", source_event=uuid.uuid4(), **release)
+    assert asset.used_in == ["post:1", "post:2"] and asset.usage_count == 2
+    assert asset.release(used_in="post:2", source_event=uuid.uuid4(), **release)
+    assert asset.used_in == ["post:1"] and asset.usage_count == 1
+    assert not asset.release(used_in="post:3", source_event=uuid.uuid4(), **release)
+    released = [e for e in asset.pending if e.type_name == "AssetUsageReleased"]
+    assert [e.still_used for e in released] == [True, False]

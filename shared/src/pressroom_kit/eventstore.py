@@ -144,6 +144,7 @@ class PendingWrites:
         self._outbox: list[OutboxRow] = []
         self._heads: dict[str, int] = {}
         self._closed = False
+        self.savepoints = 0  # projection savepoints the saves took (``Repository.save``)
         # With nothing staged, a COMMIT that rolled back is only reported when asked for (the
         # inbox consumer asks: its inbox row would be gone while the offset moves on).
         self.require_commit = False
@@ -486,7 +487,16 @@ def preview(
     metadata: dict[str, Any],
     occurred_at: datetime,
 ) -> list[RecordedEvent]:
-    """The events as they will be recorded, before they have a ``global_position`` (0)."""
+    """The events as they will be recorded, before they have a ``global_position`` (0).
+
+    ``occurred_at`` must be timezone-aware: a naive one would be read in whatever zone the
+    process or the session happens to be in (asyncpg takes the local zone, the staged flush
+    the server's ``TimeZone``), and projections and rebuilds take their times from it."""
+    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        raise ValueError(
+            f"occurred_at must be timezone-aware (got the naive {occurred_at.isoformat()}); "
+            "use datetime.now(UTC)"
+        )
     return [
         RecordedEvent(
             global_position=0,

@@ -20,6 +20,10 @@ from pressroom_kit.outbox import OutboxMessage, outbox_row
 from pressroom_kit.projections import Projector
 from pressroom_kit.telemetry import current_traceparent
 
+# Savepoints one transaction's saves may open (PostgreSQL caches 64 subtransactions per
+# backend; the rest is left to the service's own savepoints).
+SAVEPOINT_BUDGET = 32
+
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
 
@@ -84,22 +88,7 @@ class Repository(Generic[A]):
             outbox_row(m, event_id) for m, event_id in self._public_messages(preview, traceparent)
         ]
         if self.projector is not None:
-            # A writer racing us may have projected the same rows first; its commit makes our
-            # projection collide before our append could say "concurrency conflict". So on a
-            # constraint violation, undo the projection and let the stream's version decide.
-            await conn.execute("SAVEPOINT pressroom_projection")
-            try:
-                await self.projector.apply(conn, preview)
-            except asyncpg.IntegrityConstraintViolationError:
-                await conn.execute("ROLLBACK TO SAVEPOINT pressroom_projection")
-                actual = await eventstore.current_version(conn, item.id)
-                if actual != item.version:
-                    raise ConcurrencyError(
-                        f"stream {item.id} is at version {actual}, expected {item.version}",
-                        stream_id=item.id,
-                        actual_version=actual,
-                    ) from None
-                raise  # we did not lose a race: the projection itself is wrong
+            await self._project(conn, self.projector, item, preview)
         recorded = await eventstore.append(
             conn,
             stream_id=item.id,
@@ -113,6 +102,49 @@ class Repository(Generic[A]):
         )
         item.mark_saved()
         return recorded
+
+    async def _project(
+        self,
+        conn: asyncpg.Connection,
+        projector: Projector,
+        item: A,
+        preview: Sequence[RecordedEvent],
+    ) -> None:
+        """Run the projections, telling a lost race from a projection bug while the
+        transaction's savepoint budget lasts.
+
+        A writer racing us may have projected the same rows first; its commit makes our
+        projection collide before our append could say "concurrency conflict". So on a
+        constraint violation the savepoint is rolled back and the stream's version decides.
+        A savepoint that projected is a subtransaction with its own xid, and released or not
+        it counts until the transaction ends: past 64, PostgreSQL's subtransaction cache
+        overflows and every other session's snapshots slow down. So a transaction takes at
+        most ``SAVEPOINT_BUDGET`` of them; later saves project without one, and a collision
+        there fails the transaction as the constraint violation it is (the inbox consumer
+        then retries the message alone, where the budget starts again).
+        """
+        pending = eventstore.pending_writes(conn)
+        if pending is not None and pending.savepoints >= SAVEPOINT_BUDGET:
+            await projector.apply(conn, preview)
+            return
+        if pending is not None:
+            pending.savepoints += 1
+        await conn.execute("SAVEPOINT pressroom_projection")
+        try:
+            await projector.apply(conn, preview)
+        except asyncpg.IntegrityConstraintViolationError:
+            await conn.execute("ROLLBACK TO SAVEPOINT pressroom_projection")
+            await conn.execute("RELEASE SAVEPOINT pressroom_projection")
+            actual = await eventstore.current_version(conn, item.id)
+            if actual != item.version:
+                raise ConcurrencyError(
+                    f"stream {item.id} is at version {actual}, expected {item.version}",
+                    stream_id=item.id,
+                    actual_version=actual,
+                ) from None
+            raise  # we did not lose a race: the projection itself is wrong
+        # Released, the next save's savepoint is a sibling, not nested ever deeper.
+        await conn.execute("RELEASE SAVEPOINT pressroom_projection")
 
     def _public_messages(
         self, events: Sequence[RecordedEvent], traceparent: str | None

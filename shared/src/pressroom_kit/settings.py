@@ -61,6 +61,10 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS")
     )
+    consumer_group: str = Field(
+        default="", description="the inbox consumers' group (default: pressroom-<service>)"
+    )
+    consumer_session_timeout_ms: int = 10_000
 
     @model_validator(mode="after")
     def _public_url(self) -> Self:
@@ -73,10 +77,13 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _own_runtime_role(self) -> Self:
         """Each service its own runtime role (``PRESSROOM_MEDIA_`` -> ``pressroom_media``), so
-        one service's credentials cannot reach another's database."""
+        one service's credentials cannot reach another's database, and its own consumer
+        group (``pressroom-media``)."""
+        prefix = str(self.model_config.get("env_prefix", "")).lower().rstrip("_")
         if "runtime_role" not in self.model_fields_set:
-            prefix = str(self.model_config.get("env_prefix", ""))
-            self.runtime_role = prefix.lower().rstrip("_")
+            self.runtime_role = prefix
+        if not self.consumer_group:
+            self.consumer_group = prefix.replace("_", "-")
         return self
 
     def jwt(self) -> JWTSettings:

@@ -8,19 +8,12 @@ import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
 
 from litestar import Litestar
-from pressroom_contracts.events.publishing import PostPublished, PostScheduled
+from pressroom_contracts.events.publishing import PostCancelled, PostPublished, PostScheduled
 from pressroom_contracts.topics import Topic
-from pressroom_kit.auth import JWTVerifier
-from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
-from pressroom_kit.db import create_pool, prepare_database
-from pressroom_kit.health import Heartbeats
-from pressroom_kit.http import ReadinessCheck, broker_check, create_service_app, database_check
 from pressroom_kit.logs import get_logger
-from pressroom_kit.outbox import Relay
-from pressroom_kit.runtime import BackgroundWorkers
+from pressroom_kit.wiring import Runtime, ServiceWiring
 
 from pressroom_media import handlers
 from pressroom_media.api import MediaController
@@ -37,38 +30,20 @@ MIGRATIONS = ("media", resources.files("pressroom_media") / "migrations")
 
 def create_app(settings: MediaSettings | None = None) -> Litestar:
     settings = settings or MediaSettings()
-    heartbeats = Heartbeats()
-    workers = BackgroundWorkers()
     storage = create_storage(settings)
     signer = UrlSigner(
         settings.url_signing_key.get_secret_value().encode(),
         base_url=settings.public_base_url,
         ttl_s=settings.url_ttl_s,
     )
-    state: dict[str, Any] = {}
-
-    async def database_ready() -> None:
-        await database_check(state["pool"])()
-
-    readiness: dict[str, ReadinessCheck] = {
-        "database": database_ready,
-        "broker": broker_check(settings.kafka_bootstrap_servers),
-        "storage": storage.check,
-    }
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    async def setup(rt: Runtime) -> AsyncIterator[None]:
         if settings.url_signing_key.get_secret_value() == DEV_URL_KEY:
             log.warning(
                 "file URLs are signed with the development key; "
                 "set PRESSROOM_MEDIA_URL_SIGNING_KEY in production"
             )
-        runtime_dsn = await prepare_database(
-            database_url=settings.database_url,
-            migrate_database_url=settings.migrate_database_url,
-            runtime_role=settings.runtime_role,
-            migrations=[MIGRATIONS],
-        )
         staging = prepare_staging(settings.staging_path(), settings.reservation_ttl_s)
         await storage.start()
         processor = Processor(
@@ -80,71 +55,49 @@ def create_app(settings: MediaSettings | None = None) -> Litestar:
             ),
             timeout_s=settings.processing_timeout_s,
         )
-        pool = await create_pool(runtime_dsn, min_size=2, max_size=20)
-        state["pool"] = pool
-        app.state.update(
-            pool=pool,
-            settings=settings,
+        rt.app.state.update(
             storage=storage,
             signer=signer,
-            uploads=Uploads(pool, storage, processor, settings, staging),
+            uploads=Uploads(rt.pool, storage, processor, settings, staging),
         )
-        workers.add(
-            "relay",
-            Relay(
-                service="media",
-                dsn=runtime_dsn,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                heartbeats=heartbeats,
-            ).run,
-        )
-        workers.add(
+        rt.consume(
             "usage",
-            InboxConsumer(
-                name=settings.consumer_group,
-                dsn_or_pool=pool,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                topics=[Topic.PUBLISHING.value],
-                handlers={
-                    PostPublished.event_type: handlers.record_usage,
-                    PostScheduled.event_type: handlers.record_usage,
-                },
-                heartbeats=heartbeats,
-                settings=ConsumerSettings.with_session_timeout(
-                    settings.consumer_session_timeout_ms
-                ),
-            ).run,
+            topics=[Topic.PUBLISHING.value],
+            handlers={
+                PostPublished.event_type: handlers.record_usage,
+                PostScheduled.event_type: handlers.record_usage,
+                PostCancelled.event_type: handlers.record_usage,
+            },
         )
 
         async def sweep(stop: asyncio.Event) -> None:
             """Clean up after crashed uploads (any replica may; claims never overlap)."""
             while not stop.is_set():
-                await handlers.sweep_expired_reservations(pool, storage, now=datetime.now(UTC))
-                heartbeats.beat("sweeper")
+                await handlers.sweep_expired_reservations(rt.pool, storage, now=datetime.now(UTC))
+                rt.heartbeats.beat("sweeper")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), settings.sweep_interval_s)
 
-        heartbeats.register("sweeper", max_age=settings.sweep_interval_s * 2 + 30)
-        workers.add("sweeper", sweep)
+        rt.heartbeats.register("sweeper", max_age=settings.sweep_interval_s * 2 + 30)
+        rt.workers.add("sweeper", sweep)
         warming = asyncio.create_task(processor.warm())
         try:
-            async with workers.lifespan():  # workers stop before what they use closes
-                yield
+            yield
         finally:
             warming.cancel()
-            await pool.close()
             processor.close()
             await storage.close()
             shutil.rmtree(staging, ignore_errors=True)
 
-    return create_service_app(
-        name="media",
+    wiring = ServiceWiring(
+        "media",
+        settings,
+        migrations=[MIGRATIONS],
+        setup=setup,
+        readiness={"storage": storage.check},
+    )
+    return wiring.app(
         description="The media library: streamed uploads with duplicate detection, quotas, "
         "image and video processing, platform variants and signed, expiring file URLs.",
         route_handlers=[MediaController, serve_file],
-        verifier=JWTVerifier(settings.jwt()),
-        heartbeats=heartbeats,
-        readiness=readiness,
-        lifespan=[lifespan],
-        cors_origins=settings.cors_origins,
     )

@@ -69,6 +69,20 @@ class AssetUsed(DomainEvent):
     source_event: UUID
 
 
+class AssetUsageReleased(DomainEvent):
+    """A use given back (a cancelled post's ``scheduled``). ``still_used`` says whether
+    ``used_in`` keeps naming it (the post was published somewhere before it was cancelled),
+    so the projection and a rebuild never need the rest of the history."""
+
+    type_name: ClassVar[str] = "AssetUsageReleased"
+    used_in: str
+    action: str
+    usage_key: str
+    still_used: bool
+    released_by_user: str | None
+    source_event: UUID
+
+
 class AssetDeleted(DomainEvent):
     type_name: ClassVar[str] = "AssetDeleted"
     size_bytes: int
@@ -150,7 +164,7 @@ class Quota:
 
 class MediaAsset(Aggregate):
     stream_type = "media_asset"
-    event_classes = (AssetUploaded, AssetUpdated, AssetUsed, AssetDeleted)
+    event_classes = (AssetUploaded, AssetUpdated, AssetUsed, AssetUsageReleased, AssetDeleted)
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
@@ -182,6 +196,11 @@ class MediaAsset(Aggregate):
                     self.used_in.append(event.used_in)
                 self.usage_keys.add(event.usage_key)
                 self.usage_count += 1
+            case AssetUsageReleased():
+                self.usage_keys.discard(event.usage_key)
+                if not event.still_used and event.used_in in self.used_in:
+                    self.used_in.remove(event.used_in)
+                self.usage_count = max(0, self.usage_count - 1)
             case AssetDeleted():
                 self.deleted = True
 
@@ -237,6 +256,36 @@ class MediaAsset(Aggregate):
                 action=action,
                 usage_key=usage_key,
                 used_by_user=used_by_user,
+                source_event=source_event,
+            )
+        )
+        return True
+
+    def release(
+        self,
+        *,
+        used_in: str,
+        action: str,
+        released_as: str,
+        released_by_user: str | None,
+        source_event: UUID,
+    ) -> bool:
+        """Give back the (what, action) use, if it is held: the count goes down and ``used_in``
+        drops ``used_in`` unless another of its uses remains. A release that arrives again
+        finds nothing held and records nothing."""
+        if self.deleted:
+            return False
+        usage_key = f"{used_in}:{action}"
+        if usage_key not in self.usage_keys:
+            return False
+        others = any(k.startswith(f"{used_in}:") for k in self.usage_keys - {usage_key})
+        self.record(
+            AssetUsageReleased(
+                used_in=used_in,
+                action=released_as,
+                usage_key=usage_key,
+                still_used=others,
+                released_by_user=released_by_user,
                 source_event=source_event,
             )
         )

@@ -17,7 +17,7 @@ from pressroom_contracts.events.media import (
     MediaQuotaExceeded,
     MediaQuotaWarning,
 )
-from pressroom_contracts.events.publishing import PostPublished, PostScheduled
+from pressroom_contracts.events.publishing import PostCancelled, PostPublished, PostScheduled
 from pressroom_contracts.topics import Topic
 from pressroom_kit.cloudevents import new_event
 from pressroom_kit.db import tenant_transaction
@@ -384,28 +384,41 @@ async def _load(conn: asyncpg.Connection, brand_id: uuid.UUID, asset_id: uuid.UU
 async def record_usage(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
     """A scheduled or published post uses its media: ``post:<id>`` joins ``used_in``, the
     count goes up and the usage log gets a line, once per (post, action) however often the
-    event arrives. Media of another brand or already deleted is left alone."""
+    event arrives. A cancelled post gives back its ``scheduled`` use (the uses of platforms
+    it was already published on stay): the count goes down, ``used_in`` drops the post when
+    nothing else of it remains, and the log gets a ``cancelled`` line, once. Media of another
+    brand or already deleted is left alone."""
     if isinstance(payload, PostPublished):
         action, user = f"published:{payload.platform}", payload.published_by
     elif isinstance(payload, PostScheduled):
         action, user = "scheduled", payload.scheduled_by
+    elif isinstance(payload, PostCancelled):
+        action, user = "scheduled", payload.cancelled_by
     else:
         return
     if event.brandid is None or event.brandid != payload.brand_id:
         log.warning("usage event without a matching brand ignored", event_id=str(event.id))
         return
+    used_in = f"post:{payload.post_id}"
     # One order for every handler, so two batches naming the same assets never deadlock.
     for media_id in sorted(set(payload.media_ids), key=str):
         asset = await REPOSITORY.load(conn, str(media_id))
         if asset is None or asset.brand_id != event.brandid:
             log.info("usage of an unknown asset ignored", asset_id=str(media_id))
             continue
-        if asset.use(
-            used_in=f"post:{payload.post_id}",
-            action=action,
-            used_by_user=user,
-            source_event=event.id,
-        ):
+        if isinstance(payload, PostCancelled):
+            changed = asset.release(
+                used_in=used_in,
+                action=action,
+                released_as="cancelled",
+                released_by_user=user,
+                source_event=event.id,
+            )
+        else:
+            changed = asset.use(
+                used_in=used_in, action=action, used_by_user=user, source_event=event.id
+            )
+        if changed:
             await REPOSITORY.save(
                 conn,
                 asset,

@@ -66,6 +66,23 @@ async def _updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     )
 
 
+async def _log_usage(conn: asyncpg.Connection, event: RecordedEvent, user: str | None) -> None:
+    """One line of the asset's usage log per use and per release."""
+    d = event.data
+    await conn.execute(
+        "INSERT INTO media_usage_logs (id, brand_id, asset_id, used_in, action, used_by_user, "
+        "source_event, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        event.event_id,
+        event.brand_id,
+        event.stream_id,
+        d["used_in"],
+        d["action"],
+        user,
+        d["source_event"],
+        event.occurred_at,
+    )
+
+
 async def _used(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     d = event.data
     await conn.execute(
@@ -76,18 +93,21 @@ async def _used(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         d["used_in"],
         event.occurred_at,
     )
+    await _log_usage(conn, event, d["used_by_user"])
+
+
+async def _released(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    d = event.data
     await conn.execute(
-        "INSERT INTO media_usage_logs (id, brand_id, asset_id, used_in, action, used_by_user, "
-        "source_event, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        event.event_id,
-        event.brand_id,
+        "UPDATE media_assets SET used_in = CASE WHEN $3 THEN used_in "
+        "ELSE array_remove(used_in, $2) END, usage_count = greatest(usage_count - 1, 0), "
+        "updated_at = $4 WHERE id = $1",
         event.stream_id,
         d["used_in"],
-        d["action"],
-        d["used_by_user"],
-        d["source_event"],
+        d["still_used"],
         event.occurred_at,
     )
+    await _log_usage(conn, event, d["released_by_user"])
 
 
 async def _deleted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
@@ -102,6 +122,7 @@ MEDIA = Projection(
         "AssetUploaded": _uploaded,
         "AssetUpdated": _updated,
         "AssetUsed": _used,
+        "AssetUsageReleased": _released,
         "AssetDeleted": _deleted,
     },
 )

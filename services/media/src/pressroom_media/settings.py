@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 from uuid import UUID
 
 from pressroom_kit.settings import ServiceSettings
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 # Development only: the service logs a warning when it signs URLs with this key.
@@ -40,7 +40,10 @@ class MediaSettings(ServiceSettings):
     s3_secret_key: SecretStr | None = None
 
     # Serving: absolute URLs that platforms can fetch, signed and expiring.
-    public_base_url: str = "http://localhost:8000"
+    public_base_url: str = Field(
+        default="",
+        description="where file URLs point (default: PRESSROOM_PUBLIC_URL, the gateway)",
+    )
     url_signing_key: SecretStr = SecretStr(DEV_URL_KEY)
     url_ttl_s: int = 24 * 3600
 
@@ -63,6 +66,12 @@ class MediaSettings(ServiceSettings):
 
     consumer_group: str = "pressroom-media"
     consumer_session_timeout_ms: int = 10_000
+
+    @model_validator(mode="after")
+    def _public_base_url(self) -> Self:
+        """File URLs follow the shared public URL unless this service is told otherwise."""
+        self.public_base_url = (self.public_base_url or self.public_url).rstrip("/")
+        return self
 
     def storage_path(self) -> Path:
         return self.storage_dir or self.data_dir / "media"

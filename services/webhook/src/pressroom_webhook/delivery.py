@@ -34,10 +34,10 @@ from pressroom_kit.health import Heartbeats
 from pressroom_kit.leases import Lease, LeasedRows, LeaseLost
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import OutboxMessage, write_outbox
+from pressroom_kit.secrets import SecretBox
 
 from pressroom_webhook import handlers, signing
 from pressroom_webhook.providers import render
-from pressroom_webhook.secrets import SecretBox
 from pressroom_webhook.settings import WebhookSettings
 from pressroom_webhook.ssrf import GuardedResolver, UnsafeTarget, check_target
 

@@ -17,10 +17,11 @@ from pressroom_kit.errors import NotFound
 from pressroom_kit.eventstore import RecordedEvent
 from pressroom_kit.projections import Projector
 from pressroom_kit.repository import Repository, retry_on_conflict
+from pressroom_kit.secrets import SecretBox
 
 from pressroom_webhook.domain import Endpoint, matches
 from pressroom_webhook.projections import ENDPOINTS
-from pressroom_webhook.secrets import SecretBox, new_secret
+from pressroom_webhook.secrets import new_secret
 
 SOURCE = "/pressroom/webhook"
 

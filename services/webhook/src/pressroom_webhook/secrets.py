@@ -1,12 +1,14 @@
-"""Signing secrets: generated as ``whsec_<base64>``, stored encrypted (AES-GCM with a key id)."""
+"""Signing secrets: generated as ``whsec_<base64>``, stored sealed by the kit's ``SecretBox``
+(AES-GCM with a key id; re-exported here for older imports)."""
 
 from __future__ import annotations
 
 import base64
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pressroom_kit.secrets import SecretBox
+
+__all__ = ["SecretBox", "new_secret", "secret_bytes"]
 
 
 def new_secret() -> str:
@@ -16,28 +18,3 @@ def new_secret() -> str:
 
 def secret_bytes(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix("whsec_"))
-
-
-class SecretBox:
-    """Encrypts with the current key; decrypts with any known key (rotation by key id)."""
-
-    def __init__(self, keys: dict[str, str], current: str) -> None:
-        self.keys = {kid: AESGCM(base64.b64decode(key)) for kid, key in keys.items()}
-        if current not in self.keys:
-            raise ValueError(f"no encryption key with id {current!r}")
-        self.current = current
-
-    def encrypt(self, plaintext: str, *, context: str) -> str:
-        nonce = os.urandom(12)
-        sealed = self.keys[self.current].encrypt(nonce, plaintext.encode(), context.encode())
-        return f"{self.current}:{base64.b64encode(nonce + sealed).decode()}"
-
-    def decrypt(self, token: str, *, context: str) -> str:
-        kid, _, blob = token.partition(":")
-        if kid not in self.keys:
-            raise ValueError(f"secret sealed with unknown key {kid!r}")
-        raw = base64.b64decode(blob)
-        try:
-            return self.keys[kid].decrypt(raw[:12], raw[12:], context.encode()).decode()
-        except InvalidTag as exc:
-            raise ValueError("secret does not decrypt (wrong key or tampered)") from exc
