@@ -333,7 +333,7 @@ async def bluesky_service(db: Any, **overrides: Any) -> AsyncIterator[tuple[Serv
             http: PlatformHTTP, provider: OAuthProvider, clock: FakeClock
         ) -> dict[str, Platform]:
             return {
-                "bluesky": BlueskyTestPlatform(http, {}),
+                "bluesky": BlueskyTestPlatform(http, {"service_url": pds.url}),
                 "sandbox": ProviderPlatform(http, {"url": provider.url, "clock": clock}),
             }
 
@@ -388,12 +388,14 @@ async def test_app_password_connects_and_is_kept_nowhere(fresh_db, caplog, capsy
         assert credentials.refresh_token == session.refresh
         assert credentials.extra["service_url"] == pds.url
 
-        # A second app password (the first one revoked, say): a reconnect, same id, 200.
+        # A second app password (the first one revoked, say): a reconnect, same id, 200;
+        # without service_url it goes to the adapter's configured server.
         pds.app_passwords.add("wxyz-2345-abcd-6789")
-        body["app_password"] = "wxyz-2345-abcd-6789"
+        body = {"identifier": "alice.test", "app_password": "wxyz-2345-abcd-6789"}
         status, again = await service.call("POST", PATH, brand, json=body)
         assert status == 200, again
         assert again["id"] == connection["id"]
+        assert again["extra"]["service_url"] == pds.url
         rows = await service.owner("SELECT generation FROM platform_connection_tokens")
         assert [r["generation"] for r in rows] == [2]
         assert "wxyz-2345-abcd-6789" not in await service.database_text()

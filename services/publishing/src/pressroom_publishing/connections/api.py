@@ -75,7 +75,8 @@ class AppPasswordBody(BaseModel):
         default=None,
         min_length=1,
         max_length=2048,
-        description=f"the account's server (PDS); default {DEFAULT_SERVICE_URL}",
+        description="the account's server (PDS); default: the adapter's configured "
+        f"service_url, else {DEFAULT_SERVICE_URL}",
     )
 
 
@@ -349,11 +350,19 @@ class ConnectionController(Controller):
                 errors=[{"field": "platform", "message": "connects through OAuth"}],
             )
         settings = state.settings
-        service_url = normalize_server_url(
-            data.service_url or DEFAULT_SERVICE_URL,
-            field="service_url",
-            allow_insecure=settings.allow_insecure_instances,
-        )
+        if data.service_url is not None:
+            service_url = normalize_server_url(
+                data.service_url,
+                field="service_url",
+                allow_insecure=settings.allow_insecure_instances,
+            )
+        else:  # the adapter's configured entryway (the operator's choice), else bsky.social
+            configured = adapter.config.get("service_url")
+            service_url = normalize_server_url(
+                configured if isinstance(configured, str) else DEFAULT_SERVICE_URL,
+                field="service_url",
+                allow_insecure=True,
+            )
         done = await app_password.connect(
             state.pool,
             Vault(state.box),
