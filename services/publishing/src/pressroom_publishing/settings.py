@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pressroom_kit.settings import ServiceSettings
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -54,6 +56,13 @@ class PublishingSettings(ServiceSettings):
         default=None, description="default: <PRESSROOM_PUBLIC_URL>/sandbox-platform"
     )
     platform_timeout_s: float = 30.0
+    platforms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="the real platforms' adapter configs by platform id, as JSON in "
+        'PRESSROOM_PUBLISHING_PLATFORMS, e.g. {"mastodon": {}, "x": {"client_id": "...", '
+        '"client_secret": "...", "api_url": "https://api.x.com"}}; the keys of each are in '
+        "the service README (Platforms)",
+    )
 
     # The media service, for fresh signed file URLs at publish time.
     media_url: str = "http://127.0.0.1:8101"
