@@ -39,6 +39,11 @@ class PublishingSettings(ServiceSettings):
         "would find no usable token",
     )
     connections_interval_s: float = 60.0
+    allow_insecure_instances: bool = Field(
+        default=False,
+        description="accept http:// and local or private hosts as a Mastodon instance or a "
+        "Bluesky PDS (local fakes and development only)",
+    )
 
     # Platforms: the built-in sandbox's API (server-to-server) and consent page (browser).
     # Default: mounted in this service under /sandbox-platform; the consent page is reached
