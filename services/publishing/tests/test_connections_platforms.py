@@ -136,3 +136,48 @@ async def test_bluesky_connects_with_an_app_password_and_refreshes(fresh_db):
             "POST", f"/v1/connections/{connection['id']}/verify", brand
         )
         assert status == 200 and verified["status"] == "connected", verified
+
+
+async def test_a_threads_connection_is_renewed_by_the_worker_before_its_60_days_end(fresh_db):
+    """Threads has no refresh token: the long-lived token renews itself. The vault must still
+    count the connection as refreshable, or it would die after 60 days."""
+    from datetime import timedelta
+
+    from fakes.threads import APP_ID, APP_SECRET, FakeThreads
+    from pressroom_publishing.platforms.threads import ThreadsPlatform
+
+    fake = FakeThreads()
+    async with serve(fake.app()) as url:
+        fake.base_url = url
+
+        def platforms(
+            http: PlatformHTTP, provider: OAuthProvider, clock: FakeClock
+        ) -> dict[str, Platform]:
+            config = {
+                "graph_url": url,
+                "auth_url": f"{url}/oauth/authorize",
+                "client_id": APP_ID,
+                "client_secret": APP_SECRET,
+                "clock": clock,
+            }
+            return {"threads": ThreadsPlatform(http, config)}
+
+        async with connections_service(fresh_db, platforms=platforms) as service:
+            brand = uuid.uuid4()
+            status, out = await service.call("POST", "/v1/connections/threads/authorize", brand)
+            assert status == 200, out
+            async with service.http.get(out["authorization_url"], allow_redirects=False) as consent:
+                assert consent.status == 302, await consent.text()
+                callback = consent.headers["Location"].split("#", 1)[0]
+            status, page, _ = await service.browser(callback)
+            assert status == 200, page
+            first = await service.source().credentials(brand, "threads")
+            assert fake.tokens[first.access_token] == "long"
+
+            service.clock.advance(timedelta(days=59, hours=23, minutes=30).total_seconds())
+            await service.worker().step()
+            renewed = await service.source().credentials(brand, "threads")
+            assert renewed.access_token != first.access_token
+            assert fake.tokens[renewed.access_token] == "long"
+            connection = await service.connection(brand)
+            assert connection["status"] == "connected", connection

@@ -108,8 +108,11 @@ async def test_login_gives_a_long_lived_token_for_the_professional_account(env: 
     creds = credentials("instagram", grant.access_token, "?")
     account = await platform.verify(creds)
     assert account.account_id == USER_ID and account.extra["followers"] == 4321
+    # The long-lived token is its own refresh credential, so the vault keeps it refreshable.
+    assert grant.refresh_token == grant.access_token
     renewed = await platform.refresh(creds)
     assert renewed.access_token != grant.access_token
+    assert renewed.refresh_token == renewed.access_token
     env.fake.expire_all()
     with pytest.raises(AuthExpiredError):
         await platform.refresh(creds)

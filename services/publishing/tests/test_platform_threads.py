@@ -102,8 +102,11 @@ async def test_the_code_gives_a_long_lived_token_that_refreshes_in_place(env: En
         await platform.exchange_code(consent["code"], context)
     creds = credentials("threads", grant.access_token, USER_ID)
     assert (await platform.verify(creds)).account_id == USER_ID
+    # The long-lived token is its own refresh credential, so the vault keeps it refreshable.
+    assert grant.refresh_token == grant.access_token
     renewed = await platform.refresh(creds)
-    assert renewed.access_token != grant.access_token and renewed.refresh_token is None
+    assert renewed.access_token != grant.access_token
+    assert renewed.refresh_token == renewed.access_token
     env.fake.expire_all()
     with pytest.raises(AuthExpiredError):
         await platform.refresh(creds)

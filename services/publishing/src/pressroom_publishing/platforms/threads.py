@@ -171,7 +171,10 @@ class ThreadsPlatform(GraphErrors):
             self,
             f"{self.root}/refresh_access_token",
             None,
-            {"grant_type": "th_refresh_token", "access_token": credentials.access_token},
+            {
+                "grant_type": "th_refresh_token",
+                "access_token": credentials.refresh_token or credentials.access_token,
+            },
         )
         return self._grant(body, ())
 
@@ -179,9 +182,12 @@ class ThreadsPlatform(GraphErrors):
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise RejectedError(self.id, "the token answer has no access_token")
+        # No separate refresh token: the long-lived token renews itself. It is handed back as
+        # the refresh token too, so the vault keeps it refreshable and the connection worker
+        # renews it before its 60 days run out.
         return TokenGrant(
             access_token=token,
-            refresh_token=None,
+            refresh_token=token,
             expires_at=expires_at(self.clock, body.get("expires_in")),
             scopes=tuple(scopes),
         )
