@@ -328,3 +328,18 @@ async def test_app_credentials_may_come_from_the_config_per_instance(env: Env):
             )
         )
     assert missing.value.code == "config"
+
+
+def test_the_configured_app_is_never_used_for_another_instance():
+    from pressroom_publishing.platforms.base import RejectedError
+
+    platform = MastodonPlatform(
+        None,  # type: ignore[arg-type]
+        {"instance_url": "https://home.example", "client_id": "ours", "client_secret": "s3"},
+    )
+    assert platform._setting({"instance_url": "https://home.example"}, "client_secret") == "s3"
+    assert platform._setting({}, "client_id") == "ours"
+    with pytest.raises(RejectedError):
+        platform._setting({"instance_url": "https://elsewhere.example"}, "client_secret")
+    registered = {"instance_url": "https://elsewhere.example", "client_secret": "theirs"}
+    assert platform._setting(registered, "client_secret") == "theirs"

@@ -139,6 +139,13 @@ class MastodonPlatform(Platform):
             instance = str(extra.get("instance_url") or self.config.get("instance_url") or "")
             app = apps.get(instance.rstrip("/")) if isinstance(apps, dict) else None
             value = app.get(key) if isinstance(app, dict) else None
+            default_instance = str(self.config.get("instance_url") or "").rstrip("/")
+            if not value and instance.rstrip("/") != default_instance:
+                # The single-instance app's credentials belong to that instance only: never
+                # hand them to another server (a brand admin chooses the instance URL).
+                raise RejectedError(
+                    self.id, f"no Mastodon app registered for {instance}", code="config"
+                )
         value = value or self.config.get(key)
         if not isinstance(value, str) or not value:
             raise RejectedError(self.id, f"no {key} for this Mastodon connection", code="config")
