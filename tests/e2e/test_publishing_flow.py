@@ -1,7 +1,7 @@
 """A brand's whole publishing day through the gateway, as a user would live it: connect the
 built-in sandbox through its consent page, upload an image, schedule a post, watch the real
 scheduler publish it once with the media service's signed URL, and see the media service
-learn of it over the broker. Another brand sees none of it; a forged, expired or replayed
+learn of it over the broker and a partner's webhook receiver get it signed. Another brand sees none of it; a forged, expired or replayed
 OAuth state is refused; the vault's rows hold no readable token.
 
 The stack is wired as ``pressroom dev`` wires it: the gateway on a port of its own (not
@@ -47,8 +47,10 @@ from pressroom_publishing.app import create_app as create_publishing
 from pressroom_publishing.posts.commands import client_reference
 from pressroom_publishing.sandbox.state import SandboxState
 from pressroom_publishing.service import SERVICE as PUBLISHING
+from pressroom_webhook.signing import verify as verify_signature
 from publishing_testkit import publishing_settings
 from sandbox_testkit import SandboxClient
+from webhook_testkit import Receiver, receiver, webhook_service
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +88,7 @@ class Stack:
     publishing_public_url: str
     media_public_url: str
     http: aiohttp.ClientSession
+    hooks: Receiver  # a partner's webhook receiver
     brands: dict[str, uuid.UUID] = field(default_factory=dict)
     seen: dict[str, Any] = field(default_factory=dict)  # what one test leaves the next
 
@@ -200,9 +203,13 @@ async def stack(pg_admin_dsn: str, _template_db: str, kafka_bootstrap: str) -> A
             # Media is told nothing but the gateway's port: the kit's default public URL.
             environment(PRESSROOM_PUBLIC_URL=None, PRESSROOM_GATEWAY_PORT=str(gateway_port)),
         ):
-            async with media_service(
-                db, kafka_bootstrap, Path(data_dir), jwt_secret=SECRET, public_base_url=""
-            ) as media:
+            async with (
+                media_service(
+                    db, kafka_bootstrap, Path(data_dir), jwt_secret=SECRET, public_base_url=""
+                ) as media,
+                webhook_service(db, kafka_bootstrap, run_delivery=True, jwt_secret=SECRET) as hook,
+                receiver() as hooks,
+            ):
                 publishing_app = create_publishing(
                     publishing_settings(
                         db,
@@ -232,6 +239,7 @@ async def stack(pg_admin_dsn: str, _template_db: str, kafka_bootstrap: str) -> A
                             "/sandbox-platform",
                         )
                     },
+                    "/v1/webhooks": hook.base,
                 }
                 gateway = create_gateway(
                     gateway_settings(
@@ -261,6 +269,7 @@ async def stack(pg_admin_dsn: str, _template_db: str, kafka_bootstrap: str) -> A
                         publishing_public_url=publishing_app.state.settings.public_url,
                         media_public_url=media.settings.public_base_url,
                         http=http,
+                        hooks=hooks,
                     )
     finally:
         await drop_test_database(pg_admin_dsn, db.name)
@@ -297,6 +306,15 @@ async def consent(stack: Stack, brand: str, username: str) -> str:
 async def test_a_brand_connects_the_sandbox_through_the_gateway(stack: Stack) -> None:
     await new_brand(stack, "a")
     await new_brand(stack, "b")
+    status, endpoint, _ = await stack.call(
+        "POST",
+        "/v1/webhooks/endpoints",
+        "a",
+        role="admin",
+        json={"url": stack.hooks.url, "event_types": ["publishing.post.published.v1"]},
+    )
+    assert status == 201, endpoint
+    stack.seen["webhook_secret"] = endpoint["secret"]
     callback = await consent(stack, "a", "brand-a")
     assert callback.startswith(f"{stack.gateway}/v1/connections/sandbox/callback?"), callback
     status, page, _ = await stack.call("GET", callback)  # the browser, without our token
@@ -338,7 +356,8 @@ async def test_a_scheduled_post_with_an_image_goes_out_once(stack: Stack) -> Non
         )
         if status == 201:
             return body
-        assert status == 422, body  # the asset not known to publishing yet
+        # Until the event arrives, the asset is unknown to publishing: 422 on the field.
+        assert status == 422 and "media_ids" in json.dumps(body), body
         return None
 
     post = await eventually(created, what="publishing knows the uploaded asset")
@@ -384,6 +403,18 @@ async def test_a_scheduled_post_with_an_image_goes_out_once(stack: Stack) -> Non
         return f"post:{post_id}" in body["used_in"]
 
     await eventually(used, what="media learns the post was published (over the broker)")
+
+    # The partner's receiver hears of it once, signed with the endpoint's secret.
+    def deliveries() -> list[dict[str, Any]]:
+        return [r for r in stack.hooks.requests if post_id.encode() in r["body"]]
+
+    async def delivered() -> Any:
+        return deliveries()
+
+    [delivery] = await eventually(delivered, what="the webhook delivery of the published post")
+    headers = {name.lower(): value for name, value in delivery["headers"].items()}
+    verify_signature(stack.seen["webhook_secret"], headers, delivery["body"])
+    assert b"publishing.post.published.v1" in delivery["body"], delivery["body"][:300]
 
 
 async def test_another_brand_sees_and_touches_nothing(stack: Stack) -> None:
@@ -446,7 +477,8 @@ async def test_forged_expired_and_replayed_states_are_refused(stack: Stack) -> N
     conn = await asyncpg.connect(stack.db.owner_dsn)
     try:
         rows = await conn.fetch(
-            "SELECT row_to_json(t)::text AS raw FROM platform_connection_tokens t"
+            "SELECT row_to_json(t)::text AS raw, access_token_enc, refresh_token_enc "
+            "FROM platform_connection_tokens t"
         )
     finally:
         await conn.close()
@@ -454,6 +486,7 @@ async def test_forged_expired_and_replayed_states_are_refused(stack: Stack) -> N
     issued = stack.tokens()
     assert len(issued) >= 2  # an access and a refresh token at least
     for row in rows:
+        assert row["access_token_enc"] and row["refresh_token_enc"], row  # sealed, not absent
         assert not [t for t in issued if t in row["raw"]], "a readable token in the vault"
 
 
