@@ -1,8 +1,9 @@
 """A brand's whole publishing day through the gateway, as a user would live it: connect the
 built-in sandbox through its consent page, upload an image, schedule a post, watch the real
 scheduler publish it once with the media service's signed URL, and see the media service
-learn of it over the broker and a partner's webhook receiver get it signed. Another brand sees none of it; a forged, expired or replayed
-OAuth state is refused; the vault's rows hold no readable token.
+learn of it over the broker and a partner's webhook receiver get it, signed. Another brand
+sees none of it; a forged, expired or replayed OAuth state is refused; the vault's rows
+hold no readable token.
 
 The stack is wired as ``pressroom dev`` wires it: the gateway on a port of its own (not
 8000), the services told where it is only through ``PRESSROOM_PUBLIC_URL`` as the deploy
@@ -385,6 +386,8 @@ async def test_a_scheduled_post_with_an_image_goes_out_once(stack: Stack) -> Non
     assert on_platform["idempotency_key"] == client_reference(post_id, "sandbox")
     [media] = on_platform["media"]
     assert media["url"].startswith(f"{stack.gateway}/media-files/"), media
+    signed = parse_qs(urlsplit(media["url"]).query)
+    assert signed.keys() >= {"expires", "signature"}, media  # signed, no token needed
     status, fetched, headers = await stack.call("GET", media["url"])  # a platform, no token
     assert status == 200, fetched
     assert headers["Content-Type"].startswith("image/"), headers
@@ -396,6 +399,8 @@ async def test_a_scheduled_post_with_an_image_goes_out_once(stack: Stack) -> Non
     attempts = [entry for entry in logs if entry["platform"] == "sandbox"]
     assert attempts and attempts[-1]["status"] == "published", logs
     assert attempts[-1]["platform_post_id"] == result["platform_post_id"]
+    answers = json.dumps([done, logs])
+    assert not [t for t in stack.tokens() if t in answers], "a platform token in an answer"
 
     async def used() -> Any:
         status, body, _ = await stack.call("GET", f"/v1/media/{asset['id']}", "a", role="viewer")
