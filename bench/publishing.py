@@ -259,6 +259,17 @@ def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
     return totals
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores."""
+    import psutil
+
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    # guest time is counted in user time already
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    return total - idle, total
+
+
 def run_replica(dsn: str, mode: str, api_url: str, tokens_file: str, role: str) -> None:
     from pressroom_publishing.scheduler import Scheduler
 
@@ -537,9 +548,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "postgres": [postgres.pid] if postgres.pid else [],
         }
         cpu_before = cpu_seconds(groups)
+        machine_before = machine_cpu()
         publications = count * len(platform_ids(mode))
         await wait_published(owner, publications, timeout=args.seconds + 120)
         cpu_after = cpu_seconds(groups)
+        busy, total = (a - b for a, b in zip(machine_cpu(), machine_before, strict=True))
+        ours = sum(cpu_after[n] - cpu_before[n] for n in groups)
         results: dict[str, Any] = {
             "platform": mode,
             "rate": args.rate,
@@ -547,6 +561,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "replicas": args.replicas,
             "platforms_per_post": len(platform_ids(mode)),
             **await measure(owner),
+            # How busy the whole machine was, and how much of it was not this benchmark
+            # (other work on the same cores shows up in the tail).
+            "machine_cpu_busy_pct": round(100 * busy / total, 1) if total else None,
+            "other_processes_cpu_pct": round(100 * max(0.0, busy - ours) / total, 1)
+            if total
+            else None,
             "cpu_ms_per_publication": {
                 name: round((cpu_after[name] - cpu_before[name]) * 1000 / publications, 2)
                 for name in groups

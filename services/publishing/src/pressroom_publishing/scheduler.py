@@ -289,10 +289,12 @@ class Scheduler:
                     return
                 await self._close_open(lease, target)
                 attempt, log_id = await self._begin(lease, target)
+                cached = None
             else:
                 attempt, log_id = opened.begun
+                cached = opened.post  # as saved with the attempt
             outcome = await self._attempt(target, adapter, request, first=target["attempts"] == 0)
-        await self._record(lease, target, attempt, log_id, outcome)
+        await self._record(lease, target, attempt, log_id, outcome, cached)
 
     async def _open(self, lease: Lease, target: asyncpg.Record) -> _Opened | None:
         """Read the claimed target's post (its row locked) and, unless an attempt is still
@@ -446,7 +448,26 @@ class Scheduler:
 
     # --- the fenced writes ---------------------------------------------------------------
 
-    async def _locked(self, conn: asyncpg.Connection, target: asyncpg.Record) -> Post:
+    async def _locked(
+        self, conn: asyncpg.Connection, target: asyncpg.Record, cached: Post | None = None
+    ) -> Post:
+        """The target's post, its row locked. With ``cached`` (the post as this scheduler
+        saved it with the attempt): that object, unless its stream has moved since, which
+        saves reading and replaying the stream in the common case. Having waited for the
+        lock, the version may be read from before the other writer's commit; then the save's
+        version check fails and the retry reads the stream."""
+        if cached is not None:
+            version = await conn.fetchval(
+                "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $2) "
+                "FROM publishing_jobs WHERE id = $1 FOR UPDATE",
+                target["post_id"],
+                cached.id,
+            )
+            if version is None:
+                raise _Abandon()
+            if version == cached.version and not cached.pending:
+                return cached
+            return await self._locked(conn, target)
         try:
             post = await commands.locked_post(conn, target["post_id"])
         except NotFound:
@@ -496,7 +517,13 @@ class Scheduler:
         return backoff_s(self.settings, retry, retry_after_s, self.random_fraction())
 
     async def _record(
-        self, lease: Lease, target: asyncpg.Record, attempt: int, log_id: int, outcome: Outcome
+        self,
+        lease: Lease,
+        target: asyncpg.Record,
+        attempt: int,
+        log_id: int,
+        outcome: Outcome,
+        cached: Post | None = None,
     ) -> None:
         """The outcome, fenced: ``LeaseLost`` rolls all of it back."""
         if outcome.kind == "retry" and attempt - target["round_start"] > self.settings.max_retries:
@@ -508,7 +535,7 @@ class Scheduler:
                 platform_code=outcome.platform_code,
                 details=outcome.details,
             )
-        await self._write_outcome(lease, target, attempt, outcome, log_id=log_id)
+        await self._write_outcome(lease, target, attempt, outcome, log_id=log_id, cached=cached)
 
     async def _settle_open(
         self,
@@ -619,14 +646,19 @@ class Scheduler:
         *,
         log_id: int | None,
         log_status: str | None = None,
+        cached: Post | None = None,
     ) -> None:
         now = self.clock()
         platform = target["platform"]
         reconciled = log_id is None
+        tries = 0
 
         async def command() -> None:
+            nonlocal tries
+            tries += 1
             async with tenant_transaction(self.pool, target["brand_id"]) as conn:
-                post = await self._locked(conn, target)
+                reuse = cached if tries == 1 else None  # a failed try may have changed it
+                post = await self._locked(conn, target, reuse)
                 update: str
                 args: tuple[Any, ...]
                 if outcome.kind == "published":
