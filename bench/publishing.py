@@ -494,7 +494,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             runtime_role="pressroom_app",
             migrations=[MIGRATIONS],
         )
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+        # The repository root for ``bench``; an outer PYTHONPATH still comes first (to run
+        # another version of the service's code against this benchmark).
+        paths = [os.environ.get("PYTHONPATH", ""), str(Path(__file__).parents[1])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         port = free_port()
         mode = args.platform
         if mode == "sandbox":

@@ -210,9 +210,7 @@ async def test_an_edit_that_makes_a_scheduled_post_need_approval_sends_it_to_rev
     await publish_events(
         service.kafka,
         Topic.APPROVAL.value,
-        decision(
-            "approved", relaxed, flagged["id"], decided_by="boss", decided_at=service.clock()
-        ),
+        decision("approved", relaxed, flagged["id"], decided_by="boss", decided_at=service.clock()),
     )
     await status_is(service, relaxed, flagged["id"], "scheduled")
     await service.drain()
