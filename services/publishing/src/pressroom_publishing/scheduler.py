@@ -167,12 +167,15 @@ class Scheduler:
                 if loop.time() >= next_gauge:
                     next_gauge = loop.time() + 5.0
                     await self._update_backlog()
-                if not claimed or room <= len(claimed):
+                full = room <= len(claimed)
+                if not claimed or full:
                     # Full: wait for a publication to finish. Otherwise until the next target
-                    # comes due, a NOTIFY, or the poll interval.
+                    # comes due, a NOTIFY, or the poll interval; not for every publication
+                    # that ends (at 100 a second that was a claim each).
                     idle = self.settings.poll_interval_s if room <= 0 else await self._idle_s()
+                    events = (stop, wake, self._done) if full else (stop, wake)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_first(stop, wake, self._done), timeout=idle)
+                        await asyncio.wait_for(_first(*events), timeout=idle)
                     self._done.clear()
         finally:
             with contextlib.suppress(Exception):
