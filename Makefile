@@ -42,6 +42,8 @@ bench: sync
 	$(VENV)/bin/python -m bench.webhook --slow-share 0
 	$(VENV)/bin/python -m bench.webhook
 	$(VENV)/bin/python -m bench.media
+	$(VENV)/bin/python -m bench.publishing
+	$(VENV)/bin/python -m bench.publishing --platform fake
 	$(VENV)/bin/python -m bench.idle
 	@if command -v wrk >/dev/null; then \
 		$(VENV)/bin/python -m bench.gateway && $(VENV)/bin/python -m bench.http_stack; \

@@ -210,7 +210,67 @@ def run_platform(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def run_replica(dsn: str, mode: str, api_url: str, tokens_file: str) -> None:
+def profiled(role: str, run: Any) -> None:
+    """``run()`` under cProfile when PRESSROOM_BENCH_PROFILE names a folder (the stats go to
+    <folder>/<role>.prof; ``python -m pstats`` reads them)."""
+    folder = os.environ.get("PRESSROOM_BENCH_PROFILE")
+    if not folder:
+        run()
+        return
+    import cProfile
+
+    # The benchmark ends its processes with SIGTERM: exit through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        run()
+    except SystemExit:
+        pass
+    finally:
+        profile.disable()
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        profile.dump_stats(str(Path(folder) / f"{role}.prof"))
+
+
+def run_sandbox(port: int) -> None:
+    from pressroom_publishing.sandbox.__main__ import main as sandbox_main
+
+    profiled("sandbox", lambda: sandbox_main(["--port", str(port)]))
+
+
+def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each group of processes and their
+    children (PostgreSQL's backends are the postmaster's)."""
+    import psutil
+
+    totals: dict[str, float] = {}
+    for name, pids in groups.items():
+        total = 0.0
+        for pid in pids:
+            try:
+                process = psutil.Process(pid)
+                for member in [process, *process.children(recursive=True)]:
+                    times = member.cpu_times()
+                    total += times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+        totals[name] = total
+    return totals
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores."""
+    import psutil
+
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    # guest time is counted in user time already
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    return total - idle, total
+
+
+def run_replica(dsn: str, mode: str, api_url: str, tokens_file: str, role: str) -> None:
     from pressroom_publishing.scheduler import Scheduler
 
     tokens = json.loads(Path(tokens_file).read_text())
@@ -230,7 +290,7 @@ def run_replica(dsn: str, mode: str, api_url: str, tokens_file: str) -> None:
             await scheduler.run(stop)
         await pool.close()
 
-    asyncio.run(main())
+    profiled(role, lambda: asyncio.run(main()))
 
 
 async def sandbox_tokens(api_url: str, brands: list[uuid.UUID]) -> dict[str, tuple[str, str]]:
@@ -434,12 +494,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             runtime_role="pressroom_app",
             migrations=[MIGRATIONS],
         )
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+        # The repository root for ``bench``; an outer PYTHONPATH still comes first (to run
+        # another version of the service's code against this benchmark).
+        paths = [os.environ.get("PYTHONPATH", ""), str(Path(__file__).parents[1])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         port = free_port()
         mode = args.platform
         if mode == "sandbox":
             api_url = f"http://127.0.0.1:{port}/sandbox-platform"
-            command = ["-m", "pressroom_publishing.sandbox", "--port", str(port)]
+            command = ["-m", "bench.publishing", "sandbox", str(port)]
         else:
             api_url = f"http://127.0.0.1:{port}"
             command = ["-m", "bench.publishing", "platform", str(port)]
@@ -462,7 +525,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         ids = await create_posts(pool, owner, brands, count, mode, api_url)
         print(f"created {count} posts in {time.monotonic() - started:.1f} s", flush=True)
         await pool.close()
-        for _ in range(args.replicas):
+        for n in range(args.replicas):
             processes.append(
                 subprocess.Popen(
                     [
@@ -474,6 +537,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         mode,
                         api_url,
                         str(tokens_file),
+                        f"replica-{n + 1}",
                     ],
                     env=env,
                 )
@@ -481,8 +545,18 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(3)  # replicas up and listening
         # The first post falls due once the spreading update has surely committed.
         await spread(owner, ids, datetime.now(UTC) + timedelta(seconds=5), args.rate)
+        groups = {
+            "platform": [processes[0].pid],
+            "replicas": [p.pid for p in processes[1:]],
+            "postgres": [postgres.pid] if postgres.pid else [],
+        }
+        cpu_before = cpu_seconds(groups)
+        machine_before = machine_cpu()
         publications = count * len(platform_ids(mode))
         await wait_published(owner, publications, timeout=args.seconds + 120)
+        cpu_after = cpu_seconds(groups)
+        busy, total = (a - b for a, b in zip(machine_cpu(), machine_before, strict=True))
+        ours = sum(cpu_after[n] - cpu_before[n] for n in groups)
         results: dict[str, Any] = {
             "platform": mode,
             "rate": args.rate,
@@ -490,6 +564,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "replicas": args.replicas,
             "platforms_per_post": len(platform_ids(mode)),
             **await measure(owner),
+            # How busy the whole machine was, and how much of it was not this benchmark
+            # (other work on the same cores shows up in the tail).
+            "machine_cpu_busy_pct": round(100 * busy / total, 1) if total else None,
+            "other_processes_cpu_pct": round(100 * max(0.0, busy - ours) / total, 1)
+            if total
+            else None,
+            "cpu_ms_per_publication": {
+                name: round((cpu_after[name] - cpu_before[name]) * 1000 / publications, 2)
+                for name in groups
+            },
         }
         results["platform_counts"] = await platform_counts(mode, api_url)
         return results
@@ -505,20 +589,25 @@ def main() -> None:
     sub = parser.add_subparsers(dest="role")
     platform = sub.add_parser("platform")
     platform.add_argument("port", type=int)
+    sandbox = sub.add_parser("sandbox")
+    sandbox.add_argument("port", type=int)
     replica = sub.add_parser("replica")
     replica.add_argument("dsn")
     replica.add_argument("mode")
     replica.add_argument("api_url")
     replica.add_argument("tokens_file")
+    replica.add_argument("name")
     parser.add_argument("--rate", type=float, default=100, help="posts due per second")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--platform", choices=["sandbox", "fake"], default="sandbox")
     args = parser.parse_args()
     if args.role == "platform":
-        run_platform(args.port)
+        profiled("platform", lambda: run_platform(args.port))
+    elif args.role == "sandbox":
+        run_sandbox(args.port)
     elif args.role == "replica":
-        run_replica(args.dsn, args.mode, args.api_url, args.tokens_file)
+        run_replica(args.dsn, args.mode, args.api_url, args.tokens_file, args.name)
     else:
         results = asyncio.run(bench(args))
         target = RESULTS / f"publishing-{args.platform}.json"

@@ -163,6 +163,61 @@ async def test_the_posts_own_setting_wins_over_the_brands(service):
         assert status == 200 and answer["status"] == expected, (own, answer)
 
 
+async def test_an_edit_that_makes_a_scheduled_post_need_approval_sends_it_to_review(service):
+    """Scheduled without an approval, then edited into needing one: it goes to review
+    (awaiting_approval, post.submitted), never out unapproved; the approval schedules it."""
+    relaxed = await brand_with(service, approval_required=False)
+    strict = await brand_with(service, approval_required=True)
+    later = service.clock() + timedelta(minutes=5)
+    flagged = await service.create(relaxed, scheduled_at=later.isoformat())
+    exempt = await service.create(strict, scheduled_at=later.isoformat(), requires_approval=False)
+    for brand, post in ((relaxed, flagged), (strict, exempt)):
+        status, answer = await service.call("POST", f"/v1/posts/{post['id']}/submit", brand)
+        assert status == 200 and answer["status"] == "scheduled", answer
+        assert (await targets(service.db, post["id"]))["sandbox"]["status"] == "pending"
+
+    # A reschedule of the relaxed brand's post keeps it scheduled (no approval needed).
+    status, moved = await service.call(
+        "PATCH",
+        f"/v1/posts/{flagged['id']}",
+        relaxed,
+        json={"scheduled_at": (later + timedelta(minutes=1)).isoformat()},
+    )
+    assert status == 200 and moved["status"] == "scheduled", moved
+    # Edited to need an approval: under review, nothing left to publish.
+    status, edited = await service.call(
+        "PATCH", f"/v1/posts/{flagged['id']}", relaxed, json={"requires_approval": True}
+    )
+    assert status == 200 and edited["status"] == "awaiting_approval", edited
+    # The strict brand's exempt post loses its exemption (back to the brand's rule) with an
+    # edit of its text: the new text is reviewed before it goes out.
+    status, edited = await service.call(
+        "PATCH",
+        f"/v1/posts/{exempt['id']}",
+        strict,
+        json={"content": {"text": "new words"}, "requires_approval": None},
+    )
+    assert status == 200 and edited["status"] == "awaiting_approval", edited
+    for post in (flagged, exempt):
+        assert await targets(service.db, post["id"]) == {}
+    service.clock.advance(3600)
+    assert await service.scheduler.step() == 0
+    assert service.platform.created == []
+    submitted = [d for t, d in await outbox(service.db) if t == "publishing.post.submitted.v1"]
+    assert sorted(d["post_id"] for d in submitted) == sorted([flagged["id"], exempt["id"]])
+    assert next(d for d in submitted if d["post_id"] == exempt["id"])["text"] == "new words"
+
+    await publish_events(
+        service.kafka,
+        Topic.APPROVAL.value,
+        decision("approved", relaxed, flagged["id"], decided_by="boss", decided_at=service.clock()),
+    )
+    await status_is(service, relaxed, flagged["id"], "scheduled")
+    await service.drain()
+    assert (await service.post(relaxed, flagged["id"]))["status"] == "published"
+    assert len(service.platform.created) == 1
+
+
 async def test_media_events_make_assets_usable_and_deleted_ones_refused(service):
     brand = await brand_with(service, approval_required=False)
     asset = uuid.uuid4()

@@ -64,6 +64,30 @@ def test_the_status_machine_through_approval():
     assert post.status == "draft"
 
 
+@pytest.mark.parametrize(
+    ("own", "brand", "change", "expected"),
+    [
+        (None, False, {"text": "new"}, "scheduled"),  # nobody asks for an approval
+        (None, False, {"requires_approval": True}, "awaiting_approval"),
+        (False, True, {"text": "new"}, "scheduled"),  # exempt from the brand's rule
+        (False, True, {"text": "new", "requires_approval": None}, "awaiting_approval"),
+    ],
+)
+def test_an_edit_of_a_scheduled_post_that_now_needs_approval_goes_to_review(
+    own, brand, change, expected
+):
+    post = new_post(requires_approval=own)
+    assert post.submit("m", brand_requires_approval=brand, now=NOW) is False
+    post.mark_saved()
+    assert post.edit("m", change, brand_requires_approval=brand)
+    assert post.status == expected
+    types = [e.type_name for e in post.pending]
+    if expected == "awaiting_approval":
+        assert types == ["PostEdited", "PostSubmitted"]
+    else:
+        assert types == ["PostEdited"]
+
+
 def test_the_posts_own_setting_wins_and_no_time_means_now():
     post = new_post(requires_approval=False)
     assert post.submit("m", brand_requires_approval=True, now=NOW) is False

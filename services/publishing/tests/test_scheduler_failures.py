@@ -191,3 +191,38 @@ async def test_a_connection_gone_before_the_time_fails_with_a_clear_error(servic
     assert post["status"] == "failed"
     assert post["last_error"] == "sandbox: the brand has no sandbox connection"
     assert service.platform.calls["sandbox:publish"] == 0
+
+
+@pytest.mark.parametrize(
+    ("jitter", "expected"),
+    [
+        # The default: the last 20 % of each wait is random, so a retry never comes sooner
+        # than 80 % of its backoff and the retry budget spans the outage it is meant to ride.
+        (0.2, [30.0, 27.0, 24.0]),
+        # retry_jitter = 1.0 is AWS-style full jitter: anywhere in [0, backoff).
+        (1.0, [30.0, 15.0, 0.0]),
+    ],
+)
+async def test_posts_failing_together_retry_spread_by_the_jitter(service, jitter, expected):
+    """Three posts hit the same 500 at the same moment (a platform outage at 09:00): their
+    retries are spread over the jitter's share of the backoff, on the controllable clock."""
+    fractions = iter([0.0, 0.5, 1.0])
+    service.scheduler.random_fraction = lambda: next(fractions)
+    service.scheduler.settings = service.scheduler.settings.model_copy(
+        update={"retry_jitter": jitter}
+    )
+    posts = [await due_post(service) for _ in range(3)]
+    service.platform.fail_next("sandbox", *[Action(status=500)] * 3)
+    now = service.clock()
+    assert await service.scheduler.step() == 3
+    waits = []
+    for _, pid in posts:
+        target = (await targets(service.db, pid))["sandbox"]
+        assert target["status"] == "pending" and target["error_code"] == "transient"
+        waits.append((target["due_at"] - now).total_seconds())
+    assert sorted(waits, reverse=True) == expected
+    # Each comes due at its own time and is published then.
+    for wait in sorted(waits):
+        service.clock.now = now + timedelta(seconds=wait)
+        assert await service.scheduler.step() == 1
+    assert len(service.platform.created) == 3

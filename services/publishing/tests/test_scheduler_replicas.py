@@ -43,8 +43,8 @@ async def service(fresh_db, kafka_bootstrap):
 def counting_claims(scheduler, counts: Counter[str], name: str) -> None:
     original = scheduler.claim
 
-    async def claim(limit):
-        rows = await original(limit)
+    async def claim(limit, ahead_s=0.0):
+        rows = await original(limit, ahead_s)
         counts[name] += len(rows)
         return rows
 
@@ -253,7 +253,7 @@ async def test_a_cancel_after_the_claim_keeps_the_post_from_going_out(service):
     status, body = await service.call("POST", f"/v1/posts/{pid}/cancel", brand)
     assert status == 200 and body["status"] == "cancelled"
     lease, row = claimed[0]
-    await service.scheduler.publish_target(lease, row["brand_id"])
+    await service.scheduler.publish_target(lease, row)
     assert service.platform.calls["sandbox:publish"] == 0
     assert (await targets(service.db, pid))["sandbox"]["status"] == "cancelled"
     assert (await service.post(brand, pid))["status"] == "cancelled"

@@ -2,8 +2,10 @@
 
 How "never twice" holds:
 
-1. Due targets are claimed across brands by ``publishing_claim_due`` (SECURITY DEFINER,
-   ``FOR UPDATE SKIP LOCKED``, a lease token per claim; ``pressroom_kit.leases``).
+1. Due targets are claimed across brands by ``publishing_claim_ahead`` (SECURITY DEFINER,
+   ``FOR UPDATE SKIP LOCKED``, a lease token per claim; ``pressroom_kit.leases``). A running
+   replica claims what falls due within ``claim_ahead_s`` in one claim and starts each
+   target at its ``due_at``: one claim per batch rather than per target.
 2. Before the platform call, one fenced transaction records the attempt: the target's
    ``attempts`` + 1 and ``attempt_open``, a ``publishing_logs`` row ``started``, and the post's
    ``PublishingStarted``. The call carries ``client_reference``, the same key for every
@@ -115,6 +117,9 @@ class Scheduler:
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
     clock: Clock = utcnow
     random_fraction: Callable[[], float] = random.random
+    # How far ahead ``run`` claims (``step`` claims only what is due): at 100 targets due a
+    # second, ~10 per claim instead of one claim, commit and wake-up of each replica each.
+    claim_ahead_s: float = 0.1
     leases: LeasedRows = field(init=False)
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
     _done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -149,21 +154,28 @@ class Scheduler:
             while not stop.is_set():
                 wake.clear()
                 room = self.settings.publish_concurrency - len(self._inflight)
-                claimed = await self.claim(min(room, self.settings.claim_batch)) if room > 0 else []
+                claimed = (
+                    await self.claim(min(room, self.settings.claim_batch), self.claim_ahead_s)
+                    if room > 0
+                    else []
+                )
                 self.heartbeats.beat(self.beat_name, detail=f"{len(self._inflight)} in flight")
                 for lease, row in claimed:
-                    task = asyncio.create_task(self._guarded(lease, row))
+                    task = asyncio.create_task(self._guarded(lease, row, wait=True))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
                 if loop.time() >= next_gauge:
                     next_gauge = loop.time() + 5.0
                     await self._update_backlog()
-                if not claimed or room <= len(claimed):
+                full = room <= len(claimed)
+                if not claimed or full:
                     # Full: wait for a publication to finish. Otherwise until the next target
-                    # comes due, a NOTIFY, or the poll interval.
+                    # comes due, a NOTIFY, or the poll interval; not for every publication
+                    # that ends (at 100 a second that was a claim each).
                     idle = self.settings.poll_interval_s if room <= 0 else await self._idle_s()
+                    events = (stop, wake, self._done) if full else (stop, wake)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_first(stop, wake, self._done), timeout=idle)
+                        await asyncio.wait_for(_first(*events), timeout=idle)
                     self._done.clear()
         finally:
             with contextlib.suppress(Exception):
@@ -183,9 +195,14 @@ class Scheduler:
         await asyncio.gather(*(self._guarded(lease, row) for lease, row in claimed))
         return len(claimed)
 
-    async def claim(self, limit: int) -> list[tuple[Lease, asyncpg.Record]]:
+    async def claim(self, limit: int, ahead_s: float = 0.0) -> list[tuple[Lease, asyncpg.Record]]:
+        """Lease up to ``limit`` targets due by now + ``ahead_s`` (or whose lease expired);
+        the rows come back whole."""
         return await self.leases.claim(
-            self.pool, "SELECT * FROM publishing_claim_due($1, $2, $3)", limit
+            self.pool,
+            "SELECT * FROM publishing_claim_ahead($1, $2, $3, $4)",
+            limit,
+            timedelta(seconds=ahead_s),
         )
 
     async def _idle_s(self) -> float:
@@ -199,16 +216,21 @@ class Scheduler:
         if next_due is None:
             return poll
         # Due already but not claimable (another replica's claim holds it): look again soon.
-        return min(poll, max(0.005, (next_due - self.clock()).total_seconds()))
+        wait = (next_due - self.clock()).total_seconds() - self.claim_ahead_s
+        return min(poll, max(0.005, wait))
 
     async def _update_backlog(self) -> None:
         with contextlib.suppress(asyncpg.PostgresError, OSError):
             count = await self.pool.fetchval("SELECT publishing_due_backlog($1)", self.clock())
             metrics.DUE_BACKLOG.set(count or 0)
 
-    async def _guarded(self, lease: Lease, row: asyncpg.Record) -> None:
+    async def _guarded(self, lease: Lease, row: asyncpg.Record, *, wait: bool = False) -> None:
         try:
-            await self.publish_target(lease, row["brand_id"])
+            if wait:  # claimed ahead: start at its time
+                early = (row["due_at"] - self.clock()).total_seconds()
+                if early > 0:
+                    await asyncio.sleep(early)
+            await self.publish_target(lease, row)
         except LeaseLost:
             log.warning("lease lost; outcome not recorded", target_id=str(lease.row_id))
         except _Abandon:
@@ -222,8 +244,9 @@ class Scheduler:
 
     # --- one target --------------------------------------------------------------------------
 
-    async def publish_target(self, lease: Lease, brand_id: uuid.UUID) -> None:
-        opened = await self._open(lease, brand_id)
+    async def publish_target(self, lease: Lease, claimed: asyncpg.Record) -> None:
+        """Publish one claimed target (``claimed``: its row as the claim returned it)."""
+        opened = await self._open(lease, claimed)
         if opened is None:
             return  # taken over, cancelled or unscheduled since the claim
         target, post = opened.target, opened.post
@@ -239,7 +262,7 @@ class Scheduler:
                 link=content.link,
             ),
         )
-        keeper = self.leases.keep(lease, lambda: tenant_transaction(self.pool, brand_id))
+        keeper = self.leases.keep(lease, lambda: tenant_transaction(self.pool, claimed["brand_id"]))
         async with keeper:
             if adapter is None:
                 attempt, log_id = opened.begun or await self._begin(lease, target)
@@ -269,30 +292,31 @@ class Scheduler:
                     return
                 await self._close_open(lease, target)
                 attempt, log_id = await self._begin(lease, target)
+                cached = None
             else:
                 attempt, log_id = opened.begun
+                cached = opened.post  # as saved with the attempt
             outcome = await self._attempt(target, adapter, request, first=target["attempts"] == 0)
-        await self._record(lease, target, attempt, log_id, outcome)
+        await self._record(lease, target, attempt, log_id, outcome, cached)
 
-    async def _open(self, lease: Lease, brand_id: uuid.UUID) -> _Opened | None:
-        """Read the claimed target and its post (the post's row locked) and, unless an
-        attempt is still open, record the new attempt: one transaction."""
+    async def _open(self, lease: Lease, target: asyncpg.Record) -> _Opened | None:
+        """Read the claimed target's post (its row locked) and, unless an attempt is still
+        open, record the new attempt: one transaction. The target is the claim's row: every
+        write to it is fenced on the lease, so a command that changed it since (cancel,
+        edit, retry clear the lease) makes that write fail with ``LeaseLost``."""
 
         async def command() -> _Opened | None:
-            async with tenant_transaction(self.pool, brand_id) as conn:
-                target = await conn.fetchrow(
-                    "SELECT * FROM publishing_targets WHERE id = $1", lease.row_id
-                )
-                if target is None or target["lease_token"] != lease.token:
-                    return None
+            async with tenant_transaction(self.pool, target["brand_id"]) as conn:
                 post = await self._locked(conn, target)
                 platform = target["platform"]
                 if post.status not in ACTIVE or platform not in post.platforms:
-                    await self.leases.execute(
-                        conn,
-                        lease,
+                    # Not to be published; if the command that decided so has not cleared
+                    # the lease already, give the target up as cancelled.
+                    await conn.execute(
                         "UPDATE publishing_targets SET status = 'cancelled', lease_token = NULL, "
                         "lease_until = NULL, updated_at = $3 WHERE id = $1 AND lease_token = $2",
+                        lease.row_id,
+                        lease.token,
                         self.clock(),
                     )
                     return None
@@ -427,7 +451,26 @@ class Scheduler:
 
     # --- the fenced writes ---------------------------------------------------------------
 
-    async def _locked(self, conn: asyncpg.Connection, target: asyncpg.Record) -> Post:
+    async def _locked(
+        self, conn: asyncpg.Connection, target: asyncpg.Record, cached: Post | None = None
+    ) -> Post:
+        """The target's post, its row locked. With ``cached`` (the post as this scheduler
+        saved it with the attempt): that object, unless its stream has moved since, which
+        saves reading and replaying the stream in the common case. Having waited for the
+        lock, the version may be read from before the other writer's commit; then the save's
+        version check fails and the retry reads the stream."""
+        if cached is not None:
+            version = await conn.fetchval(
+                "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $2) "
+                "FROM publishing_jobs WHERE id = $1 FOR UPDATE",
+                target["post_id"],
+                cached.id,
+            )
+            if version is None:
+                raise _Abandon()
+            if version == cached.version and not cached.pending:
+                return cached
+            return await self._locked(conn, target)
         try:
             post = await commands.locked_post(conn, target["post_id"])
         except NotFound:
@@ -453,25 +496,22 @@ class Scheduler:
         marker, a ``started`` log row, and the post's ``publishing`` status."""
         attempt = target["attempts"] + 1
         now = self.clock()
-        await self.leases.execute(
-            conn,
-            lease,
-            "UPDATE publishing_targets SET attempts = $3, attempt_open = true, "
-            "updated_at = $4 WHERE id = $1 AND lease_token = $2 AND status = 'publishing'",
-            attempt,
-            now,
-        )
-        log_id: int = await conn.fetchval(
+        # The fenced update and the log row in one statement (one round trip).
+        log_id: int | None = await conn.fetchval(
+            "WITH t AS (UPDATE publishing_targets SET attempts = $3, attempt_open = true, "
+            "updated_at = $4 WHERE id = $1 AND lease_token = $2 AND status = 'publishing' "
+            "RETURNING post_id, brand_id, platform, client_reference) "
             "INSERT INTO publishing_logs (post_id, brand_id, platform, attempt, status, "
-            "client_reference, started_at) VALUES ($1, $2, $3, $4, 'started', $5, $6) "
+            "client_reference, started_at) "
+            "SELECT post_id, brand_id, platform, $3, 'started', client_reference, $4 FROM t "
             "RETURNING id",
-            target["post_id"],
-            target["brand_id"],
-            target["platform"],
+            lease.row_id,
+            lease.token,
             attempt,
-            target["client_reference"],
             now,
         )
+        if log_id is None:
+            raise LeaseLost(lease)
         post.start_publishing()
         await commands.save(conn, post, ACTOR)
         return attempt, log_id
@@ -480,7 +520,13 @@ class Scheduler:
         return backoff_s(self.settings, retry, retry_after_s, self.random_fraction())
 
     async def _record(
-        self, lease: Lease, target: asyncpg.Record, attempt: int, log_id: int, outcome: Outcome
+        self,
+        lease: Lease,
+        target: asyncpg.Record,
+        attempt: int,
+        log_id: int,
+        outcome: Outcome,
+        cached: Post | None = None,
     ) -> None:
         """The outcome, fenced: ``LeaseLost`` rolls all of it back."""
         if outcome.kind == "retry" and attempt - target["round_start"] > self.settings.max_retries:
@@ -492,7 +538,7 @@ class Scheduler:
                 platform_code=outcome.platform_code,
                 details=outcome.details,
             )
-        await self._write_outcome(lease, target, attempt, outcome, log_id=log_id)
+        await self._write_outcome(lease, target, attempt, outcome, log_id=log_id, cached=cached)
 
     async def _settle_open(
         self,
@@ -519,6 +565,40 @@ class Scheduler:
             )
             await self._finish_log(conn, target, None, "not_found", Outcome("retry"), self.clock())
 
+    @staticmethod
+    def _log_values(
+        status: str, outcome: Outcome, now: datetime
+    ) -> tuple[str, str | None, str | None, str | None, str | None, dict[str, Any], datetime]:
+        published = outcome.published
+        return (
+            status,
+            published.platform_post_id if published else None,
+            published.url if published else None,
+            outcome.platform_code or outcome.code,
+            outcome.message,
+            {**outcome.details, **({"code": outcome.code} if outcome.code else {})},
+            now,
+        )
+
+    @staticmethod
+    def _log_update(first: int, log_id: int | None) -> str:
+        """``UPDATE publishing_logs`` of the attempt's row with parameters from ``$first``:
+        the seven values of ``_log_values``, then the row's id, or the post id and platform
+        (its last row) when ``log_id`` is None."""
+        n = first
+        row = (
+            f"${n + 7}"
+            if log_id is not None
+            else f"(SELECT max(id) FROM publishing_logs WHERE post_id = ${n + 7} "
+            f"AND platform = ${n + 8})"
+        )
+        sql = (
+            f"UPDATE publishing_logs SET status = ${n}, platform_post_id = ${n + 1}, "
+            f"url = ${n + 2}, error_code = ${n + 3}, message = ${n + 4}, details = ${n + 5}, "
+            f"finished_at = ${n + 6} WHERE id = {row}"
+        )
+        return sql
+
     async def _finish_log(
         self,
         conn: asyncpg.Connection,
@@ -528,25 +608,37 @@ class Scheduler:
         outcome: Outcome,
         now: datetime,
     ) -> None:
-        published = outcome.published
-        if log_id is None:
-            log_id = await conn.fetchval(
-                "SELECT max(id) FROM publishing_logs WHERE post_id = $1 AND platform = $2",
-                target["post_id"],
-                target["platform"],
-            )
-        await conn.execute(
-            "UPDATE publishing_logs SET status = $2, platform_post_id = $3, url = $4, "
-            "error_code = $5, message = $6, details = $7, finished_at = $8 WHERE id = $1",
-            log_id,
-            status,
-            published.platform_post_id if published else None,
-            published.url if published else None,
-            outcome.platform_code or outcome.code,
-            outcome.message,
-            {**outcome.details, **({"code": outcome.code} if outcome.code else {})},
-            now,
+        sql = self._log_update(1, log_id)
+        row_args = (log_id,) if log_id is not None else (target["post_id"], target["platform"])
+        await conn.execute(sql, *self._log_values(status, outcome, now), *row_args)
+
+    async def _fenced_with_log(
+        self,
+        conn: asyncpg.Connection,
+        lease: Lease,
+        target: asyncpg.Record,
+        update: str,
+        args: tuple[Any, ...],
+        log_id: int | None,
+        log: tuple[Any, ...],
+    ) -> None:
+        """The fenced target ``update`` (``$1`` id, ``$2`` token, then ``args``) and the
+        attempt's log row in one statement: one round trip; ``LeaseLost`` when the target
+        was not ours any more (then neither changed)."""
+        log_sql = self._log_update(3 + len(args), log_id)
+        row_args = (log_id,) if log_id is not None else (target["post_id"], target["platform"])
+        # The log row's update runs whatever ``t`` did; without ``t`` the transaction is
+        # rolled back (``LeaseLost``), so the log never records an outcome that was not ours.
+        done = await conn.fetchval(
+            f"WITH t AS ({update} RETURNING 1), l AS ({log_sql}) SELECT count(*) FROM t",
+            lease.row_id,
+            lease.token,
+            *args,
+            *log,
+            *row_args,
         )
+        if not done:
+            raise LeaseLost(lease)
 
     async def _write_outcome(
         self,
@@ -557,30 +649,32 @@ class Scheduler:
         *,
         log_id: int | None,
         log_status: str | None = None,
+        cached: Post | None = None,
     ) -> None:
         now = self.clock()
         platform = target["platform"]
         reconciled = log_id is None
+        tries = 0
 
         async def command() -> None:
+            nonlocal tries
+            tries += 1
             async with tenant_transaction(self.pool, target["brand_id"]) as conn:
-                post = await self._locked(conn, target)
+                reuse = cached if tries == 1 else None  # a failed try may have changed it
+                post = await self._locked(conn, target, reuse)
+                update: str
+                args: tuple[Any, ...]
                 if outcome.kind == "published":
                     assert outcome.published is not None
                     found = outcome.published
                     published_at = found.published_at or now
-                    await self.leases.execute(
-                        conn,
-                        lease,
+                    update = (
                         "UPDATE publishing_targets SET status = 'published', attempt_open = false, "
                         "platform_post_id = $3, url = $4, published_at = $5, error_code = NULL, "
                         "last_error = NULL, lease_token = NULL, lease_until = NULL, "
-                        "updated_at = $6 WHERE id = $1 AND lease_token = $2",
-                        found.platform_post_id,
-                        found.url,
-                        published_at,
-                        now,
+                        "updated_at = $6 WHERE id = $1 AND lease_token = $2"
                     )
+                    args = (found.platform_post_id, found.url, published_at, now)
                     post.published(
                         platform,
                         platform_post_id=found.platform_post_id,
@@ -593,12 +687,12 @@ class Scheduler:
                     delay = self.backoff_s(
                         max(1, attempt - target["round_start"]), outcome.retry_after_s
                     )
-                    await self.leases.execute(
-                        conn,
-                        lease,
+                    update = (
                         "UPDATE publishing_targets SET status = 'pending', attempt_open = $3, "
                         "due_at = $4, error_code = $5, last_error = $6, lease_token = NULL, "
-                        "lease_until = NULL, updated_at = $7 WHERE id = $1 AND lease_token = $2",
+                        "lease_until = NULL, updated_at = $7 WHERE id = $1 AND lease_token = $2"
+                    )
+                    args = (
                         outcome.reopen,
                         now + timedelta(seconds=delay),
                         outcome.code,
@@ -608,16 +702,12 @@ class Scheduler:
                     outcome.details["retry_in_s"] = round(delay, 3)
                     status = "retrying"
                 elif outcome.kind == "failed":
-                    await self.leases.execute(
-                        conn,
-                        lease,
+                    update = (
                         "UPDATE publishing_targets SET status = 'failed', attempt_open = false, "
                         "error_code = $3, last_error = $4, lease_token = NULL, lease_until = NULL, "
-                        "updated_at = $5 WHERE id = $1 AND lease_token = $2",
-                        outcome.code,
-                        outcome.message,
-                        now,
+                        "updated_at = $5 WHERE id = $1 AND lease_token = $2"
                     )
+                    args = (outcome.code, outcome.message, now)
                     post.failed(
                         platform,
                         error_code=outcome.code or "failed",
@@ -627,17 +717,13 @@ class Scheduler:
                     )
                     status = "failed"
                 else:
-                    await self.leases.execute(
-                        conn,
-                        lease,
+                    update = (
                         "UPDATE publishing_targets SET status = 'unconfirmed', "
-                        "attempt_open = false, "
-                        "error_code = $3, last_error = $4, lease_token = NULL, lease_until = NULL, "
-                        "updated_at = $5 WHERE id = $1 AND lease_token = $2",
-                        outcome.code,
-                        outcome.message,
-                        now,
+                        "attempt_open = false, error_code = $3, last_error = $4, "
+                        "lease_token = NULL, lease_until = NULL, updated_at = $5 "
+                        "WHERE id = $1 AND lease_token = $2"
                     )
+                    args = (outcome.code, outcome.message, now)
                     post.unconfirmed(
                         platform,
                         attempt=attempt,
@@ -645,7 +731,8 @@ class Scheduler:
                         attempted_at=now,
                     )
                     status = "unconfirmed"
-                await self._finish_log(conn, target, log_id, log_status or status, outcome, now)
+                log = self._log_values(log_status or status, outcome, now)
+                await self._fenced_with_log(conn, lease, target, update, args, log_id, log)
                 await commands.save(conn, post, ACTOR)
 
         await retry_on_conflict(command)

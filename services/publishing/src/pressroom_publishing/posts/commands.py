@@ -269,7 +269,9 @@ async def edit_post(
     async def command() -> None:
         async with tenant_transaction(pool, brand_id) as conn:
             post = await locked_post(conn, post_id)
-            if not post.edit(actor, changes):
+            was_scheduled = post.status == "scheduled"
+            requires = await brand_requires_approval(conn) if was_scheduled else False
+            if not post.edit(actor, changes, brand_requires_approval=requires):
                 return
             await validate_post(
                 conn,
@@ -278,8 +280,9 @@ async def edit_post(
                 platforms=post.platforms,
                 overrides=post.overrides,
             )
-            if post.status == "scheduled":
+            if was_scheduled:
                 await drop_targets(conn, post_id)
+            if post.status == "scheduled":
                 await schedule_targets(conn, post, post.scheduled_at or now, now)
             await save(conn, post, actor)
 

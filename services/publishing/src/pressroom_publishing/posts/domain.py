@@ -320,11 +320,19 @@ class Post(Aggregate):
         if self.status not in EDITABLE:
             raise Conflict(f"a {self.status} post cannot be edited", code=f"post_{self.status}")
 
-    def edit(self, by: str | None, changes: Mapping[str, Any]) -> list[str]:
+    def edit(
+        self, by: str | None, changes: Mapping[str, Any], *, brand_requires_approval: bool = False
+    ) -> list[str]:
         """Apply ``changes`` (only the fields given: ``text``, ``media_ids``, ``link``,
         ``platforms``, ``overrides``, ``scheduled_at``, ``requires_approval``); return the
         names of the fields that changed. A post waiting for approval, or rejected, goes back
-        to ``draft``: what a reviewer saw is not what would be published."""
+        to ``draft``: what a reviewer saw is not what would be published.
+
+        A scheduled post that is edited is never approved (an approved one is locked), so if
+        it needs an approval after the edit (``requires_approval: true``, or unset while the
+        brand requires approvals) it goes to review instead of out: ``awaiting_approval``
+        with a ``PostSubmitted``, as if it had been submitted again. Unapproved content is
+        not published because its schedule was set before the rule applied to it."""
         self._refuse_unless_editable()
         current: dict[str, Any] = {
             "text": self.content.text,
@@ -339,8 +347,18 @@ class Post(Aggregate):
         changed = [name for name in current if new[name] != current[name]]
         if not changed:
             return []
-        status: PostStatus = "scheduled" if self.status == "scheduled" else "draft"
+        was_scheduled = self.status == "scheduled"
+        status: PostStatus = "scheduled" if was_scheduled else "draft"
+        review = was_scheduled and (
+            brand_requires_approval
+            if new["requires_approval"] is None
+            else bool(new["requires_approval"])
+        )
+        if review:
+            status = "draft"
         self.record(PostEdited(**new, changed=changed, by=by, status=status))
+        if review:
+            self.record(PostSubmitted(by=by))
         return changed
 
     def submit(self, by: str | None, *, brand_requires_approval: bool, now: datetime) -> bool:
