@@ -44,7 +44,7 @@ import asyncpg
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import NotFound
 from pressroom_kit.health import Heartbeats
-from pressroom_kit.leases import Lease, LeasedRows, LeaseLost
+from pressroom_kit.leases import Lease, LeasedRows, LeaseKeeper, LeaseLost
 from pressroom_kit.logs import get_logger
 from pressroom_kit.repository import retry_on_conflict
 
@@ -105,6 +105,16 @@ class _Opened:
 
 class _Abandon(Exception):
     """The target is no longer to be published (cancelled, unscheduled, taken over)."""
+
+
+class _MaybeSent(Exception):
+    """A transient failure of the publish call itself: the request may have reached the
+    platform (a 5xx from a proxy in front of a platform that committed, a timeout, a dropped
+    connection), so the outcome is unknown. Not a ``PlatformError``: it passes the refresh."""
+
+    def __init__(self, error: TransientError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass
@@ -274,7 +284,7 @@ class Scheduler:
                 await self._record(lease, target, attempt, log_id, outcome)
                 return
             if opened.begun is None:  # the last attempt is still open: ask the platform
-                verdict = await self._reconcile(target, adapter, request)
+                verdict = await self._reconcile(target, adapter, request, keeper)
                 if verdict is not None:
                     await self._settle_open(lease, target, verdict)
                     return
@@ -296,7 +306,9 @@ class Scheduler:
             else:
                 attempt, log_id = opened.begun
                 cached = opened.post  # as saved with the attempt
-            outcome = await self._attempt(target, adapter, request, first=target["attempts"] == 0)
+            outcome = await self._attempt(
+                target, adapter, request, keeper, first=target["attempts"] == 0
+            )
         await self._record(lease, target, attempt, log_id, outcome, cached)
 
     async def _open(self, lease: Lease, target: asyncpg.Record) -> _Opened | None:
@@ -328,8 +340,20 @@ class Scheduler:
 
         return await retry_on_conflict(command)
 
+    def _still_held(self, keeper: LeaseKeeper) -> None:
+        """Right before a platform call: a holder whose lease ran out (it stalled; another
+        replica may be reconciling the target now) must not call the platform."""
+        if keeper.lost.is_set() or keeper.lease.expires_at <= self.clock():
+            raise LeaseLost(keeper.lease)
+
     async def _attempt(
-        self, target: asyncpg.Record, adapter: Platform, request: PublishRequest, *, first: bool
+        self,
+        target: asyncpg.Record,
+        adapter: Platform,
+        request: PublishRequest,
+        keeper: LeaseKeeper,
+        *,
+        first: bool,
     ) -> Outcome:
         """The platform call and what came of it (never raises for a platform's failure)."""
         brand_id = target["brand_id"]
@@ -349,7 +373,15 @@ class Scheduler:
                 metrics.PUBLISH_DELAY.labels(adapter.id).observe(
                     max(0.0, (self.clock() - target["scheduled_at"]).total_seconds())
                 )
-            published = await self._with_refresh(creds, lambda c: adapter.publish(c, request))
+
+            async def publish(c: Credentials) -> PublishedPost:
+                self._still_held(keeper)
+                try:
+                    return await adapter.publish(c, request)
+                except TransientError as exc:
+                    raise _MaybeSent(exc) from exc
+
+            published = await self._with_refresh(creds, publish)
             return Outcome("published", published=published)
         except ConnectionUnusable as exc:
             return Outcome("failed", code=f"connection_{exc.status}", message=exc.message)
@@ -357,8 +389,12 @@ class Scheduler:
             return Outcome("failed", code="media_unavailable", message=str(exc))
         except MediaServiceDown as exc:
             return Outcome("retry", code="media_service", message=str(exc))
-        except TransientError as exc:
-            ambiguous = exc.status is None  # no answer: it may or may not have gone out
+        except _MaybeSent as sent:
+            exc = sent.error
+            # Any transient answer to the publish call may hide a post that went out (a 502
+            # or 504 from an edge whose platform committed); only a 429 did nothing, by
+            # contract. An open outcome is reconciled before the next attempt.
+            ambiguous = exc.status != 429
             if ambiguous and not caps.lookup_by_reference:
                 return Outcome(
                     "unconfirmed",
@@ -374,6 +410,15 @@ class Scheduler:
                 platform_code=exc.code,
                 retry_after_s=exc.retry_after_s,
                 reopen=ambiguous,
+                details=exc.details,
+            )
+        except TransientError as exc:  # credentials, a refresh: nothing was sent
+            return Outcome(
+                "retry",
+                code="transient",
+                message=exc.message,
+                platform_code=exc.code,
+                retry_after_s=exc.retry_after_s,
                 details=exc.details,
             )
         except AuthExpiredError as exc:
@@ -416,13 +461,22 @@ class Scheduler:
             await self.credentials.mark_revoked(creds, exc)
 
     async def _reconcile(
-        self, target: asyncpg.Record, adapter: Platform, request: PublishRequest
+        self,
+        target: asyncpg.Record,
+        adapter: Platform,
+        request: PublishRequest,
+        keeper: LeaseKeeper,
     ) -> Outcome | None:
         """The last attempt's outcome is unknown: ask the platform. None: it did not go out,
         attempt again."""
+
+        async def find(c: Credentials) -> PublishedPost | None:
+            self._still_held(keeper)
+            return await adapter.find_published(c, request)
+
         try:
             creds = await self.credentials.credentials(target["brand_id"], adapter.id)
-            found = await self._with_refresh(creds, lambda c: adapter.find_published(c, request))
+            found = await self._with_refresh(creds, find)
         except NotSupportedError:
             return Outcome(
                 "unconfirmed",
@@ -528,14 +582,23 @@ class Scheduler:
         outcome: Outcome,
         cached: Post | None = None,
     ) -> None:
-        """The outcome, fenced: ``LeaseLost`` rolls all of it back."""
+        """The outcome, fenced: ``LeaseLost`` rolls all of it back. Out of retries, the
+        platform fails; if the last attempt's outcome is unknown, that attempt stays open, so
+        a retry asks the platform before posting again."""
         if outcome.kind == "retry" and attempt - target["round_start"] > self.settings.max_retries:
+            unknown = outcome.reopen
             outcome = Outcome(
                 "failed",
-                code="retries_exhausted",
+                code="outcome_unknown" if unknown else "retries_exhausted",
                 message=f"gave up after {attempt - target['round_start']} attempts: "
-                f"{outcome.message}",
+                f"{outcome.message}"
+                + (
+                    "; the last may have gone out: a retry asks the platform first"
+                    if unknown
+                    else ""
+                ),
                 platform_code=outcome.platform_code,
+                reopen=unknown,
                 details=outcome.details,
             )
         await self._write_outcome(lease, target, attempt, outcome, log_id=log_id, cached=cached)
@@ -703,11 +766,11 @@ class Scheduler:
                     status = "retrying"
                 elif outcome.kind == "failed":
                     update = (
-                        "UPDATE publishing_targets SET status = 'failed', attempt_open = false, "
+                        "UPDATE publishing_targets SET status = 'failed', attempt_open = $6, "
                         "error_code = $3, last_error = $4, lease_token = NULL, lease_until = NULL, "
                         "updated_at = $5 WHERE id = $1 AND lease_token = $2"
                     )
-                    args = (outcome.code, outcome.message, now)
+                    args = (outcome.code, outcome.message, now, outcome.reopen)
                     post.failed(
                         platform,
                         error_code=outcome.code or "failed",

@@ -209,16 +209,25 @@ async def cancel_targets(conn: asyncpg.Connection, post_id: uuid.UUID, now: date
 
 
 async def requeue_targets(
-    conn: asyncpg.Connection, post_id: uuid.UUID, platforms: list[str], now: datetime
+    conn: asyncpg.Connection,
+    post_id: uuid.UUID,
+    platforms: list[str],
+    now: datetime,
+    *,
+    settled: bool = False,
 ) -> None:
-    """Publish these platforms again now, with a fresh budget of retries."""
+    """Publish these platforms again now, with a fresh budget of retries. An attempt whose
+    outcome is unknown stays open, so the scheduler asks the platform before posting again;
+    ``settled``: a person checked that it did not go out, close it."""
     await conn.execute(
-        "UPDATE publishing_targets SET status = 'pending', due_at = $3, attempt_open = false, "
+        "UPDATE publishing_targets SET status = 'pending', due_at = $3, "
+        "attempt_open = attempt_open AND NOT $4, "
         "round_start = attempts, error_code = NULL, last_error = NULL, lease_token = NULL, "
         "lease_until = NULL, updated_at = $3 WHERE post_id = $1 AND platform = ANY($2::text[])",
         post_id,
         platforms,
         now,
+        settled,
     )
 
 
@@ -390,7 +399,7 @@ async def resolve_platform(
                 )
             else:
                 post.resolve_retry(platform, by=actor)
-                await requeue_targets(conn, post_id, [platform], now)
+                await requeue_targets(conn, post_id, [platform], now, settled=True)
             await save(conn, post, actor)
 
     await retry_on_conflict(command)
