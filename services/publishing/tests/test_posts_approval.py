@@ -123,7 +123,14 @@ async def test_approval_gates_scheduling_and_locks_the_post(service):
     await publish_events(
         service.kafka,
         Topic.APPROVAL.value,
-        decision("rejected", brand, pid, decided_by="boss", reason="off brand", decided_at=now),
+        decision(
+            "rejected",
+            brand,
+            pid,
+            decided_by="boss",
+            reason="off brand",
+            decided_at=datetime.now(UTC).isoformat(),  # a decision on the new submission
+        ),
     )
     await status_is(service, brand, pid, "rejected")
     types = [t for t, _ in await outbox(service.db)]
@@ -210,7 +217,9 @@ async def test_an_edit_that_makes_a_scheduled_post_need_approval_sends_it_to_rev
     await publish_events(
         service.kafka,
         Topic.APPROVAL.value,
-        decision("approved", relaxed, flagged["id"], decided_by="boss", decided_at=service.clock()),
+        decision(
+            "approved", relaxed, flagged["id"], decided_by="boss", decided_at=datetime.now(UTC)
+        ),
     )
     await status_is(service, relaxed, flagged["id"], "scheduled")
     await service.drain()

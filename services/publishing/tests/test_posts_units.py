@@ -64,6 +64,26 @@ def test_the_status_machine_through_approval():
     assert post.status == "draft"
 
 
+def test_a_decision_applies_only_to_the_submission_it_names_or_follows():
+    post = new_post()
+    post.submit("m", brand_requires_approval=True, now=NOW)
+    first = post.submitted_at
+    assert post.submission == 1 and first is not None
+    post.edit("m", {"text": "v2"})  # an edit under review: back to draft
+    post.submit("m", brand_requires_approval=True, now=NOW)
+    assert post.submission == 2
+    late = first  # decided on version 1, before version 2 was submitted
+    assert post.reject(uuid.uuid4(), "boss", "no", submission=1) is False
+    assert post.approve(uuid.uuid4(), "boss", NOW, decided_at=late) is False
+    assert post.status == "awaiting_approval"
+    assert post.approve(uuid.uuid4(), "boss", NOW, submission=2, decided_at=late)
+    assert post.status == "scheduled"
+    replayed = Post(post.id)
+    for event in post.pending:
+        replayed.apply(event)
+    assert (replayed.submission, replayed.submitted_at) == (2, post.submitted_at)
+
+
 @pytest.mark.parametrize(
     ("own", "brand", "change", "expected"),
     [

@@ -26,6 +26,12 @@ class ApprovalApproved(EventPayload):
     decided_by: str
     comment: str | None = None
     decided_at: datetime
+    submission: int | None = Field(
+        default=None,
+        description="the `submission` of the publishing.post.submitted.v1 decided on; "
+        "without it, publishing applies the decision only if `decided_at` is not before "
+        "the post's latest submission",
+    )
 
 
 @register
@@ -38,6 +44,12 @@ class ApprovalRejected(EventPayload):
     decided_by: str
     reason: str = Field(description="why, as the reviewer wrote it")
     decided_at: datetime
+    submission: int | None = Field(
+        default=None,
+        description="the `submission` of the publishing.post.submitted.v1 decided on; "
+        "without it, publishing applies the decision only if `decided_at` is not before "
+        "the post's latest submission",
+    )
 
 
 @register

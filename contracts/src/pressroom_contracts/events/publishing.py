@@ -66,6 +66,12 @@ class PostSubmitted(EventPayload):
         default=None, description="who created the post (never its approver)"
     )
     submitted_by: str | None = None
+    submission: int | None = Field(
+        default=None,
+        description="numbers the post's submissions (1, 2, ...); an approval decision "
+        "names it in its own `submission` so that a late decision about an earlier version "
+        "is not applied to the post as edited since",
+    )
 
 
 @register

@@ -107,7 +107,13 @@ def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
             log.info("approval of an unknown post ignored", post_id=str(payload.post_id))
             return
         now = clock()
-        if post.approve(payload.approval_id, payload.decided_by, now):
+        if post.approve(
+            payload.approval_id,
+            payload.decided_by,
+            now,
+            submission=payload.submission,
+            decided_at=payload.decided_at,
+        ):
             await commands.schedule_targets(conn, post, post.scheduled_at or now, now)
             await commands.save(conn, post, payload.decided_by)
 
@@ -119,7 +125,13 @@ def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
             post = await commands.locked_post(conn, payload.post_id)
         except NotFound:
             return
-        if post.reject(payload.approval_id, payload.decided_by, payload.reason):
+        if post.reject(
+            payload.approval_id,
+            payload.decided_by,
+            payload.reason,
+            submission=payload.submission,
+            decided_at=payload.decided_at,
+        ):
             await commands.save(conn, post, payload.decided_by)
 
     async def unlocked(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:

@@ -86,6 +86,7 @@ def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
                 "scheduled_at": post.get("scheduled_at"),
                 "author": post.get("author"),
                 "submitted_by": d["by"],
+                "submission": d.get("submission") or None,
             }
             return [(TOPIC, public.PostSubmitted.event_type, data)]
         case "PostScheduled":

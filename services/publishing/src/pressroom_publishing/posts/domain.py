@@ -11,7 +11,7 @@ status it leaves the post in, so the projection never re-derives a decision.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
@@ -79,8 +79,15 @@ class PostEdited(DomainEvent):
 
 
 class PostSubmitted(DomainEvent):
+    """Sent for approval. ``submission`` numbers the post's submissions (1, 2, ...);
+    ``submitted_at`` is the wall-clock time it was recorded, which a decision's
+    ``decided_at`` (the approval service's wall clock) is compared with when the decision
+    does not name its submission."""
+
     type_name: ClassVar[str] = "PostSubmitted"
     by: str | None
+    submission: int = 0
+    submitted_at: datetime | None = None
     status: PostStatus = "awaiting_approval"
 
 
@@ -204,6 +211,8 @@ class Post(Aggregate):
         self.locked = False  # approved and not unlocked since
         self.results: dict[str, dict[str, Any]] = {}
         self.retry_count = 0
+        self.submission = 0  # the latest submission's number
+        self.submitted_at: datetime | None = None
 
     # --- state -------------------------------------------------------------------------
 
@@ -220,6 +229,9 @@ class Post(Aggregate):
                 self.scheduled_at = event.scheduled_at
                 self.requires_approval = event.requires_approval
                 self.results = {p: empty_result() for p in self.platforms}
+            case PostSubmitted():
+                self.submission = event.submission or self.submission + 1
+                self.submitted_at = event.submitted_at
             case PostScheduled():
                 self.locked = event.approval_id is not None
             case PostUnlocked():
@@ -358,7 +370,7 @@ class Post(Aggregate):
             status = "draft"
         self.record(PostEdited(**new, changed=changed, by=by, status=status))
         if review:
-            self.record(PostSubmitted(by=by))
+            self.record(self._submission(by))
         return changed
 
     def submit(self, by: str | None, *, brand_requires_approval: bool, now: datetime) -> bool:
@@ -366,23 +378,54 @@ class Post(Aggregate):
         if self.status not in ("draft", "rejected"):
             raise Conflict(f"a {self.status} post cannot be submitted", code="not_a_draft")
         if self.needs_approval(brand_requires_approval):
-            self.record(PostSubmitted(by=by))
+            self.record(self._submission(by))
             return True
         self.record(PostScheduled(scheduled_at=self.scheduled_at or now, by=by))
         return False
 
-    def approve(self, approval_id: UUID, by: str, now: datetime) -> bool:
-        """An approval came in; only a post that waits for one is scheduled by it (an
-        approval of a version since edited, or a duplicate, changes nothing)."""
+    def _submission(self, by: str | None) -> PostSubmitted:
+        return PostSubmitted(by=by, submission=self.submission + 1, submitted_at=datetime.now(UTC))
+
+    def decides_current(self, submission: int | None, decided_at: datetime | None) -> bool:
+        """Whether a decision is about the submission waiting now, not an earlier one (the
+        post was edited and submitted again since; that decision arrived late). A decision
+        that names its submission must name this one; else it must have been made after
+        this submission was recorded."""
         if self.status != "awaiting_approval":
+            return False
+        if submission is not None:
+            return submission == self.submission
+        return decided_at is None or self.submitted_at is None or decided_at >= self.submitted_at
+
+    def approve(
+        self,
+        approval_id: UUID,
+        by: str,
+        now: datetime,
+        *,
+        submission: int | None = None,
+        decided_at: datetime | None = None,
+    ) -> bool:
+        """An approval came in; only a post that waits for this very submission's decision
+        is scheduled by it (an approval of a version since edited, or a duplicate, changes
+        nothing)."""
+        if not self.decides_current(submission, decided_at):
             return False
         self.record(
             PostScheduled(scheduled_at=self.scheduled_at or now, by=by, approval_id=approval_id)
         )
         return True
 
-    def reject(self, approval_id: UUID, by: str, reason: str) -> bool:
-        if self.status != "awaiting_approval":
+    def reject(
+        self,
+        approval_id: UUID,
+        by: str,
+        reason: str,
+        *,
+        submission: int | None = None,
+        decided_at: datetime | None = None,
+    ) -> bool:
+        if not self.decides_current(submission, decided_at):
             return False
         self.record(PostRejected(approval_id=approval_id, by=by, reason=reason))
         return True
