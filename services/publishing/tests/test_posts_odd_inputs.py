@@ -88,3 +88,25 @@ async def test_mark_published_with_nul_is_a_4xx(service):
         json={"platform_post_id": "\x00", "url": "https://a.example/\x00"},
     )
     assert status < 500, answer
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1999-12-31T23:59:59Z"]
+)
+async def test_times_out_of_range_are_a_422_naming_the_field(service, when):
+    brand = uuid.uuid4()
+    await connect_platform(service.db, brand, "sandbox")
+    body = {"content": {"text": "a"}, "platforms": ["sandbox"], "scheduled_at": when}
+    status, answer = await service.call("POST", "/v1/posts", brand, json=body)
+    assert status == 422 and [e["field"] for e in answer["errors"]] == ["scheduled_at"], answer
+    assert "2000-01-01" in answer["errors"][0]["message"]
+    post = await service.create(brand)
+    status, answer = await service.call(
+        "PATCH", f"/v1/posts/{post['id']}", brand, json={"scheduled_at": when}
+    )
+    assert status == 422 and [e["field"] for e in answer["errors"]] == ["scheduled_at"], answer
+    for name in ("from", "to"):
+        status, answer = await service.call(
+            "GET", f"/v1/posts?{name}={when.replace('+', '%2B')}", brand, role="viewer"
+        )
+        assert status == 422 and [e["field"] for e in answer["errors"]] == [name], answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -18,7 +18,7 @@ from pressroom_kit.errors import Invalid, NotFound
 from pressroom_kit.http import requires_role
 from pressroom_kit.pagination import Cursor, newest_first
 from pressroom_kit.schemas import NOT_NULL
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from pressroom_publishing.posts import calendar, commands
 from pressroom_publishing.posts.domain import Content, Override, PostStatus, ResultStatus
@@ -39,6 +39,26 @@ TIME_PATTERN = (
     r"-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+# Times a post may be scheduled at or filtered by, in UTC: the extremes of a calendar time
+# with an offset are no instant Python or asyncpg can hold (0001-01-01T00:00+14:00 is in
+# year 0), and no post is meant for them.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+RANGE = "between 2000-01-01T00:00:00Z and 3000-01-01T00:00:00Z"
+
+
+def in_range(value: datetime) -> datetime:
+    """``value`` if it is an instant between ``EARLIEST`` and ``LATEST``."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"must be {RANGE}") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must be {RANGE}")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(in_range)]
 Link = Annotated[
     str, Field(min_length=8, max_length=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$")
 ]
@@ -66,7 +86,7 @@ class PostCreate(BaseModel):
     overrides: dict[str, OverrideIn] = Field(
         default_factory=dict, description="per platform id; only the post's platforms"
     )
-    scheduled_at: AwareDatetime | None = Field(
+    scheduled_at: Moment | None = Field(
         default=None, description="when to publish; none: at once when submitted"
     )
     requires_approval: StrictBool | None = Field(
@@ -94,7 +114,7 @@ class PostUpdate(BaseModel):
     overrides: dict[str, OverrideIn] | None = Field(
         default=None, description="replaces the overrides; `null` removes them"
     )
-    scheduled_at: AwareDatetime | None = Field(
+    scheduled_at: Moment | None = Field(
         default=None, description="`null`: publish at once when submitted"
     )
     requires_approval: StrictBool | None = Field(
@@ -212,10 +232,11 @@ def _instant(value: str | None, name: str) -> datetime | None:
         return None
     text = value.replace("t", "T").replace(" ", "T").replace("z", "+00:00").replace("Z", "+00:00")
     try:
-        return datetime.fromisoformat(text)
-    except ValueError:
+        return in_range(datetime.fromisoformat(text))
+    except ValueError as exc:
+        message = str(exc) if "between" in str(exc) else "not a calendar time"
         raise Invalid(
-            f"{name} is not a time", errors=[{"field": name, "message": "not a calendar time"}]
+            f"{name} is not a time {RANGE}", errors=[{"field": name, "message": message}]
         ) from None
 
 
