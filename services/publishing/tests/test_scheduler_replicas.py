@@ -257,3 +257,42 @@ async def test_a_cancel_after_the_claim_keeps_the_post_from_going_out(service):
     assert service.platform.calls["sandbox:publish"] == 0
     assert (await targets(service.db, pid))["sandbox"]["status"] == "cancelled"
     assert (await service.post(brand, pid))["status"] == "cancelled"
+
+
+class Stalling:
+    """The replica's credential source, held at ``gate`` before it answers: a replica that
+    stalls (a GC pause, a slow vault) between recording its attempt and the platform call."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.reached = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def credentials(self, brand_id, platform):
+        self.reached.set()
+        await self.gate.wait()
+        return await self.inner.credentials(brand_id, platform)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+async def test_a_holder_whose_lease_ran_out_does_not_call_the_platform(service):
+    brand = uuid.uuid4()
+    await connect_platform(service.db, brand, "sandbox")
+    pid = await scheduled(service, brand, ("sandbox",))
+    stalling = Stalling(service.scheduler.credentials)
+    service.scheduler.credentials = stalling
+    holder = asyncio.create_task(service.scheduler.step())
+    await asyncio.wait_for(stalling.reached.wait(), 10)
+    service.clock.advance(61)  # past the holder's lease (60 s)
+    async with another_replica(service) as other:
+        assert await other.step() == 1  # took over: asked the platform (nothing), published
+    assert len(service.platform.created) == 1
+    stalling.gate.set()  # the stalled holder wakes up with its lease gone
+    await asyncio.wait_for(holder, 10)
+    assert service.platform.calls["sandbox:publish"] == 1 and len(service.platform.created) == 1
+    post = await service.post(brand, pid)
+    assert post["status"] == "published", post
+    _, logs = await service.call("GET", f"/v1/posts/{pid}/logs", brand, role="viewer")
+    assert [(r["attempt"], r["status"]) for r in logs] == [(1, "not_found"), (2, "published")]
