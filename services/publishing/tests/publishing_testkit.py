@@ -87,6 +87,10 @@ class FakePlatformServer:
     def fail_next(self, platform: str, *actions: Action) -> None:
         self.script.setdefault(platform, []).extend(actions)
 
+    def fail_next_find(self, platform: str, *statuses: int) -> None:
+        """The next lookups of ``platform`` answer these error statuses."""
+        self.script.setdefault(f"{platform}:find", []).extend(Action(status=s) for s in statuses)
+
     def posts_for(self, reference: str) -> list[dict[str, Any]]:
         return [p for p in self.created if p["client_reference"] == reference]
 
@@ -153,6 +157,10 @@ async def fake_platform() -> AsyncIterator[FakePlatformServer]:
         answer = refused(request)
         if answer is not None:
             return answer
+        queue = state.script.get(f"{platform}:find") or []
+        if queue:
+            status = queue.pop(0).status
+            return _error(status, f"http_{status}", "scripted")
         reference = request.query.get("client_reference", "")
         found = [
             {"id": p["id"], "url": p["url"]}

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from pressroom_publishing.platforms.base import TransientError
 from publishing_testkit import (
     Action,
     as_owner,
@@ -231,3 +232,67 @@ async def test_posts_failing_together_retry_spread_by_the_jitter(service, jitter
         service.clock.now = now + timedelta(seconds=wait)
         assert await service.scheduler.step() == 1
     assert len(service.platform.created) == 3
+
+
+async def test_a_check_that_keeps_failing_gives_up_as_unconfirmed(service):
+    brand, pid = await due_post(service)
+    service.platform.fail_next("sandbox", Action(create_then_wait=3.0))  # goes out, no answer
+    service.platform.fail_next_find("sandbox", *[503] * 4)
+    await service.scheduler.step()
+    for delay in (30, 30, 60, 120):  # the first check, then three more, backing off
+        target = (await targets(service.db, pid))["sandbox"]
+        assert target["status"] == "pending" and target["attempt_open"], target
+        assert target["due_at"] == service.clock() + timedelta(seconds=delay)
+        service.clock.advance(delay)
+        assert await service.scheduler.step() == 1
+    assert service.platform.calls["sandbox:find"] == 4
+    assert service.platform.calls["sandbox:publish"] == 1  # never posted blind
+    post = await service.post(brand, pid)
+    assert post["results"]["sandbox"]["status"] == "unconfirmed", post
+    target = (await targets(service.db, pid))["sandbox"]
+    assert target["error_code"] == "lookup_failed" and "4 times" in target["last_error"]
+    unconfirmed = [d for t, d in await outbox(service.db) if t == "publishing.post.unconfirmed.v1"]
+    assert unconfirmed[0]["platform"] == "sandbox"
+    service.clock.advance(3600)
+    assert await service.scheduler.step() == 0  # a person settles it
+
+
+async def test_nothing_sent_is_no_unknown_outcome(service):
+    """A refresh that fails transiently after the platform refused the token: the publish
+    call was refused, so the next attempt goes ahead without asking the platform."""
+    brand, pid = await due_post(service)
+    creds = await service.credentials.credentials(brand, "sandbox")
+    service.platform.expired_tokens.add(creds.access_token)
+    original = service.credentials.refresh_after_rejection
+    calls = []
+
+    async def refresh_down(stale):
+        calls.append(stale)
+        if len(calls) == 1:
+            raise TransientError("sandbox", "the vault is busy")
+        return await original(stale)
+
+    service.scheduler.credentials.refresh_after_rejection = refresh_down
+    await service.scheduler.step()
+    target = (await targets(service.db, pid))["sandbox"]
+    assert target["status"] == "pending" and target["attempt_open"] is False, target
+    service.clock.advance(30)
+    await service.scheduler.step()
+    assert (await service.post(brand, pid))["status"] == "published"
+    assert service.platform.calls["sandbox:find"] == 0 and len(service.platform.created) == 1
+
+
+async def test_an_unconfirmed_platform_does_not_hold_back_retrying_the_others(service):
+    brand, pid = await due_post(service, platforms=("mastodon", "sandbox"))
+    service.platform.fail_next("mastodon", Action(create_then_wait=3.0))  # cannot be asked
+    service.platform.fail_next("sandbox", Action(status=400, code="bad_text"))
+    await service.scheduler.step()
+    post = await service.post(brand, pid)
+    assert post["results"]["mastodon"]["status"] == "unconfirmed"
+    assert post["results"]["sandbox"]["status"] == "failed"
+    status, retried = await service.call("POST", f"/v1/posts/{pid}/retry", brand)
+    assert status == 200, retried
+    await service.scheduler.step()
+    post = await service.post(brand, pid)
+    assert post["results"]["sandbox"]["status"] == "published"
+    assert post["results"]["mastodon"]["status"] == "unconfirmed"  # still a person's call

@@ -92,6 +92,7 @@ class Outcome:
     published: PublishedPost | None = None
     retry_after_s: float | None = None
     reopen: bool = False  # the outcome is unknown: reconcile before attempting again
+    check: int = 0  # a failed check of the open attempt, numbered (backs off on its own)
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -285,6 +286,8 @@ class Scheduler:
                 return
             if opened.begun is None:  # the last attempt is still open: ask the platform
                 verdict = await self._reconcile(target, adapter, request, keeper)
+                if verdict is not None and verdict.kind == "retry":
+                    verdict = self._check_failed(target, adapter, verdict)
                 if verdict is not None:
                     await self._settle_open(lease, target, verdict)
                     return
@@ -340,6 +343,20 @@ class Scheduler:
 
         return await retry_on_conflict(command)
 
+    def _check_failed(self, target: asyncpg.Record, adapter: Platform, verdict: Outcome) -> Outcome:
+        """The platform could not be asked (a transient failure): ask again later, at most
+        ``max_retries`` times in a row, then leave it to a person."""
+        if target["checks"] < self.settings.max_retries:
+            verdict.check = target["checks"] + 1
+            return verdict
+        return Outcome(
+            "unconfirmed",
+            code="lookup_failed",
+            message=f"attempt {target['attempts']} has no recorded outcome and "
+            f"{adapter.capabilities.display_name} could not be asked "
+            f"{target['checks'] + 1} times: {verdict.message}",
+        )
+
     def _still_held(self, keeper: LeaseKeeper) -> None:
         """Right before a platform call: a holder whose lease ran out (it stalled; another
         replica may be reconciling the target now) must not call the platform."""
@@ -390,27 +407,27 @@ class Scheduler:
         except MediaServiceDown as exc:
             return Outcome("retry", code="media_service", message=str(exc))
         except _MaybeSent as sent:
-            exc = sent.error
+            error = sent.error
             # Any transient answer to the publish call may hide a post that went out (a 502
             # or 504 from an edge whose platform committed); only a 429 did nothing, by
             # contract. An open outcome is reconciled before the next attempt.
-            ambiguous = exc.status != 429
+            ambiguous = error.status != 429
             if ambiguous and not caps.lookup_by_reference:
                 return Outcome(
                     "unconfirmed",
                     code="no_answer",
-                    message=f"{exc.message}; {caps.display_name} cannot be asked whether it "
+                    message=f"{error.message}; {caps.display_name} cannot be asked whether it "
                     "went out",
-                    details=exc.details,
+                    details=error.details,
                 )
             return Outcome(
                 "retry",
                 code="transient",
-                message=exc.message,
-                platform_code=exc.code,
-                retry_after_s=exc.retry_after_s,
+                message=error.message,
+                platform_code=error.code,
+                retry_after_s=error.retry_after_s,
                 reopen=ambiguous,
-                details=exc.details,
+                details=error.details,
             )
         except TransientError as exc:  # credentials, a refresh: nothing was sent
             return Outcome(
@@ -553,7 +570,8 @@ class Scheduler:
         # The fenced update and the log row in one statement (one round trip).
         log_id: int | None = await conn.fetchval(
             "WITH t AS (UPDATE publishing_targets SET attempts = $3, attempt_open = true, "
-            "updated_at = $4 WHERE id = $1 AND lease_token = $2 AND status = 'publishing' "
+            "checks = 0, updated_at = $4 WHERE id = $1 AND lease_token = $2 "
+            "AND status = 'publishing' "
             "RETURNING post_id, brand_id, platform, client_reference) "
             "INSERT INTO publishing_logs (post_id, brand_id, platform, attempt, status, "
             "client_reference, started_at) "
@@ -747,13 +765,13 @@ class Scheduler:
                     )
                     status = "found" if reconciled else "published"
                 elif outcome.kind == "retry":
-                    delay = self.backoff_s(
-                        max(1, attempt - target["round_start"]), outcome.retry_after_s
-                    )
+                    retry = outcome.check or max(1, attempt - target["round_start"])
+                    delay = self.backoff_s(retry, outcome.retry_after_s)
                     update = (
                         "UPDATE publishing_targets SET status = 'pending', attempt_open = $3, "
                         "due_at = $4, error_code = $5, last_error = $6, lease_token = NULL, "
-                        "lease_until = NULL, updated_at = $7 WHERE id = $1 AND lease_token = $2"
+                        "lease_until = NULL, updated_at = $7, checks = $8 "
+                        "WHERE id = $1 AND lease_token = $2"
                     )
                     args = (
                         outcome.reopen,
@@ -761,6 +779,7 @@ class Scheduler:
                         outcome.code,
                         outcome.message,
                         now,
+                        outcome.check,
                     )
                     outcome.details["retry_in_s"] = round(delay, 3)
                     status = "retrying"

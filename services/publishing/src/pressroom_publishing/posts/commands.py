@@ -182,7 +182,7 @@ async def schedule_targets(
         "ON CONFLICT (post_id, platform) DO UPDATE SET status = 'pending', "
         "scheduled_at = EXCLUDED.scheduled_at, due_at = EXCLUDED.due_at, attempt_open = false, "
         "error_code = NULL, last_error = NULL, lease_token = NULL, lease_until = NULL, "
-        "round_start = publishing_targets.attempts, updated_at = EXCLUDED.updated_at",
+        "round_start = publishing_targets.attempts, checks = 0, updated_at = EXCLUDED.updated_at",
         uuid.UUID(post.id),
         post.brand_id,
         at,
@@ -223,8 +223,9 @@ async def requeue_targets(
     await conn.execute(
         "UPDATE publishing_targets SET status = 'pending', due_at = $3, "
         "attempt_open = attempt_open AND NOT $4, "
-        "round_start = attempts, error_code = NULL, last_error = NULL, lease_token = NULL, "
-        "lease_until = NULL, updated_at = $3 WHERE post_id = $1 AND platform = ANY($2::text[])",
+        "round_start = attempts, checks = 0, error_code = NULL, last_error = NULL, "
+        "lease_token = NULL, lease_until = NULL, updated_at = $3 "
+        "WHERE post_id = $1 AND platform = ANY($2::text[])",
         post_id,
         platforms,
         now,

@@ -517,9 +517,14 @@ class Post(Aggregate):
         return list(self.platforms)
 
     def retry(self, by: str | None) -> list[str]:
+        """Publish the failed platforms again. Allowed once nothing is in flight; a platform
+        left unconfirmed (for a person to settle) does not hold back the others."""
         failed = [p for p in self.platforms if self.results[p]["status"] == "failed"]
-        if self.status not in ("failed", "partially_published") or not failed:
+        in_flight = {self.results[p]["status"] for p in self.platforms} & {"pending", "publishing"}
+        if self.status not in ("failed", "partially_published", "publishing") or not failed:
             raise Conflict("no platform of this post failed", code="nothing_to_retry")
+        if in_flight:
+            raise Conflict("the post is still being published", code="nothing_to_retry")
         self.record(RetryRequested(platforms=failed, by=by, status="publishing"))
         return failed
 
