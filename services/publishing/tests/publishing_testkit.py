@@ -39,6 +39,8 @@ from pressroom_publishing.platforms.base import (
     Platform,
     PlatformError,
     PlatformHTTP,
+    PostContent,
+    Problem,
     PublishedPost,
     PublishRequest,
     Response,
@@ -140,6 +142,7 @@ async def fake_platform() -> AsyncIterator[FakePlatformServer]:
             "url": f"{state.url}/{platform}/p/{post_id}",
             "text": body["text"],
             "media": body.get("media", []),
+            "options": body.get("options", {}),
             "client_reference": body["client_reference"],
         }
         state.created.append(post)
@@ -211,6 +214,17 @@ class FakePlatform(Platform):
     async def verify(self, credentials: Credentials) -> Account:
         return Account(account_id=credentials.account_id)
 
+    def validate(self, content: PostContent) -> list[Problem]:
+        """The capabilities, and the one option the fake takes: ``title``, a short string
+        (like Pinterest's)."""
+        problems = super().validate(content)
+        for name, value in content.options.items():
+            if name != "title":
+                problems.append(Problem(f"options.{name}", "unknown option; one of title"))
+            elif not isinstance(value, str) or len(value) > 100:
+                problems.append(Problem("options.title", "a string of at most 100 characters"))
+        return problems
+
     async def publish(self, credentials: Credentials, request: PublishRequest) -> PublishedPost:
         answer = await self.http.request(
             self,
@@ -221,6 +235,7 @@ class FakePlatform(Platform):
                 "text": request.content.text,
                 "media": [{"url": m.url, "kind": m.kind} for m in request.content.media],
                 "link": request.content.link,
+                "options": dict(request.content.options),
                 "client_reference": request.reference,
             },
         )

@@ -51,7 +51,9 @@ async def test_a_post_is_created_as_a_draft_and_read_back(service):
         "sandbox": {"status": "pending", "platform_post_id": None, "url": None, "error": None},
         "x": {"status": "pending", "platform_post_id": None, "url": None, "error": None},
     }
-    assert created["overrides"] == {"x": {"text": "Spring launch, short", "media_ids": None}}
+    assert created["overrides"] == {
+        "x": {"text": "Spring launch, short", "media_ids": None, "options": None}
+    }
     assert created["author"] == "user-manager"
     assert await service.post(brand, created["id"]) == created
     status, page = await service.call("GET", "/v1/posts?platform=x", brand, role="viewer")
@@ -260,3 +262,37 @@ async def test_racing_commands_on_one_post_are_serialized_never_a_500(service):
     types = [t for t, _ in await outbox(service.db)]
     assert types.count("publishing.post.updated.v1") == 8
     assert types.count("publishing.post.scheduled.v1") == 1
+
+
+async def test_platform_options_are_validated_by_the_adapter_and_reach_it(service):
+    brand = uuid.uuid4()
+    await connect_platform(service.db, brand, "sandbox")
+    body = {
+        "content": {"text": "pin me"},
+        "platforms": ["sandbox"],
+        "overrides": {"sandbox": {"options": {"title": "x" * 101, "board": "b"}}},
+    }
+    status, answer = await service.call("POST", "/v1/posts", brand, json=body)
+    assert status == 422, answer
+    assert set(fields(answer)) == {
+        "platforms.sandbox.options.title",
+        "platforms.sandbox.options.board",
+    }
+    for bad in ({"title": {"nested": 1}}, {"Bad Name": "x"}, {"title": None}):
+        body["overrides"] = {"sandbox": {"options": bad}}
+        status, answer = await service.call("POST", "/v1/posts", brand, json=body)
+        assert status == 422, (bad, answer)
+    body["overrides"] = {"sandbox": {"options": {"title": "Spring"}}}
+    status, post = await service.call("POST", "/v1/posts", brand, json=body)
+    assert status == 201 and post["overrides"]["sandbox"]["options"] == {"title": "Spring"}, post
+    status, edited = await service.call(
+        "PATCH",
+        f"/v1/posts/{post['id']}",
+        brand,
+        json={"overrides": {"sandbox": {"options": {"title": "x" * 101}}}},
+    )
+    assert status == 422 and "platforms.sandbox.options.title" in fields(edited), edited
+    status, _ = await service.call("POST", f"/v1/posts/{post['id']}/submit", brand)
+    assert status == 200
+    await service.scheduler.step()
+    assert [p["options"] for p in service.platform.created] == [{"title": "Spring"}]

@@ -26,6 +26,11 @@ CREATES = {
         "platforms": ["sandbox"],
         "overrides": {"sandbox": {"text": "\x00"}},
     },
+    "nul_option": {
+        "content": {"text": "a"},
+        "platforms": ["sandbox"],
+        "overrides": {"sandbox": {"options": {"title": "\x00"}}},
+    },
     "lone_surrogate": {"content": {"text": "\ud800"}, "platforms": ["sandbox"]},
     "year_1_east": {
         "content": {"text": "a"},

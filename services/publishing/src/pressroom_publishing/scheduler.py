@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -271,6 +272,7 @@ class Scheduler:
                 text=content.text,
                 media=[opened.items[m] for m in content.media_ids if m in opened.items],
                 link=content.link,
+                options=post.options_for(platform),
             ),
         )
         keeper = self.leases.keep(lease, lambda: tenant_transaction(self.pool, claimed["brand_id"]))
@@ -382,9 +384,7 @@ class Scheduler:
                 request = PublishRequest(
                     post_id=request.post_id,
                     reference=request.reference,
-                    content=PostContent(
-                        text=request.content.text, media=media, link=request.content.link
-                    ),
+                    content=dataclasses.replace(request.content, media=media),
                 )
             if first:
                 metrics.PUBLISH_DELAY.labels(adapter.id).observe(

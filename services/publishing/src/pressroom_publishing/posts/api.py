@@ -18,7 +18,15 @@ from pressroom_kit.errors import Invalid, NotFound
 from pressroom_kit.http import requires_role
 from pressroom_kit.pagination import Cursor, newest_first
 from pressroom_kit.schemas import NOT_NULL
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+)
 
 from pressroom_publishing.posts import calendar, commands
 from pressroom_publishing.posts.domain import Content, Override, PostStatus, ResultStatus
@@ -59,6 +67,11 @@ def in_range(value: datetime) -> datetime:
 
 
 Moment = Annotated[AwareDatetime, AfterValidator(in_range)]
+OptionName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
+OptionText = Annotated[str, Field(max_length=1000)]
+OptionValue = (
+    StrictBool | StrictInt | OptionText | Annotated[list[OptionText], Field(max_length=50)]
+)
 Link = Annotated[
     str, Field(min_length=8, max_length=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$")
 ]
@@ -77,6 +90,12 @@ class OverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = Field(default=None, max_length=MAX_TEXT)
     media_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_MEDIA)
+    options: dict[OptionName, OptionValue] | None = Field(
+        default=None,
+        max_length=20,
+        description="the platform's own choices, checked by its adapter: Pinterest "
+        "`board_id`, `title`; YouTube `title`, `privacy`, `tags`; TikTok `privacy_level`",
+    )
 
 
 class PostCreate(BaseModel):
@@ -139,6 +158,7 @@ class ContentOut(BaseModel):
 class OverrideOut(BaseModel):
     text: str | None
     media_ids: list[uuid.UUID] | None
+    options: dict[str, OptionValue] | None = None
 
 
 class ResultOut(BaseModel):
@@ -266,7 +286,9 @@ def _post_out(row: asyncpg.Record, in_flight: set[tuple[uuid.UUID, str]]) -> Pos
         content=ContentOut(text=row["text"], media_ids=row["media_ids"], link=row["link"]),
         platforms=row["platforms"],
         overrides={
-            p: OverrideOut(text=o.get("text"), media_ids=o.get("media_ids"))
+            p: OverrideOut(
+                text=o.get("text"), media_ids=o.get("media_ids"), options=o.get("options")
+            )
             for p, o in row["overrides"].items()
         },
         scheduled_at=row["scheduled_at"],
@@ -291,7 +313,10 @@ async def read_post(pool: asyncpg.Pool, brand_id: uuid.UUID, post_id: uuid.UUID)
 
 
 def _overrides(value: dict[str, OverrideIn] | None) -> dict[str, Override]:
-    return {p: Override(text=o.text, media_ids=o.media_ids) for p, o in (value or {}).items()}
+    return {
+        p: Override(text=o.text, media_ids=o.media_ids, options=o.options)
+        for p, o in (value or {}).items()
+    }
 
 
 class PostController(Controller):

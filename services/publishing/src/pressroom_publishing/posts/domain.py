@@ -41,6 +41,9 @@ class Override(BaseModel):
     model_config = ConfigDict(frozen=True)
     text: str | None = None
     media_ids: list[UUID] | None = None
+    # Platform-specific choices (Pinterest ``board_id``, YouTube ``title``...), checked by
+    # the adapter's ``validate`` and handed to it as ``PostContent.options``.
+    options: dict[str, Any] | None = None
 
 
 class Content(BaseModel):
@@ -271,6 +274,10 @@ class Post(Aggregate):
             media_ids=self.content.media_ids if override.media_ids is None else override.media_ids,
             link=self.content.link,
         )
+
+    def options_for(self, platform: str) -> dict[str, Any]:
+        override = self.overrides.get(platform)
+        return dict(override.options or {}) if override is not None else {}
 
     def media_ids_for(self, platform: str) -> list[UUID]:
         return list(self.content_for(platform).media_ids)

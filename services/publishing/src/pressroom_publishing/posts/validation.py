@@ -127,7 +127,12 @@ async def validate_post(
         chosen = content_for(content, overrides.get(platform))
         items = [known[m] for m in chosen.media_ids if m in known]
         for problem in adapter.validate(
-            PostContent(text=chosen.text, media=items, link=chosen.link)
+            PostContent(
+                text=chosen.text,
+                media=items,
+                link=chosen.link,
+                options=(overrides[platform].options or {}) if platform in overrides else {},
+            )
         ):
             errors.append(
                 {"field": f"platforms.{platform}.{problem.field}", "message": problem.message}
