@@ -48,6 +48,7 @@ from pressroom_publishing.platforms.base import (
     TextCount,
     TokenGrant,
 )
+from pressroom_publishing.platforms.meta import Quota
 from pressroom_publishing.settings import PublishingSettings
 
 SECRET = "publishing-test-secret-publishing-test-secret"
@@ -85,6 +86,8 @@ class FakePlatformServer:
     expired_tokens: set[str] = field(default_factory=set)
     revoked_tokens: set[str] = field(default_factory=set)
     script: dict[str, list[Action]] = field(default_factory=dict)
+    quota: dict[str, tuple[int, int]] = field(default_factory=dict)  # platform: (used, total)
+    instance_chars: int = 500  # the fake Mastodon instance's own text limit
 
     def fail_next(self, platform: str, *actions: Action) -> None:
         self.script.setdefault(platform, []).extend(actions)
@@ -172,7 +175,19 @@ async def fake_platform() -> AsyncIterator[FakePlatformServer]:
         ]
         return web.json_response({"data": found})
 
+    async def quota(request: web.Request) -> web.StreamResponse:
+        platform = request.match_info["platform"]
+        state.calls[f"{platform}:quota"] += 1
+        used, total = state.quota.get(platform, (0, 50))
+        return web.json_response({"data": {"used": used, "total": total, "window_s": 86400}})
+
+    async def instance(request: web.Request) -> web.StreamResponse:
+        state.calls[f"{request.match_info['platform']}:instance"] += 1
+        return web.json_response({"data": {"max_characters": state.instance_chars}})
+
     app = web.Application()
+    app.router.add_get("/{platform}/v1/quota", quota)
+    app.router.add_get("/{platform}/v1/instance", instance)
     app.router.add_post("/{platform}/v1/posts", create)
     app.router.add_get("/{platform}/v1/posts", find)
     runner = web.AppRunner(app, access_log=None)
@@ -279,7 +294,17 @@ class FakePlatform(Platform):
 
 
 class FakeMastodon(FakePlatform):
-    """No lookup by reference: an unknown outcome cannot be reconciled."""
+    """No lookup by reference: an unknown outcome cannot be reconciled. Its instance has
+    its own text limit (``validate_for``)."""
+
+    async def validate_for(self, credentials: Credentials, content: PostContent) -> list[Problem]:
+        answer = await self.http.request(
+            self, "GET", f"{self.base}/instance", token=credentials.access_token
+        )
+        limit = answer.json()["data"]["max_characters"]
+        if len(content.text) > limit:
+            return [Problem("text", f"{len(content.text)} characters; the instance takes {limit}")]
+        return []
 
     capabilities = Capabilities(
         platform="mastodon", display_name="Mastodon", text_limit=500, lookup_by_reference=False
@@ -287,6 +312,15 @@ class FakeMastodon(FakePlatform):
 
 
 class FakeX(FakePlatform):
+    """With a publishing quota, like Instagram's and Threads'."""
+
+    async def publishing_quota(self, credentials: Credentials) -> Quota:
+        answer = await self.http.request(
+            self, "GET", f"{self.base}/quota", token=credentials.access_token
+        )
+        data = answer.json()["data"]
+        return Quota(used=data["used"], total=data["total"], window_s=data["window_s"])
+
     capabilities = Capabilities(
         platform="x",
         display_name="X",

@@ -296,3 +296,30 @@ async def test_platform_options_are_validated_by_the_adapter_and_reach_it(servic
     assert status == 200
     await service.scheduler.step()
     assert [p["options"] for p in service.platform.created] == [{"title": "Spring"}]
+
+
+async def test_submit_asks_the_account_quota_and_the_instance_limits(service):
+    brand = uuid.uuid4()
+    for platform in ("x", "mastodon"):
+        await connect_platform(service.db, brand, platform)
+    service.platform.quota["x"] = (49, 50)  # one post left in the 24 h
+    first = await service.create(brand, platforms=["x"])
+    status, answer = await service.call("POST", f"/v1/posts/{first['id']}/submit", brand)
+    assert status == 200 and answer["status"] == "scheduled", answer
+    second = await service.create(brand, platforms=["x"])
+    status, answer = await service.call("POST", f"/v1/posts/{second['id']}/submit", brand)
+    assert status == 422 and set(fields(answer)) == {"platforms.x.quota"}, answer
+    assert "49 of its 50" in fields(answer)["platforms.x.quota"]
+    assert service.platform.calls["x:quota"] == 1  # cached
+    later = service.clock() + timedelta(days=2)  # after the quota's window: not its business
+    status, _ = await service.call(
+        "PATCH", f"/v1/posts/{second['id']}", brand, json={"scheduled_at": later.isoformat()}
+    )
+    status, answer = await service.call("POST", f"/v1/posts/{second['id']}/submit", brand)
+    assert status == 200 and answer["status"] == "scheduled", answer
+
+    service.platform.instance_chars = 10
+    toot = await service.create(brand, platforms=["mastodon"], content={"text": "x" * 11})
+    status, answer = await service.call("POST", f"/v1/posts/{toot['id']}/submit", brand)
+    assert status == 422 and set(fields(answer)) == {"platforms.mastodon.text"}, answer
+    assert "the instance takes 10" in fields(answer)["platforms.mastodon.text"]

@@ -21,6 +21,7 @@ from pressroom_publishing.connections.workers import ConnectionWorker
 from pressroom_publishing.media_links import MediaLinks
 from pressroom_publishing.platforms.base import CredentialSource, Platform, PlatformHTTP
 from pressroom_publishing.posts.api import CalendarController, PostController
+from pressroom_publishing.posts.live_checks import LiveChecks
 from pressroom_publishing.sandbox.mount import sandbox_mount
 from pressroom_publishing.scheduler import Clock, Scheduler, utcnow
 from pressroom_publishing.settings import DEV_KEY_ID, PublishingSettings
@@ -97,6 +98,7 @@ def create_app(
             http=http,
             platforms=adapters,
             credentials=source,
+            live_checks=LiveChecks(adapters, source),
             scheduler=scheduler,
             connection_worker=connection_worker,
         )

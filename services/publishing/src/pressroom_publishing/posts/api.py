@@ -440,6 +440,7 @@ class PostController(Controller):
             post_id=post_id,
             actor=who.sub,
             now=state.clock(),
+            checks=state.get("live_checks"),
         )
         return await read_post(state.pool, who.brand_id, post_id)
 

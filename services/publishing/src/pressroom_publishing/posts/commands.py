@@ -18,13 +18,14 @@ import asyncpg
 from pressroom_contracts.events import publishing as public
 from pressroom_contracts.topics import Topic
 from pressroom_kit.db import tenant_transaction
-from pressroom_kit.errors import NotFound
+from pressroom_kit.errors import Invalid, NotFound
 from pressroom_kit.eventstore import RecordedEvent
 from pressroom_kit.projections import Projector
 from pressroom_kit.repository import Repository, retry_on_conflict
 
 from pressroom_publishing.platforms.base import Platform
 from pressroom_publishing.posts.domain import Content, Override, Post
+from pressroom_publishing.posts.live_checks import LiveChecks
 from pressroom_publishing.posts.validation import validate_post
 from pressroom_publishing.projections import POSTS
 
@@ -308,17 +309,36 @@ async def submit_post(
     post_id: uuid.UUID,
     actor: str,
     now: datetime,
+    checks: LiveChecks | None = None,
 ) -> None:
+    live: list[dict[str, str]] = []
+    if checks is not None:  # asks platforms: before the transaction, not under the lock
+        async with tenant_transaction(pool, brand_id) as conn:
+            draft = await REPOSITORY.load(conn, str(post_id))
+        if draft is not None and draft.status in ("draft", "rejected"):
+            live = await checks.problems(pool, draft, now)
+
     async def command() -> None:
         async with tenant_transaction(pool, brand_id) as conn:
             post = await locked_post(conn, post_id)
-            await validate_post(
-                conn,
-                available,
-                content=post.content,
-                platforms=post.platforms,
-                overrides=post.overrides,
-            )
+            try:
+                await validate_post(
+                    conn,
+                    available,
+                    content=post.content,
+                    platforms=post.platforms,
+                    overrides=post.overrides,
+                )
+            except Invalid as invalid:
+                invalid.extra["errors"] = [*invalid.extra.get("errors", []), *live]
+                raise
+            if live:
+                raise Invalid(
+                    f"the post cannot be published as it is ({len(live)} problem"
+                    f"{'' if len(live) == 1 else 's'})",
+                    code="invalid_post",
+                    errors=live,
+                )
             waits = post.submit(
                 actor, brand_requires_approval=await brand_requires_approval(conn), now=now
             )
