@@ -496,7 +496,7 @@ def validate_against(capabilities: Capabilities, content: PostContent) -> list[P
         problems.append(
             Problem(
                 "text",
-                f"{length} {caps.text_count.value.replace('_', ' ')} over the limit of "
+                f"{length} {caps.text_count.value.replace('_', ' ')}, over the limit of "
                 f"{caps.text_limit}",
             )
         )
