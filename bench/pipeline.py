@@ -258,7 +258,10 @@ async def _measure(consumer_dsn: str) -> dict[str, Any]:
 async def _start_processes(
     app_dsn: dict[str, str], bootstrap: str, port: int, direct: bool
 ) -> list[asyncio.subprocess.Process]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    # The repository root first, then whatever the caller put on the path (a second tree's
+    # kit, to measure a baseline with this same benchmark).
+    path = [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     producer_args = [app_dsn["bench_producer"], str(port), "--bootstrap", bootstrap]
     if direct:
         producer_args.append("--direct")
