@@ -120,3 +120,18 @@ async def test_commits_do_not_notify_while_the_relay_is_busy(
         await listener.close()
     # 320 commits under load: only the few around the relay's idle spells notify.
     assert during < len(ids) / 2, (during, len(ids))
+
+
+async def test_a_writer_without_a_grant_on_the_flag_still_commits(app_pool, owner_pool):
+    """During a rolling upgrade a replica's role may not be granted the new table yet: the
+    trigger reads the flag as the owner, so commits go on."""
+    await owner_pool.execute("REVOKE ALL ON outbox_relay_state FROM pressroom_app")
+    try:
+        repo = sample.repository("t")
+        await _save_note(app_pool, repo, uuid.uuid4())
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await app_pool.fetchval("SELECT waiting FROM outbox_relay_state")
+    finally:
+        await owner_pool.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON outbox_relay_state TO pressroom_app"
+        )

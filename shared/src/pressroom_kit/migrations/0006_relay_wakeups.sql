@@ -16,7 +16,11 @@ CREATE TABLE outbox_relay_state (
 );
 INSERT INTO outbox_relay_state DEFAULT VALUES;
 
-CREATE OR REPLACE FUNCTION pressroom_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SECURITY DEFINER: the flag is read as the owner, so a writer whose role is granted the
+-- new table only after this migration (a replica still running during a rolling upgrade)
+-- keeps committing.
+CREATE OR REPLACE FUNCTION pressroom_outbox_notify() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
     IF coalesce((SELECT waiting FROM outbox_relay_state), true) THEN
         PERFORM pg_notify('pressroom_outbox', '');
