@@ -91,11 +91,14 @@ async def test_commits_do_not_notify_while_the_relay_is_busy(
         notified += 1
 
     await listener.add_listener(NOTIFY_CHANNEL, count)
+    # 50 ms between busy fetches: even on a slow machine each one finds rows, so the relay
+    # stays busy through the burst instead of going idle between commits.
+    settings = RelaySettings(poll_interval=30.0, busy_rows=1, min_batch_interval=0.05)
     relay = Relay(
         service="sample",
         dsn=sample_db.app_dsn,
         bootstrap_servers=kafka_bootstrap,
-        settings=SETTINGS,
+        settings=settings,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))

@@ -46,8 +46,9 @@ from pressroom_kit.logs import get_logger
 log = get_logger(__name__)
 
 _RELAY_LOCK = 7_250_003
-# The event store's writers' lock (``eventstore._APPEND_LOCK``): every outbox insert holds it.
-_WRITERS_LOCK = 7_250_002
+# The event store's writers' lock: every outbox insert holds it (the SQL function
+# pressroom_flush_writes takes the same number).
+_WRITERS_LOCK = eventstore._APPEND_LOCK
 NOTIFY_CHANNEL = "pressroom_outbox"
 
 # The largest message the relay publishes; also the producer's ``max_request_size`` (the
