@@ -3,6 +3,7 @@
 -- passwords outside local experiments.
 CREATE ROLE pressroom_gateway LOGIN PASSWORD 'pressroom_gateway' NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE pressroom_media LOGIN PASSWORD 'pressroom_media' NOSUPERUSER NOBYPASSRLS;
+CREATE ROLE pressroom_publishing LOGIN PASSWORD 'pressroom_publishing' NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE pressroom_webhook LOGIN PASSWORD 'pressroom_webhook' NOSUPERUSER NOBYPASSRLS;
 
 -- One database per service (ARCHITECTURE.md §2), created when the volume is new.

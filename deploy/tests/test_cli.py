@@ -186,3 +186,39 @@ def test_every_dev_service_is_told_the_gateway_public_url(tmp_path):
     # The operator's own public URL wins.
     env = service_env(specs[0], environ={"PRESSROOM_PUBLIC_URL": "https://s.example"}, **common)
     assert env["PRESSROOM_PUBLIC_URL"] == "https://s.example"
+
+
+@pytest.mark.unit
+def test_the_dev_stack_turns_the_sandbox_platform_on_and_production_settings_do_not(tmp_path):
+    from pressroom_deploy.stack import service_env
+    from pressroom_kit.service import ServiceSpec
+    from pressroom_publishing.settings import PublishingSettings
+
+    spec = ServiceSpec(
+        name="publishing", module="pressroom_publishing", port=8102, database="pressroom_pub"
+    )
+    env = service_env(
+        spec,
+        environ={},
+        secret="s",
+        bootstrap="127.0.0.1:19092",
+        admin_dsn="postgresql://postgres@127.0.0.1:5432/postgres",
+        ports={"publishing": 8102, "gateway": 8000},
+        routes={},
+        brand=uuid.uuid4(),
+        folder=tmp_path,
+    )
+    assert env["PRESSROOM_PUBLISHING_SANDBOX_ENABLED"] == "true"
+    assert PublishingSettings.model_validate({}).sandbox_enabled is False
+    off = service_env(
+        spec,
+        environ={"PRESSROOM_PUBLISHING_SANDBOX_ENABLED": "false"},
+        secret="s",
+        bootstrap="b",
+        admin_dsn="postgresql://postgres@127.0.0.1:5432/postgres",
+        ports={"publishing": 8102},
+        routes={},
+        brand=uuid.uuid4(),
+        folder=tmp_path,
+    )
+    assert off["PRESSROOM_PUBLISHING_SANDBOX_ENABLED"] == "false"

@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-for folder in ("services/gateway/tests", "services/media/tests", "services/webhook/tests"):
+for folder in (
+    "services/gateway/tests",
+    "services/media/tests",
+    "services/publishing/tests",
+    "services/webhook/tests",
+):
     if str(ROOT / folder) not in sys.path:
         sys.path.append(str(ROOT / folder))

@@ -1,4 +1,5 @@
-"""The gateway with media and webhook behind it, on real ports, with one brand and tokens."""
+"""The gateway with media, publishing and webhook behind it, on real ports, with one brand
+and tokens."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import aiohttp
 from gateway_testkit import gateway_settings, running_gateway
 from media_testkit import media_service
 from pressroom_kit.auth import mint_token
+from pressroom_kit.embedded import free_port
 from pressroom_kit.testing.plugin import TestDatabase
+from pressroom_kit.testing.servers import serve_asgi
+from pressroom_publishing.app import create_app as create_publishing
+from publishing_testkit import publishing_settings
 from webhook_testkit import webhook_service
 
 SECRET = "contract-test-secret-contract-test-secret"
@@ -49,13 +54,29 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(db: TestDatabase, kafka: str, data_dir: Path) -> AsyncIterator[Stack]:
+    port = free_port()
+    publishing = create_publishing(
+        publishing_settings(
+            db,
+            kafka,
+            port=port,
+            jwt_secret=SECRET,
+            public_url=f"http://127.0.0.1:{port}",
+            sandbox_enabled=True,  # as make run has it: the sandbox is a connectable platform
+        )
+    )
     async with (
         media_service(db, kafka, data_dir, jwt_secret=SECRET) as media,
         webhook_service(db, kafka, dns=EveryNameIsLocal(), jwt_secret=SECRET) as webhook,
+        serve_asgi(publishing, port=port) as publishing_base,
     ):
         routes = {
             "/v1/media": media.base,
             "/media-files": media.base,
+            "/v1/posts": publishing_base,
+            "/v1/connections": publishing_base,
+            "/v1/calendar": publishing_base,
+            "/sandbox-platform": publishing_base,
             "/v1/webhooks": webhook.base,
         }
         settings = gateway_settings(
@@ -77,7 +98,7 @@ async def running_stack(db: TestDatabase, kafka: str, data_dir: Path) -> AsyncIt
             ) as response:
                 assert response.status == 201, await response.text()
                 brand_id = uuid.UUID((await response.json())["id"])
-            await _merged(http, base, expected=3)
+            await _merged(http, base, expected=4)
             yield Stack(base, brand_id, admin)
 
 
@@ -88,7 +109,7 @@ async def _merged(http: aiohttp.ClientSession, base: str, expected: int) -> None
         async with http.get(f"{base}/schema/openapi.json") as response:
             paths = (await response.json())["paths"]
         owners = {p.split("/")[2] if p.startswith("/v1/") else p.split("/")[1] for p in paths}
-        if {"media", "webhooks", "media-files"} <= owners:
+        if {"media", "webhooks", "media-files", "posts", "connections", "calendar"} <= owners:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"the merged document never had every service ({expected})")

@@ -41,7 +41,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
                 "--seed",
                 "1",
                 "--workers",
-                "2",
+                "1",
                 "--phases",
                 "examples,coverage,fuzzing",
                 "--request-timeout",

@@ -96,6 +96,7 @@ def service_env(
         "PYTHONUNBUFFERED": "1",
     }
     env.setdefault("PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # local receivers
+    env.setdefault("PRESSROOM_PUBLISHING_SANDBOX_ENABLED", "true")  # the local default platform
     if spec.name == "gateway":
         env.setdefault("PRESSROOM_GATEWAY_ROUTES", json.dumps(dict(routes)))
         env["PRESSROOM_GATEWAY_DEMO_BRAND_ID"] = str(brand)

@@ -348,8 +348,9 @@ class ProviderPlatform(Platform):
         raise NotSupportedError(self.id, "this test platform only connects")
 
 
-class AppPasswordPlatform(ProviderPlatform):
-    """A platform that connects without OAuth (as Bluesky does), for refusals."""
+class NoRedirectPlatform(ProviderPlatform):
+    """Says it connects without OAuth (as Bluesky does) but has no ``create_session``: for
+    refusals."""
 
     capabilities = Capabilities(
         platform="bluesky", display_name="Bluesky", text_limit=300, connect="app_password"
@@ -435,7 +436,7 @@ class Service:
     async def call(
         self, method: str, path: str, brand: uuid.UUID, role: str = "admin", **kwargs: Any
     ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token(role, brand)}"}
+        headers = {"Authorization": f"Bearer {token(role, brand)}", **kwargs.pop("headers", {})}
         async with self.http.request(
             method, self.base + path, headers=headers, allow_redirects=False, **kwargs
         ) as response:
@@ -482,6 +483,17 @@ class Service:
         finally:
             await conn.close()
 
+    async def database_text(self) -> str:
+        """Every row of every table in the database, as text (to look for secrets)."""
+        tables = await self.owner(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+        )
+        parts = []
+        for table in tables:
+            rows = await self.owner(f'SELECT t::text AS row FROM "{table["tablename"]}" t')
+            parts.extend(r["row"] for r in rows)
+        return "\n".join(parts)
+
     async def outbox_types(self) -> list[str]:
         rows = await self.owner("SELECT headers->>'ce_type' AS t FROM outbox ORDER BY id")
         return [r["t"] for r in rows]
@@ -494,7 +506,7 @@ def provider_platforms(
     http: PlatformHTTP, provider: OAuthProvider, clock: FakeClock
 ) -> dict[str, Platform]:
     config = {"url": provider.url, "clock": clock}
-    return {"sandbox": ProviderPlatform(http, config), "bluesky": AppPasswordPlatform(http, config)}
+    return {"sandbox": ProviderPlatform(http, config), "bluesky": NoRedirectPlatform(http, config)}
 
 
 @asynccontextmanager

@@ -6,8 +6,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pressroom_kit.errors import NotFound
+from pressroom_kit.errors import Invalid, NotFound
+from pressroom_publishing.connections.app_password import (
+    check_app_password,
+    check_identifier,
+)
 from pressroom_publishing.connections.domain import Connection
+from pressroom_publishing.connections.instances import BadServerUrl, normalize_server_url
+from pressroom_publishing.connections.oauth import public_extra
 from pressroom_publishing.connections.state import (
     BadState,
     StateClaims,
@@ -128,3 +134,73 @@ def test_reconnect_keeps_the_id_and_says_so():
     again.disconnect(by="u")
     with pytest.raises(NotFound):
         again.verified(account_name=None, at=NOW)
+
+
+def test_server_urls_are_normalised_or_refused():
+    def norm(url: str, insecure: bool = False) -> str:
+        return normalize_server_url(url, field="instance_url", allow_insecure=insecure)
+
+    assert norm("mastodon.social") == "https://mastodon.social"
+    assert norm("  HTTPS://Mastodon.Social./@Gargron  ") == "https://mastodon.social"
+    assert norm("https://social.example:443/") == "https://social.example"
+    assert norm("https://social.example:8443") == "https://social.example:8443"
+    assert norm("https://bücher.example") == "https://xn--bcher-kva.example"
+    assert norm("http://127.0.0.1:3000", insecure=True) == "http://127.0.0.1:3000"
+    assert norm("http://[::1]:80", insecure=True) == "http://[::1]"
+    assert norm("https://8.8.8.8") == "https://8.8.8.8"
+    for bad in (
+        "http://social.example",
+        "https://localhost",
+        "https://app.localhost",
+        "https://10.0.0.5",
+        "https://169.254.169.254",
+        "https://[fd00::1]",
+        "https://a@social.example",
+        "https://social.example#x",
+        "https://social.example?",
+        "wss://social.example",
+        "https://social..example",
+        "https://" + "a" * 64 + ".example",
+        "https://soc\nial.example",
+        "https://social.example:0x1",
+    ):
+        with pytest.raises(BadServerUrl):
+            norm(bad)
+
+
+def test_only_app_passwords_and_real_identifiers_pass():
+    assert check_app_password(" abcd-2345-efgh-6789 ") == "abcd-2345-efgh-6789"
+    for bad in ("hunter2", "ABCD-2345-EFGH-6789", "abcd-2345-efgh", "abcd_2345_efgh_6789"):
+        with pytest.raises(Invalid, match="App passwords"):
+            check_app_password(bad)
+    assert check_identifier("@alice.bsky.social") == "alice.bsky.social"
+    assert (
+        check_identifier("did:plc:z72i7hdynmk6r22z27h6tvur") == "did:plc:z72i7hdynmk6r22z27h6tvur"
+    )
+    assert check_identifier("alice@example.com") == "alice@example.com"
+    for bad in ("alice", "two words.example", "", "@"):
+        with pytest.raises(Invalid):
+            check_identifier(bad)
+
+
+def test_public_extra_drops_secrets():
+    assert public_extra(
+        {"instance_url": "https://a.example", "client_id": "c", "client_secret": "s"},
+        {"handle": "h", "refreshJwt": "r", "access_token": "t"},
+    ) == {"instance_url": "https://a.example", "client_id": "c", "handle": "h"}
+
+
+def test_error_status_is_entered_from_connected_and_left_by_a_verify():
+    connection = connected()
+    connection.errored("the platform refused: login disabled", at=NOW)
+    assert connection.status == "error" and connection.last_error is not None
+    connection.refreshed(expires_at=NOW + timedelta(hours=2), scopes=[], at=NOW)
+    assert connection.status == "error" and connection.last_error is not None
+    connection.verified(account_name=None, at=NOW)
+    assert connection.status == "connected" and connection.last_error is None
+    connection.errored("again", at=NOW)
+    connection.expire("dead", at=NOW)
+    assert connection.status == "expired"
+    connection.errored("too late", at=NOW)
+    connection.verified(account_name=None, at=NOW)
+    assert connection.status == "expired"  # only a reconnect revives a dead one

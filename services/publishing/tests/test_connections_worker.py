@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from connections_testkit import Service, connections_service
-from pressroom_kit.db import connect, create_pool, tenant_transaction
+from pressroom_kit.db import create_pool, tenant_transaction
 from pressroom_kit.health import Heartbeats
 from pressroom_publishing.platforms.base import ConnectionUnusable
 
@@ -124,24 +124,12 @@ async def test_heartbeat_and_run_loop(fresh_db):
         assert beats.status()["connections"]["ok"]
 
 
-async def make_targets(service: Service) -> None:
-    """P's table of platform targets, as the query contract describes it."""
-    conn = await connect(service.db.owner_dsn)
-    try:
-        await conn.execute(
-            "CREATE TABLE publishing_targets (id uuid PRIMARY KEY, brand_id uuid NOT NULL, "
-            "platform text NOT NULL, status text NOT NULL, scheduled_at timestamptz);"
-            "SELECT pressroom_enable_tenant_rls('publishing_targets');"
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON publishing_targets TO pressroom_app"
-        )
-    finally:
-        await conn.close()
-
-
 async def add_target(service: Service, brand: uuid.UUID, at: datetime) -> None:
     async with tenant_transaction(service.pool, brand) as conn:
         await conn.execute(
-            "INSERT INTO publishing_targets VALUES ($1, $2, 'sandbox', 'pending', $3)",
+            "INSERT INTO publishing_targets (post_id, platform, brand_id, status, scheduled_at, "
+            "due_at, client_reference, created_at, updated_at) "
+            "VALUES ($1, 'sandbox', $2, 'pending', $3, $3, 'ref', now(), now())",
             uuid.uuid4(),
             brand,
             at,
@@ -155,11 +143,10 @@ async def test_expiring_is_announced_once_when_scheduled_posts_would_fail(fresh_
         await service.connect(brand)
         worker = service.worker()
         usable_until = await expiry(service)
-        # Without the posts table (P's) there is nothing to warn about.
+        # Without scheduled posts there is nothing to warn about.
         assert await worker.step() == 1
         assert await service.outbox_types() == ["publishing.connection.connected.v1"]
 
-        await make_targets(service)
         await add_target(service, brand, usable_until - timedelta(minutes=5))  # goes out in time
         assert await worker.step() == 1
         assert await service.outbox_types() == ["publishing.connection.connected.v1"]

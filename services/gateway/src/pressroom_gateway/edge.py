@@ -112,6 +112,18 @@ class Edge:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
+        if not _is_normal(scope["path"]):
+            # Public paths and routes are matched on the path as sent; a backend may read
+            # ``//``, ``.`` or ``..`` segments otherwise (``/sandbox-platform//_control``
+            # routes to ``/_control`` there), so such a path never gets past the edge.
+            await send_problem(
+                send_with_headers,
+                400,
+                "Bad Request",
+                "the path has empty, '.' or '..' segments",
+                code="bad_path",
+            )
+            return
         if not any(p.search(scope["path"]) for p in self.public):
             value = _header(scope["headers"], b"authorization") or ""
             scheme, _, credentials = value.partition(" ")
@@ -160,3 +172,11 @@ def _header(headers: Any, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _is_normal(path: str) -> bool:
+    """No empty segment (``//``) and no ``.`` or ``..`` segment; a trailing slash is fine."""
+    segments = path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments = segments[:-1]
+    return all(segment not in ("", ".", "..") for segment in segments)

@@ -2,8 +2,9 @@
 services publish them at ``/schema/openapi.json``; refreshed while the stack runs.
 
 The gateway adds the problems it answers itself: 429 (rate limit) on every operation but the
-probes, and 502/503/504 (the service behind broke, is down, is slow) on every proxied one; a
-service's own entry for a status wins."""
+probes, and 400 (a path with empty, ``.`` or ``..`` segments, refused at the edge) and
+502/503/504 (the service behind broke, is down, is slow) on every proxied one; a service's
+own entry for a status wins."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pressroom_kit.problems import DESCRIPTIONS, PROBLEM
 log = get_logger(__name__)
 
 UNLIMITED = ("/healthz", "/readyz", "/metrics", "/schema")  # RateLimitMiddleware.exempt
-PROXY_FAILURES = (502, 503, 504)
+PROXY_FAILURES = (400, 502, 503, 504)  # the edge's bad_path, then the backend's failures
 METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 

@@ -1,77 +1,127 @@
-"""Composition root: ``create_app(settings)``; nothing connects at import.
-
-The skeleton: database, pool, relay. Posts, connections, the scheduler and the sandbox
-platform plug in here as they land.
-"""
+"""Composition root: ``create_app(settings)``; nothing connects at import."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from importlib import resources
 from typing import Any
 
+import aiohttp
 from litestar import Litestar
-from pressroom_kit.auth import JWTVerifier
-from pressroom_kit.db import create_pool, prepare_database
-from pressroom_kit.health import Heartbeats
-from pressroom_kit.http import ReadinessCheck, broker_check, create_service_app, database_check
-from pressroom_kit.outbox import Relay
-from pressroom_kit.runtime import BackgroundWorkers
+from pressroom_contracts.topics import Topic
+from pressroom_kit.logs import get_logger
+from pressroom_kit.secrets import SecretBox
+from pressroom_kit.wiring import Runtime, ServiceWiring
 
-from pressroom_publishing.settings import PublishingSettings
+from pressroom_publishing import handlers, platforms
+from pressroom_publishing.connections.api import ConnectionController
+from pressroom_publishing.connections.credentials import VaultCredentials
+from pressroom_publishing.connections.workers import ConnectionWorker
+from pressroom_publishing.media_links import MediaLinks
+from pressroom_publishing.platforms.base import CredentialSource, Platform, PlatformHTTP
+from pressroom_publishing.posts.api import CalendarController, PostController
+from pressroom_publishing.sandbox.mount import sandbox_mount
+from pressroom_publishing.scheduler import Clock, Scheduler, utcnow
+from pressroom_publishing.settings import DEV_KEY_ID, PublishingSettings
 
+log = get_logger(__name__)
 MIGRATIONS = ("publishing", resources.files("pressroom_publishing") / "migrations")
+PlatformFactory = Callable[[PlatformHTTP], Mapping[str, Platform]]
 
 
-def create_app(settings: PublishingSettings | None = None) -> Litestar:
+def configured_platforms(settings: PublishingSettings) -> PlatformFactory:
+    """The adapters this installation runs: the sandbox when enabled, and every platform
+    configured in ``PRESSROOM_PUBLISHING_PLATFORMS`` (id -> its adapter's settings)."""
+
+    def build(http: PlatformHTTP) -> Mapping[str, Platform]:
+        configs: dict[str, dict[str, Any]] = {}
+        if settings.sandbox_enabled:
+            # The sandbox's built-in client (``client_id``/``client_secret`` defaults).
+            configs["sandbox"] = {
+                "api_url": settings.sandbox_api(),
+                "auth_url": settings.sandbox_auth(),
+            }
+        configs.update({key: dict(value) for key, value in settings.platforms.items()})
+        return platforms.build_platforms(http, configs)
+
+    return build
+
+
+def create_app(
+    settings: PublishingSettings | None = None,
+    *,
+    clock: Clock = utcnow,
+    run_scheduler: bool = True,
+    run_connections: bool = True,
+    credentials: CredentialSource | None = None,
+    platform_factory: PlatformFactory | None = None,
+) -> Litestar:
+    """The publishing service. ``clock``, ``run_scheduler``/``run_connections``,
+    ``credentials`` and ``platform_factory`` exist so tests can drive time, step the
+    scheduler and the connection worker themselves, and stand in for the token vault and
+    the platforms."""
     settings = settings or PublishingSettings()
-    heartbeats = Heartbeats()
-    workers = BackgroundWorkers()
-    state: dict[str, Any] = {}
-
-    async def database_ready() -> None:
-        await database_check(state["pool"])()
-
-    readiness: dict[str, ReadinessCheck] = {
-        "database": database_ready,
-        "broker": broker_check(settings.kafka_bootstrap_servers),
-    }
+    box = SecretBox(settings.encryption_keys, settings.encryption_key_id)
+    build_platforms = platform_factory or configured_platforms(settings)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        runtime_dsn = await prepare_database(
-            database_url=settings.database_url,
-            migrate_database_url=settings.migrate_database_url,
-            runtime_role=settings.runtime_role,
-            migrations=[MIGRATIONS],
+    async def setup(rt: Runtime) -> AsyncIterator[None]:
+        if settings.encryption_key_id == DEV_KEY_ID:
+            log.warning(
+                "platform tokens are sealed with the development key; "
+                "set PRESSROOM_PUBLISHING_ENCRYPTION_KEYS in production"
+            )
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=512, limit_per_host=128),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
-        pool = await create_pool(runtime_dsn, min_size=2, max_size=30)
-        app.state.update(pool=pool, settings=settings)
-        state["pool"] = pool
-        workers.add(
-            "relay",
-            Relay(
-                service="publishing",
-                dsn=runtime_dsn,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                heartbeats=heartbeats,
-            ).run,
+        http = PlatformHTTP(session, timeout_s=settings.platform_timeout_s)
+        adapters = dict(build_platforms(http))
+        vault = VaultCredentials(rt.pool, box, adapters, settings, clock)
+        source = credentials or vault
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        scheduler = Scheduler(
+            rt.pool,
+            settings,
+            adapters,
+            source,
+            MediaLinks(session, settings.media_url, secret),
+            heartbeats=rt.heartbeats,
+            clock=clock,
         )
+        connection_worker = ConnectionWorker(vault, rt.heartbeats)
+        rt.app.state.update(
+            clock=clock,
+            box=box,
+            http=http,
+            platforms=adapters,
+            credentials=source,
+            scheduler=scheduler,
+            connection_worker=connection_worker,
+        )
+        rt.consume(
+            "consumer",
+            topics=[Topic.BRANDS.value, Topic.MEDIA.value, Topic.APPROVAL.value],
+            handlers=handlers.consumer_handlers(clock),
+        )
+        if run_scheduler:
+            rt.workers.add("scheduler", scheduler.run)
+        if run_connections:
+            rt.workers.add("connections", connection_worker.run)
         try:
-            async with workers.lifespan():
-                yield
+            yield
         finally:
-            await pool.close()
+            await session.close()
 
-    return create_service_app(
-        name="publishing",
+    route_handlers: list[Any] = [PostController, CalendarController, ConnectionController]
+    if settings.sandbox_enabled:
+        route_handlers.append(sandbox_mount(public_url=settings.sandbox_auth()))
+    wiring = ServiceWiring(
+        "publishing", settings, migrations=[MIGRATIONS], setup=setup, pool_size=(2, 30)
+    )
+    return wiring.app(
         description="Posts scheduled to many platforms, each published exactly once, with "
         "OAuth connections and the sandbox platform.",
-        route_handlers=[],
-        verifier=JWTVerifier(settings.jwt()),
-        heartbeats=heartbeats,
-        readiness=readiness,
-        lifespan=[lifespan],
-        cors_origins=settings.cors_origins,
+        route_handlers=route_handlers,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pressroom_kit.settings import ServiceSettings
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -37,11 +39,20 @@ class PublishingSettings(ServiceSettings):
         "would find no usable token",
     )
     connections_interval_s: float = 60.0
+    allow_insecure_instances: bool = Field(
+        default=False,
+        description="accept http:// and local or private hosts as a Mastodon instance or a "
+        "Bluesky PDS (local fakes and development only)",
+    )
 
     # Platforms: the built-in sandbox's API (server-to-server) and consent page (browser).
     # Default: mounted in this service under /sandbox-platform; the consent page is reached
     # through the gateway at PRESSROOM_PUBLIC_URL.
-    sandbox_enabled: bool = True
+    sandbox_enabled: bool = Field(
+        default=False,
+        description="mount the sandbox platform (a development and test tool); the local "
+        "stack (pressroom dev) turns it on",
+    )
     sandbox_api_url: str | None = Field(
         default=None, description="default: http://127.0.0.1:<port>/sandbox-platform"
     )
@@ -49,6 +60,13 @@ class PublishingSettings(ServiceSettings):
         default=None, description="default: <PRESSROOM_PUBLIC_URL>/sandbox-platform"
     )
     platform_timeout_s: float = 30.0
+    platforms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="the real platforms' adapter configs by platform id, as JSON in "
+        'PRESSROOM_PUBLISHING_PLATFORMS, e.g. {"mastodon": {}, "x": {"client_id": "...", '
+        '"client_secret": "...", "api_url": "https://api.x.com"}}; the keys of each are in '
+        "the service README (Platforms)",
+    )
 
     # The media service, for fresh signed file URLs at publish time.
     media_url: str = "http://127.0.0.1:8101"

@@ -1,4 +1,5 @@
-"""``/v1/connections``: list, authorize, the OAuth callback, verify and disconnect.
+"""``/v1/connections``: list, authorize, the OAuth callback, app-password connects, verify
+and disconnect.
 
 Reads ``app.state.pool``, ``box`` (``SecretBox``), ``platforms`` (id -> ``Platform``),
 ``settings`` and ``clock``. The callback is public (the browser comes back from the platform
@@ -25,14 +26,24 @@ from pressroom_kit.errors import Invalid, NotFound, PressroomError
 from pressroom_kit.http import PUBLIC, requires_role
 from pressroom_kit.pagination import Cursor, newest_first
 from pressroom_kit.problems import problems
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from pressroom_publishing.connections import oauth
+from pressroom_publishing.connections import app_password, oauth
+from pressroom_publishing.connections.app_password import (
+    DEFAULT_SERVICE_URL,
+    AppPasswordPlatform,
+)
 from pressroom_publishing.connections.credentials import VaultCredentials
+from pressroom_publishing.connections.instances import (
+    InstanceApp,
+    InstanceAppPlatform,
+    InstanceApps,
+    normalize_server_url,
+)
 from pressroom_publishing.connections.state import BadState
 from pressroom_publishing.connections.vault import Vault
 from pressroom_publishing.platforms import PLATFORM_IDS
-from pressroom_publishing.platforms.base import Platform, PlatformError
+from pressroom_publishing.platforms.base import Platform, PlatformError, TransientError
 
 ADMIN = [requires_role("admin")]
 VIEWER = [requires_role("viewer")]
@@ -43,9 +54,29 @@ class AuthorizeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instance_url: str | None = Field(
         default=None,
+        min_length=1,
         max_length=2048,
-        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$",
-        description="mastodon: the instance to connect (any instance)",
+        description="mastodon (required there, refused elsewhere): the instance to connect, "
+        "any instance (https://host[:port], or just the host name)",
+    )
+
+
+class AppPasswordBody(BaseModel):
+    """Never kept: the app password is traded for a session and dropped."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    identifier: str = Field(
+        min_length=1, max_length=2048, description="handle, DID or the account's email"
+    )
+    app_password: SecretStr = Field(
+        min_length=1, max_length=256, description="an app password (xxxx-xxxx-xxxx-xxxx)"
+    )
+    service_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="the account's server (PDS); default: the adapter's configured "
+        f"service_url, else {DEFAULT_SERVICE_URL}",
     )
 
 
@@ -115,6 +146,55 @@ def _platform(state: State, platform: str) -> Platform:
     return adapter
 
 
+def _apps(state: State) -> InstanceApps:
+    return InstanceApps(state.pool, state.box, timeout_s=state.settings.platform_timeout_s)
+
+
+async def _instance_app(
+    state: State, adapter: Platform, body: AuthorizeBody | None, now: datetime
+) -> InstanceApp | None:
+    """For a platform with an app per instance: the named instance's app, registered there
+    on first use. Elsewhere an ``instance_url`` is refused."""
+    instance_url = None if body is None else body.instance_url
+    name = adapter.capabilities.display_name
+    if not isinstance(adapter, InstanceAppPlatform):
+        if instance_url is not None:
+            raise Invalid(
+                f"{name} has no instances to choose from; leave out instance_url",
+                code="invalid",
+                errors=[{"field": "instance_url", "message": "not for this platform"}],
+            )
+        return None
+    if instance_url is None:
+        raise Invalid(
+            f"{name}: say which instance to connect (instance_url)",
+            code="instance_required",
+            errors=[{"field": "instance_url", "message": "required"}],
+        )
+    instance = normalize_server_url(
+        instance_url,
+        field="instance_url",
+        allow_insecure=state.settings.allow_insecure_instances,
+    )
+    try:
+        return await _apps(state).ensure(
+            adapter, instance, oauth.redirect_uri(state.settings, adapter.id), now=now
+        )
+    except TimeoutError as exc:
+        raise oauth.PlatformFailed(f"{adapter.id}: {instance} did not answer in time") from exc
+    except TransientError as exc:
+        raise oauth.PlatformFailed(f"{adapter.id}: {instance}: {exc.message}") from exc
+    except PlatformError as exc:
+        raise Invalid(
+            f"{instance} refused to register Pressroom as an app (is it a {name} instance?): "
+            f"{exc.message}",
+            code="instance_refused",
+            errors=[{"field": "instance_url", "message": "the instance refused"}],
+        ) from exc
+    except ValueError as exc:
+        raise oauth.PlatformFailed(f"{adapter.id}: {instance}: {exc}") from exc
+
+
 def _source(state: State) -> VaultCredentials:
     return VaultCredentials(state.pool, state.box, state.platforms, state.settings, state.clock)
 
@@ -169,9 +249,8 @@ class ConnectionController(Controller):
                 code="not_oauth",
                 errors=[{"field": "platform", "message": "connects with an app password"}],
             )
-        extra: dict[str, Any] = {}
-        if data is not None and data.instance_url is not None:
-            extra["instance_url"] = data.instance_url.rstrip("/")
+        now = state.clock()
+        app = await _instance_app(state, adapter, data, now)
         result = await oauth.authorize(
             state.pool,
             Vault(state.box),
@@ -179,8 +258,9 @@ class ConnectionController(Controller):
             state.settings,
             brand_id=who.brand_id,
             user_id=who.sub,
-            extra=extra,
-            now=state.clock(),
+            extra={} if app is None else app.public(),
+            secret_extra=None if app is None else {"client_secret": app.client_secret},
+            now=now,
         )
         return AuthorizationOut(authorization_url=result.authorization_url, state=result.state)
 
@@ -227,6 +307,7 @@ class ConnectionController(Controller):
             state=oauth_state,
             code=code,
             now=now,
+            apps=_apps(state),
         )
         if settings.connect_return_url:
             target = settings.connect_return_url
@@ -240,6 +321,62 @@ class ConnectionController(Controller):
             "</p></body></html>"
         )
         return Response(page, media_type=MediaType.HTML)
+
+    @post(
+        "/{platform:str}/app-password",
+        guards=ADMIN,
+        status_code=201,
+        opt=problems(502),
+        responses={200: ResponseSpec(ConnectionOut, description="Reconnected (same id)")},
+    )
+    async def connect_with_app_password(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        platform: FromPath[PlatformId],
+        data: Annotated[AppPasswordBody, Body()],
+    ) -> Response[ConnectionOut]:
+        """Connect a platform that takes an app password instead of a redirect (Bluesky):
+        201 with the new connection, 200 on a reconnect. The password is not kept."""
+        who = _principal(request)
+        adapter = _platform(state, platform)
+        if adapter.capabilities.connect != "app_password" or not isinstance(
+            adapter, AppPasswordPlatform
+        ):
+            raise Invalid(
+                f"{adapter.capabilities.display_name} connects through OAuth: use "
+                f"POST /v1/connections/{platform}/authorize",
+                code="not_app_password",
+                errors=[{"field": "platform", "message": "connects through OAuth"}],
+            )
+        settings = state.settings
+        if data.service_url is not None:
+            service_url = normalize_server_url(
+                data.service_url,
+                field="service_url",
+                allow_insecure=settings.allow_insecure_instances,
+            )
+        else:  # the adapter's configured entryway (the operator's choice), else bsky.social
+            configured = adapter.config.get("service_url")
+            service_url = normalize_server_url(
+                configured if isinstance(configured, str) else DEFAULT_SERVICE_URL,
+                field="service_url",
+                allow_insecure=True,
+            )
+        done = await app_password.connect(
+            state.pool,
+            Vault(state.box),
+            adapter,
+            brand_id=who.brand_id,
+            user_id=who.sub,
+            identifier=app_password.check_identifier(data.identifier),
+            app_password=app_password.check_app_password(data.app_password.get_secret_value()),
+            service_url=service_url,
+            timeout_s=settings.platform_timeout_s,
+            now=state.clock(),
+        )
+        connection = await _read(state, who.brand_id, done.connection_id)
+        return Response(connection, status_code=200 if done.reconnected else 201)
 
     @post("/{connection_id:uuid}/verify", guards=ADMIN, status_code=200, opt=problems(502))
     async def verify(

@@ -39,6 +39,7 @@ from pressroom_publishing.platforms.base import (
     Credentials,
     Platform,
     PlatformError,
+    RejectedError,
     RevokedError,
     TokenGrant,
     TransientError,
@@ -146,13 +147,15 @@ class VaultCredentials:
 
     async def verify(self, brand_id: UUID, connection_id: UUID, *, actor: str | None) -> None:
         """Ask the platform about the token now. A token it refuses is refreshed once; a dead
-        one marks the connection ``expired`` or ``revoked``. ``TransientError`` (and other
-        platform errors) propagate: nothing was learned."""
+        one marks the connection ``expired`` or ``revoked``; one refused for good but not
+        dead (a 403: account suspended, scopes withdrawn), or that now speaks for another
+        account, marks it ``error`` — and a later successful verify ``connected`` again.
+        ``TransientError`` (and other platform errors) propagate: nothing was learned."""
         async with tenant_transaction(self.pool, brand_id) as conn:
             row = await self.vault.read(conn, lock=False, connection_id=connection_id)
         if row is None:
             raise NotFound(f"no connection {connection_id}", code="no_connection")
-        if row.status != "connected":
+        if row.status not in ("connected", "error"):
             return
         platform = self._platform(row.platform)
         credentials = self.vault.credentials(row)
@@ -160,6 +163,9 @@ class VaultCredentials:
             account = await platform.verify(credentials)
         except RevokedError as exc:
             await self._end(brand_id, connection_id, _Dead("revoked", exc.message))
+            return
+        except RejectedError as exc:
+            await self._errored(brand_id, connection_id, f"the platform refused: {exc.message}")
             return
         except AuthExpiredError:
             try:
@@ -174,12 +180,31 @@ class VaultCredentials:
                 )
                 await self._end(brand_id, connection_id, _Dead(status, exc.message))
                 return
+            except RejectedError as exc:
+                await self._errored(brand_id, connection_id, f"the platform refused: {exc.message}")
+                return
+        if account.account_id and row.account_id and account.account_id != row.account_id:
+            await self._errored(
+                brand_id,
+                connection_id,
+                f"the token now speaks for account {account.account_id}, not "
+                f"{row.account_id}; reconnect",
+            )
+            return
         async with tenant_transaction(self.pool, brand_id) as conn:
             if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
                 return  # disconnected meanwhile
             connection = await handlers.load(conn, connection_id)
             connection.verified(account_name=account.name, at=self.clock())
             await handlers.save(conn, connection, actor=actor)
+
+    async def _errored(self, brand_id: UUID, connection_id: UUID, reason: str) -> None:
+        async with tenant_transaction(self.pool, brand_id) as conn:
+            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
+                return
+            connection = await handlers.load(conn, connection_id)
+            connection.errored(reason, at=self.clock())
+            await handlers.save(conn, connection, actor=None)
 
     async def disconnect(self, brand_id: UUID, connection_id: UUID, *, actor: str) -> None:
         """Revoke on the platform where it allows (any failure there is logged and the
@@ -189,7 +214,7 @@ class VaultCredentials:
         if row is None:
             raise NotFound(f"no connection {connection_id}", code="no_connection")
         platform = self.platforms.get(row.platform)
-        if platform is not None and row.status == "connected":
+        if platform is not None and row.status in ("connected", "error"):
             try:
                 await platform.revoke(self.vault.credentials(row))
             except ValueError:
@@ -228,7 +253,8 @@ class VaultCredentials:
             row = await self.vault.read(conn, lock=True, connection_id=connection_id)
             if row is None:
                 raise ConnectionUnusable("unknown", "missing", "the connection was removed")
-            _usable(row)
+            if row.status != "error":  # an errored one keeps its tokens fresh for its recovery
+                _usable(row)
             if not wanted(row):
                 return row  # someone else refreshed (or it is not due any more)
             if not row.refreshable:

@@ -56,6 +56,16 @@ class RefreshFailed(DomainEvent):
     at: datetime
 
 
+class Errored(DomainEvent):
+    """The platform answers but will not act for this token, for a reason that is neither
+    an expiry nor a revocation (a 403 on verify, or the token speaks for another account).
+    Not used for publishing; a later successful verify makes it ``connected`` again."""
+
+    type_name: ClassVar[str] = "ConnectionErrored"
+    reason: str
+    at: datetime
+
+
 class ExpiringNoticed(DomainEvent):
     """Scheduled posts would find no usable token; announced once per expiry."""
 
@@ -90,6 +100,7 @@ class Connection(Aggregate):
         TokensRefreshed,
         Verified,
         RefreshFailed,
+        Errored,
         ExpiringNoticed,
         Expired,
         Revoked,
@@ -115,9 +126,15 @@ class Connection(Aggregate):
                 self.status, self.last_error, self.disconnected = "connected", None, False
                 self.warned_for = None
             case TokensRefreshed():
-                self.expires_at, self.last_error, self.warned_for = event.expires_at, None, None
+                self.expires_at, self.warned_for = event.expires_at, None
+                if self.status != "error":
+                    self.last_error = None
             case Verified():
                 self.last_error = None
+                if self.status == "error":
+                    self.status = "connected"
+            case Errored():
+                self.status, self.last_error = "error", event.reason
             case RefreshFailed():
                 self.last_error = event.error
             case ExpiringNoticed():
@@ -176,8 +193,17 @@ class Connection(Aggregate):
         self.record(TokensRefreshed(expires_at=expires_at, scopes=scopes, at=at))
 
     def verified(self, *, account_name: str | None, at: datetime) -> None:
+        """The platform accepted the token just now (an ``error`` connection recovers)."""
         self._require_live()
-        self.record(Verified(account_name=account_name, at=at))
+        if self.status in ("connected", "error"):
+            self.record(Verified(account_name=account_name, at=at))
+
+    def errored(self, reason: str, *, at: datetime) -> None:
+        """Verify found the token refused for good but not dead (see ``Errored``); noted at
+        every verification that finds it so (as ``Verified`` is), which dates the check."""
+        self._require_live()
+        if self.status in ("connected", "error"):
+            self.record(Errored(reason=reason[:500], at=at))
 
     def refresh_failed(self, error: str, *, at: datetime) -> None:
         """Noted once per distinct error, so a platform down for hours adds one event."""
@@ -187,12 +213,12 @@ class Connection(Aggregate):
 
     def expire(self, reason: str, *, at: datetime) -> None:
         self._require_live()
-        if self.status == "connected":
+        if self.status in ("connected", "error"):
             self.record(Expired(reason=reason[:500], at=at))
 
     def revoke(self, reason: str, *, by: str | None, at: datetime) -> None:
         self._require_live()
-        if self.status in ("connected", "expired"):
+        if self.status in ("connected", "expired", "error"):
             self.record(Revoked(reason=reason[:500], revoked_by=by, at=at))
 
     def notice_expiring(

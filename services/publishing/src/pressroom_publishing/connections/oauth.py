@@ -5,7 +5,7 @@ account and stores the connection (one per brand and platform) with its sealed t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +17,7 @@ from pressroom_kit.errors import Conflict, PressroomError
 
 from pressroom_publishing.connections import handlers
 from pressroom_publishing.connections.domain import Connection
+from pressroom_publishing.connections.instances import InstanceAppPlatform, InstanceApps
 from pressroom_publishing.connections.state import (
     BadState,
     StateClaims,
@@ -71,8 +72,11 @@ async def authorize(
     brand_id: UUID,
     user_id: str,
     extra: dict[str, Any],
+    secret_extra: Mapping[str, Any] | None = None,
     now: datetime,
 ) -> Authorization:
+    """``extra`` is kept on the state (and later the connection); ``secret_extra`` (an
+    instance app's client secret) only reaches the adapter for this one call."""
     state_id = uuid.uuid4()
     expires_at = now + timedelta(seconds=settings.state_ttl_s)
     verifier = new_verifier() if platform.capabilities.pkce else None
@@ -81,7 +85,12 @@ async def authorize(
     uri = redirect_uri(settings, platform.id)
     try:
         url = await platform.authorization_url(
-            OAuthContext(state=state, redirect_uri=uri, code_verifier=verifier, extra=extra)
+            OAuthContext(
+                state=state,
+                redirect_uri=uri,
+                code_verifier=verifier,
+                extra={**extra, **(secret_extra or {})},
+            )
         )
     except PlatformError as exc:
         raise PlatformFailed(f"{platform.id}: {exc.message}") from exc
@@ -157,8 +166,22 @@ async def complete(
     state: str,
     code: str,
     now: datetime,
+    apps: InstanceApps | None = None,
 ) -> Completed:
     row = await consume_state(pool, claims, now=now)
+    stored: dict[str, Any] = dict(row["extra"] or {})
+    call_extra = dict(stored)
+    if isinstance(platform, InstanceAppPlatform):
+        # The code is exchanged with the app (and on the instance) the state was made for.
+        app = None
+        if apps is not None and "instance_url" in stored and "client_id" in stored:
+            app = await apps.find(platform.id, stored["instance_url"], stored["client_id"])
+        if app is None:
+            raise BadState(
+                "the app this authorization was started with is gone; start the connection again",
+                code="state_unreadable",
+            )
+        call_extra = app.extra()
     try:
         verifier = (
             None
@@ -174,13 +197,9 @@ async def complete(
         state=state,
         redirect_uri=row["redirect_uri"],
         code_verifier=verifier,
-        extra=row["extra"] or {},
+        extra=call_extra,
     )
-    async with tenant_transaction(pool, claims.brand_id) as conn:
-        existing = await conn.fetchval(
-            "SELECT id FROM platform_connections WHERE platform = $1", platform.id
-        )
-    connection_id: UUID = existing or uuid.uuid4()
+    connection_id = await _connection_id(pool, claims.brand_id, platform.id)
     try:
         grant = await platform.exchange_code(code, context)
         account = await platform.verify(
@@ -197,22 +216,79 @@ async def complete(
         )
     except PlatformError as exc:
         raise PlatformFailed(f"{platform.id}: {exc.message}") from exc
+    return await save_connection(
+        pool,
+        vault,
+        platform,
+        brand_id=claims.brand_id,
+        user_id=claims.user_id,
+        grant=grant,
+        account=account,
+        extra=public_extra(stored, account.extra),
+        now=now,
+        connection_id=connection_id,
+    )
+
+
+# Keys an adapter may hand around in ``extra`` that must never be stored or shown.
+SECRET_KEYS = frozenset(
+    {
+        "client_secret",
+        "password",
+        "app_password",
+        "access_token",
+        "refresh_token",
+        "access_jwt",
+        "refresh_jwt",
+        "accessJwt",
+        "refreshJwt",
+    }
+)
+
+
+def public_extra(*parts: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection's non-secret details: ``parts`` merged, secret-looking keys dropped."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update({k: v for k, v in part.items() if k not in SECRET_KEYS})
+    return merged
+
+
+async def _connection_id(pool: asyncpg.Pool, brand_id: UUID, platform: str) -> UUID:
+    async with tenant_transaction(pool, brand_id) as conn:
+        existing: UUID | None = await conn.fetchval(
+            "SELECT id FROM platform_connections WHERE platform = $1", platform
+        )
+    return existing or uuid.uuid4()
+
+
+async def save_connection(
+    pool: asyncpg.Pool,
+    vault: Vault,
+    platform: Platform,
+    *,
+    brand_id: UUID,
+    user_id: str,
+    grant: TokenGrant,
+    account: Account,
+    extra: dict[str, Any],
+    now: datetime,
+    connection_id: UUID | None = None,
+) -> Completed:
+    """Store a connect (OAuth callback or app password): one connection per brand and
+    platform, so a reconnect keeps its id and replaces the tokens (keeping the stored refresh
+    token when the grant has none). Two connects racing for a new one: the loser reconnects
+    over the winner."""
+    connection_id = connection_id or await _connection_id(pool, brand_id, platform.id)
     for attempt in (1, 2):
         try:
             return await _store(
-                pool, vault, platform, claims, connection_id, grant, account, context, now
+                pool, vault, platform, brand_id, user_id, connection_id, grant, account, extra, now
             )
         except asyncpg.UniqueViolationError:
-            # Another flow connected the same brand and platform first: reconnect over it.
             if attempt == 2:
                 raise
-            async with tenant_transaction(pool, claims.brand_id) as conn:
-                connection_id = (
-                    await conn.fetchval(
-                        "SELECT id FROM platform_connections WHERE platform = $1", platform.id
-                    )
-                    or uuid.uuid4()
-                )
+            connection_id = await _connection_id(pool, brand_id, platform.id)
     raise AssertionError("unreachable")
 
 
@@ -220,37 +296,38 @@ async def _store(
     pool: asyncpg.Pool,
     vault: Vault,
     platform: Platform,
-    claims: StateClaims,
+    brand_id: UUID,
+    user_id: str,
     connection_id: UUID,
     grant: TokenGrant,
     account: Account,
-    context: OAuthContext,
+    extra: dict[str, Any],
     now: datetime,
 ) -> Completed:
-    async with tenant_transaction(pool, claims.brand_id) as conn:
+    async with tenant_transaction(pool, brand_id) as conn:
         existing: Connection | None = None
         if await vault.read(conn, lock=True, connection_id=connection_id) is not None:
             existing = await handlers.load(conn, connection_id)
         connection = Connection.connect(
             connection_id,
             existing=existing,
-            brand_id=claims.brand_id,
+            brand_id=brand_id,
             platform=platform.id,
             account_id=account.account_id,
             account_name=account.name,
             scopes=list(grant.scopes),
-            extra={**dict(context.extra), **dict(account.extra)},
+            extra=extra,
             expires_at=grant.expires_at,
-            connected_by=claims.user_id,
+            connected_by=user_id,
             at=now,
         )
         await vault.write(
             conn,
             connection_id=connection_id,
-            brand_id=claims.brand_id,
+            brand_id=brand_id,
             platform=platform.id,
             grant=grant,
             at=now,
         )
-        await handlers.save(conn, connection, actor=claims.user_id)
+        await handlers.save(conn, connection, actor=user_id)
     return Completed(connection_id, platform.id, reconnected=existing is not None)

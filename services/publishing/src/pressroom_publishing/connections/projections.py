@@ -40,7 +40,8 @@ async def _refreshed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     await conn.execute(
         "UPDATE platform_connections SET token_expires_at = $2::text::timestamptz, "
         "scopes = CASE WHEN cardinality($3::text[]) > 0 THEN $3::text[] ELSE scopes END, "
-        "last_refreshed_at = $4::text::timestamptz, last_error = NULL, updated_at = $5 "
+        "last_refreshed_at = $4::text::timestamptz, "
+        "last_error = CASE WHEN status = 'error' THEN last_error END, updated_at = $5 "
         "WHERE id = $1",
         event.stream_id,
         d.get("expires_at"),
@@ -54,7 +55,8 @@ async def _verified(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     d = event.data
     await conn.execute(
         "UPDATE platform_connections SET last_verified_at = $2::text::timestamptz, "
-        "account_name = coalesce($3, account_name), last_error = NULL, updated_at = $4 "
+        "account_name = coalesce($3, account_name), last_error = NULL, "
+        "status = CASE WHEN status = 'error' THEN 'connected' ELSE status END, updated_at = $4 "
         "WHERE id = $1",
         event.stream_id,
         d["at"],
@@ -68,6 +70,18 @@ async def _refresh_failed(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         "UPDATE platform_connections SET last_error = $2, updated_at = $3 WHERE id = $1",
         event.stream_id,
         event.data["error"],
+        event.occurred_at,
+    )
+
+
+async def _errored(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    d = event.data
+    await conn.execute(
+        "UPDATE platform_connections SET status = 'error', last_error = $2, "
+        "last_verified_at = $3::text::timestamptz, updated_at = $4 WHERE id = $1",
+        event.stream_id,
+        d["reason"],
+        d["at"],  # checked then: the worker verifies it again after VERIFY_INTERVAL_S
         event.occurred_at,
     )
 
@@ -98,6 +112,7 @@ CONNECTIONS = Projection(
         "ConnectionTokensRefreshed": _refreshed,
         "ConnectionVerified": _verified,
         "ConnectionRefreshFailed": _refresh_failed,
+        "ConnectionErrored": _errored,
         "ConnectionExpired": _ended("expired"),
         "ConnectionRevoked": _ended("revoked"),
         "ConnectionDisconnected": _disconnected,

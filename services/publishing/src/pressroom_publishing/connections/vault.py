@@ -16,13 +16,21 @@ from uuid import UUID
 import asyncpg
 from pressroom_kit.secrets import SecretBox
 
+from pressroom_publishing.connections.instances import app_context
 from pressroom_publishing.platforms.base import Credentials, TokenGrant
 
 Field = Literal["access", "refresh", "verifier"]
 
 _COLUMNS = (
     "t.connection_id, t.brand_id, t.platform, t.access_token_enc, t.refresh_token_enc, "
-    "t.expires_at, t.generation"
+    "t.expires_at, t.generation, c.status, c.account_id, c.extra, "
+    "a.id AS app_id, a.client_secret_enc AS app_secret_enc"
+)
+# A connection on a federated platform names its instance's app (``platform_apps``) by
+# instance and client id; its client secret joins the credentials for the call only.
+_APP_JOIN = (
+    "LEFT JOIN platform_apps a ON a.platform = c.platform "
+    "AND a.instance_url = c.extra->>'instance_url' AND a.client_id = c.extra->>'client_id'"
 )
 
 
@@ -44,6 +52,8 @@ class TokenRow:
     refresh_token_enc: str | None
     expires_at: datetime | None
     generation: int
+    app_id: UUID | None = None
+    app_secret_enc: str | None = None
 
     def __repr__(self) -> str:  # ciphertext stays out of logs too
         return f"TokenRow(connection_id={self.connection_id}, generation={self.generation})"
@@ -73,6 +83,11 @@ class Vault:
         return self.box.decrypt(sealed, context=context("oauth_state", state_id, "verifier"))
 
     def credentials(self, row: TokenRow) -> Credentials:
+        extra = dict(row.extra)
+        if row.app_id is not None and row.app_secret_enc is not None:
+            extra["client_secret"] = self.box.decrypt(
+                row.app_secret_enc, context=app_context(row.app_id)
+            )
         return Credentials(
             connection_id=row.connection_id,
             brand_id=row.brand_id,
@@ -85,7 +100,7 @@ class Vault:
                 else self.open(row.connection_id, "refresh", row.refresh_token_enc)
             ),
             expires_at=row.expires_at,
-            extra=dict(row.extra),
+            extra=extra,
         )
 
     async def read(
@@ -94,9 +109,8 @@ class Vault:
         """The connection's row (under the transaction's brand), locked ``FOR UPDATE`` when
         ``lock``: that is the first lock any change of a connection takes."""
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS}, c.status, c.account_id, c.extra "
-            "FROM platform_connection_tokens t "
-            "JOIN platform_connections c ON c.id = t.connection_id "
+            f"SELECT {_COLUMNS} FROM platform_connection_tokens t "
+            f"JOIN platform_connections c ON c.id = t.connection_id {_APP_JOIN} "
             f"WHERE t.connection_id = $1{' FOR UPDATE OF t' if lock else ''}",
             connection_id,
         )
@@ -105,9 +119,8 @@ class Vault:
     async def find(self, conn: asyncpg.Connection, platform: str) -> TokenRow | None:
         """The brand's connection to ``platform`` (the transaction's brand), unlocked."""
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS}, c.status, c.account_id, c.extra "
-            "FROM platform_connections c "
-            "JOIN platform_connection_tokens t ON t.connection_id = c.id "
+            f"SELECT {_COLUMNS} FROM platform_connections c "
+            f"JOIN platform_connection_tokens t ON t.connection_id = c.id {_APP_JOIN} "
             "WHERE c.platform = $1",
             platform,
         )
@@ -168,4 +181,6 @@ def _token_row(row: asyncpg.Record) -> TokenRow:
         refresh_token_enc=row["refresh_token_enc"],
         expires_at=row["expires_at"],
         generation=row["generation"],
+        app_id=row["app_id"],
+        app_secret_enc=row["app_secret_enc"],
     )

@@ -7,7 +7,8 @@ Every ``connections_interval_s`` it claims the connections that need tending, ac
 (a) refreshes a token that expires within ``refresh_ahead_s`` (single-flight, see
     ``credentials``); a passing failure leaves it ``connected`` with the error noted, a dead
     refresh token marks it ``expired`` or ``revoked``;
-(b) verifies a connection not verified for ``verify_interval_s``;
+(b) verifies a connection not verified for ``verify_interval_s`` (an ``error`` one too:
+    that is how it comes back to ``connected``);
 (c) for a token that cannot be renewed, warns once per expiry
     (``publishing.connection.expiring.v1``) when posts scheduled within
     ``expiring_horizon_s`` fall after it, and marks it ``expired`` once it has passed.
@@ -116,9 +117,10 @@ class ConnectionWorker:
                 "WHERE id = $1",
                 connection_id,
             )
-        if row is None or row.status != "connected":
+        if row is None or row.status not in ("connected", "error"):
             return
-        if row.refresh_token_enc is None and row.expires_at is not None:
+        connected = row.status == "connected"  # an ``error`` one is only verified again
+        if connected and row.refresh_token_enc is None and row.expires_at is not None:
             if row.expires_at <= now:
                 await source.end(
                     brand_id,

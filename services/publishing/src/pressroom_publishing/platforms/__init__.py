@@ -23,9 +23,19 @@ PLATFORM_IDS: tuple[str, ...] = (
     "youtube",
 )
 
-# Platform id -> "module:class" of its adapter; the real platforms join as they are built.
+# Platform id -> "module:class" of its adapter.
 ADAPTERS: dict[str, str] = {
     "sandbox": "pressroom_publishing.platforms.sandbox:SandboxPlatform",
+    "mastodon": "pressroom_publishing.platforms.mastodon:MastodonPlatform",
+    "bluesky": "pressroom_publishing.platforms.bluesky:BlueskyPlatform",
+    "x": "pressroom_publishing.platforms.x:XPlatform",
+    "linkedin": "pressroom_publishing.platforms.linkedin:LinkedInPlatform",
+    "facebook": "pressroom_publishing.platforms.facebook:FacebookPlatform",
+    "threads": "pressroom_publishing.platforms.threads:ThreadsPlatform",
+    "instagram": "pressroom_publishing.platforms.instagram:InstagramPlatform",
+    "pinterest": "pressroom_publishing.platforms.pinterest:PinterestPlatform",
+    "tiktok": "pressroom_publishing.platforms.tiktok:TikTokPlatform",
+    "youtube": "pressroom_publishing.platforms.youtube:YouTubePlatform",
 }
 
 

@@ -38,6 +38,8 @@ class TextCount(StrEnum):
     GRAPHEMES = "graphemes"  # user-perceived characters (an emoji with modifiers is one)
     UTF8_BYTES = "utf8_bytes"
     UTF16_UNITS = "utf16_units"
+    WEIGHTED = "weighted"  # X's weighted count: URLs 23, CJK and emoji 2 (``platforms.text``)
+    EMOJI_AS_UTF8 = "emoji_as_utf8"  # Threads: code points, an emoji as its UTF-8 bytes
 
 
 def count_text(text: str, how: TextCount) -> int:
@@ -47,6 +49,14 @@ def count_text(text: str, how: TextCount) -> int:
         return len(text.encode("utf-8"))
     if how is TextCount.UTF16_UNITS:
         return len(text.encode("utf-16-le")) // 2
+    if how is TextCount.WEIGHTED:
+        from pressroom_publishing.platforms.text import weighted_length
+
+        return weighted_length(text)
+    if how is TextCount.EMOJI_AS_UTF8:
+        from pressroom_publishing.platforms.text import emoji_as_utf8_length
+
+        return emoji_as_utf8_length(text)
     return _graphemes(text)
 
 
@@ -174,6 +184,7 @@ class MediaItem:
     duration_s: float | None = None
     filename: str | None = None
     url: str | None = None
+    alt_text: str | None = None  # the description platforms show to screen readers
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,9 @@ class PostContent:
     text: str
     media: Sequence[MediaItem] = ()
     link: str | None = None
+    # Platform-specific choices of the post's override for this platform (Pinterest
+    # ``board_id``, ``title``; TikTok ``privacy_level``; YouTube ``title``, ``privacy``).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -337,7 +351,10 @@ class PlatformHTTP:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Sequence[int] = (200, 201, 202, 204),
+        client_timeout: aiohttp.ClientTimeout | None = None,
     ) -> Response:
+        """``client_timeout`` replaces the client's for this call (an upload of a large file is
+        bounded per read, not in total: ``media_stream.upload_timeout``)."""
         sent = dict(headers or {})
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
@@ -350,11 +367,11 @@ class PlatformHTTP:
                 data=data,
                 params=params,
                 headers=sent,
-                timeout=self.timeout,
+                timeout=client_timeout or self.timeout,
                 allow_redirects=False,
             ) as answer:
                 body = await answer.read()
-                response = Response(answer.status, dict(answer.headers), body)
+                response = Response(answer.status, answer.headers.copy(), body)  # case-insensitive
         except TimeoutError as exc:
             raise TransientError(name, f"{method} {url} timed out") from exc
         except aiohttp.ClientError as exc:

@@ -10,8 +10,6 @@ module only reads the sandbox's error bodies.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -38,6 +36,7 @@ from pressroom_publishing.platforms.base import (
     TokenGrant,
     TransientError,
 )
+from pressroom_publishing.platforms.common import pkce_challenge
 from pressroom_publishing.sandbox.state import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -45,13 +44,8 @@ from pressroom_publishing.sandbox.state import (
 )
 
 MAX_IDS_PER_CALL = 100
+__all__ = ["SandboxPlatform", "pkce_challenge"]
 _T = TypeVar("_T")
-
-
-def pkce_challenge(verifier: str) -> str:
-    """RFC 7636 S256."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 class SandboxPlatform(Platform):

@@ -1,0 +1,153 @@
+"""What publishing does with other services' events (run by the inbox consumer, each in the
+consumer's transaction with the event's brand set, so a redelivery changes nothing).
+
+- ``brand.created|updated.v1`` -> ``publishing_brands`` (timezone, ``approval_required``)
+- ``media.asset.uploaded|updated|deleted.v1`` -> ``publishing_media`` (what validation and
+  the scheduler know of an asset)
+- ``approval.approved.v1`` schedules a post waiting for it (at once when its time has
+  passed), ``approval.rejected.v1`` rejects it, ``approval.unlocked.v1`` reopens it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pressroom_contracts import CloudEvent, EventPayload
+from pressroom_contracts.events.approval import ApprovalApproved, ApprovalRejected, ApprovalUnlocked
+from pressroom_contracts.events.brands import BrandCreated, BrandUpdated
+from pressroom_contracts.events.media import (
+    MediaAssetDeleted,
+    MediaAssetUpdated,
+    MediaAssetUploaded,
+)
+from pressroom_kit.errors import NotFound
+from pressroom_kit.logs import get_logger
+
+from pressroom_publishing.posts import commands
+
+log = get_logger(__name__)
+Handler = Callable[[asyncpg.Connection, CloudEvent, EventPayload], Awaitable[None]]
+
+
+def _brand_matches(event: CloudEvent, brand_id: Any) -> bool:
+    if event.brandid is None or event.brandid != brand_id:
+        log.warning("event without a matching brand ignored", event_id=str(event.id))
+        return False
+    return True
+
+
+async def brand_changed(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+    assert isinstance(payload, BrandCreated | BrandUpdated)
+    if not _brand_matches(event, payload.brand_id):
+        return
+    await conn.execute(
+        "INSERT INTO publishing_brands (brand_id, timezone, approval_required, updated_at) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (brand_id) DO UPDATE SET timezone = $2, "
+        "approval_required = $3, updated_at = $4",
+        payload.brand_id,
+        payload.timezone,
+        payload.settings.get("approval_required") is True,
+        event.time,
+    )
+
+
+async def media_uploaded(
+    conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload
+) -> None:
+    assert isinstance(payload, MediaAssetUploaded)
+    if not _brand_matches(event, payload.brand_id):
+        return
+    await conn.execute(
+        "INSERT INTO publishing_media (asset_id, brand_id, kind, filename, content_type, "
+        "size_bytes, width, height, duration_s, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (asset_id) DO NOTHING",
+        payload.asset_id,
+        payload.brand_id,
+        payload.kind,
+        payload.filename,
+        payload.content_type,
+        payload.size_bytes,
+        payload.width,
+        payload.height,
+        payload.duration_s,
+        event.time,
+    )
+
+
+async def media_updated(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+    assert isinstance(payload, MediaAssetUpdated)
+    if not _brand_matches(event, payload.brand_id):
+        return
+    await conn.execute(
+        "UPDATE publishing_media SET filename = $2, updated_at = $3 WHERE asset_id = $1",
+        payload.asset_id,
+        payload.filename,
+        event.time,
+    )
+
+
+async def media_deleted(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+    assert isinstance(payload, MediaAssetDeleted)
+    if not _brand_matches(event, payload.brand_id):
+        return
+    await conn.execute("DELETE FROM publishing_media WHERE asset_id = $1", payload.asset_id)
+
+
+def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
+    async def approved(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+        assert isinstance(payload, ApprovalApproved)
+        if not _brand_matches(event, payload.brand_id):
+            return
+        try:
+            post = await commands.locked_post(conn, payload.post_id)
+        except NotFound:
+            log.info("approval of an unknown post ignored", post_id=str(payload.post_id))
+            return
+        now = clock()
+        if post.approve(payload.approval_id, payload.decided_by, now):
+            await commands.schedule_targets(conn, post, post.scheduled_at or now, now)
+            await commands.save(conn, post, payload.decided_by)
+
+    async def rejected(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+        assert isinstance(payload, ApprovalRejected)
+        if not _brand_matches(event, payload.brand_id):
+            return
+        try:
+            post = await commands.locked_post(conn, payload.post_id)
+        except NotFound:
+            return
+        if post.reject(payload.approval_id, payload.decided_by, payload.reason):
+            await commands.save(conn, post, payload.decided_by)
+
+    async def unlocked(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+        assert isinstance(payload, ApprovalUnlocked)
+        if not _brand_matches(event, payload.brand_id):
+            return
+        try:
+            post = await commands.locked_post(conn, payload.post_id)
+        except NotFound:
+            return
+        if post.unlock(payload.approval_id, payload.unlocked_by):
+            if post.status == "draft":
+                await commands.drop_targets(conn, payload.post_id)
+            await commands.save(conn, post, payload.unlocked_by)
+
+    return {
+        ApprovalApproved.event_type: approved,
+        ApprovalRejected.event_type: rejected,
+        ApprovalUnlocked.event_type: unlocked,
+    }
+
+
+def consumer_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
+    return {
+        BrandCreated.event_type: brand_changed,
+        BrandUpdated.event_type: brand_changed,
+        MediaAssetUploaded.event_type: media_uploaded,
+        MediaAssetUpdated.event_type: media_updated,
+        MediaAssetDeleted.event_type: media_deleted,
+        **approval_handlers(clock),
+    }

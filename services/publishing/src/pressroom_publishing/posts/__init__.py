@@ -1,0 +1,1 @@
+"""Posts: the aggregate, its commands, validation, the calendar and the HTTP API."""
