@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -265,11 +266,12 @@ class PendingWrites:
 
     async def commit(self) -> None:
         """Write everything staged and commit, with the writers' lock held only inside the
-        server: the rows travel first in the transaction-local setting ``pressroom.writes``
-        (no lock yet), then ``SELECT pressroom_flush_writes(); COMMIT`` goes as one simple
-        query, so the lock is released by a commit that no client round trip separates from
-        it. Raises ``ConcurrencyError`` (the transaction then needs a ROLLBACK) when a stream
-        moved on meanwhile."""
+        server: one simple query hands the rows over in the transaction-local setting
+        ``pressroom.writes`` (a dollar-quoted literal, see ``dollar_quote``), then
+        ``SELECT pressroom_flush_writes(); COMMIT`` takes the lock, writes and commits, so
+        the lock is released by a commit that no client round trip separates from it, and
+        the whole hand-over costs one round trip. Raises ``ConcurrencyError`` (the
+        transaction then needs a ROLLBACK) when a stream moved on meanwhile."""
         if not self:
             status = await self.conn.execute("COMMIT")
             if self.require_commit:
@@ -309,17 +311,16 @@ class PendingWrites:
                 for o in [*(o for a in appends for o in a.outbox), *outbox_only]
             ],
         }
+        writes = json.dumps(staged, separators=(",", ":"), default=str)
         try:
-            await self.conn.execute(
-                "SELECT FROM set_config('pressroom.writes', $1, true)",
-                json.dumps(staged, separators=(",", ":"), default=str),
+            status = await self.conn.execute(
+                f"SELECT FROM set_config('pressroom.writes', {dollar_quote(writes)}, true); "
+                "SELECT pressroom_flush_writes(); COMMIT"
             )
         except asyncpg.InFailedSQLTransactionError as exc:
             raise TransactionAborted(
                 "a statement of this transaction failed; nothing is written"
             ) from exc
-        try:
-            status = await self.conn.execute("SELECT pressroom_flush_writes(); COMMIT")
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "events_stream_id_version_key":
                 raise
@@ -338,6 +339,22 @@ class PendingWrites:
                 actual_version=int(hint) if hint and hint.isdigit() else None,
             ) from exc
         _check_committed(status)
+
+
+def dollar_quote(text: str) -> str:
+    """``text`` as a PostgreSQL dollar-quoted literal, ``$tag$text$tag$``.
+
+    The content of a dollar-quoted string is taken verbatim (no escapes, whatever
+    ``standard_conforming_strings`` says), and it ends at the first ``$tag$``; so the tag is
+    drawn at random until neither ``$tag$`` nor ``$tag`` (which the closing ``$`` would
+    complete) occurs in ``text``. A NUL cannot travel in a query; the JSON the kit quotes
+    has none (``json.dumps`` writes ``\\u0000``)."""
+    if "\x00" in text:
+        raise ValueError("a NUL character cannot travel in a query")
+    while True:
+        tag = f"pr{secrets.token_hex(6)}"
+        if f"${tag}" not in text:
+            return f"${tag}${text}${tag}$"
 
 
 # The SQLSTATE pressroom_flush_writes raises when a stream is not at the expected version.

@@ -143,8 +143,11 @@ class Repository(Generic[A]):
                     actual_version=actual,
                 ) from None
             raise  # we did not lose a race: the projection itself is wrong
-        # Released, the next save's savepoint is a sibling, not nested ever deeper.
-        await conn.execute("RELEASE SAVEPOINT pressroom_projection")
+        # Not released: a release is one more round trip per save and buys nothing. A
+        # released savepoint keeps its subtransaction (and cache entry) until the
+        # transaction ends all the same; the next save's savepoint nests inside this one
+        # (``ROLLBACK TO`` takes the newest of the name), a caller's own savepoints keep
+        # working around or inside it, and COMMIT ends them all.
 
     def _public_messages(
         self, events: Sequence[RecordedEvent], traceparent: str | None
