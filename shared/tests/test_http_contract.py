@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import pytest
 from litestar import Controller, Request, get, patch, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, QueryParameter
 from litestar.testing import TestClient
 from pressroom_kit.http import PUBLIC, create_service_app
 from pressroom_kit.pagination import Cursor, position_cursor, read_position_cursor
@@ -134,8 +134,8 @@ def test_every_well_formed_cursor_is_a_position_and_others_are_a_422(client):
 def test_a_query_problem_names_the_parameter_as_the_client_sent_it():
     @get("/days", opt=PUBLIC, sync_to_thread=False)
     def days(
-        first: Annotated[date, Parameter(query="from")],
-        last: Annotated[date, Parameter(query="to")],
+        first: Annotated[date, QueryParameter(name="from")],
+        last: Annotated[date, QueryParameter(name="to")],
         limit: int = 5,
     ) -> dict[str, int]:
         return {"days": (last - first).days}

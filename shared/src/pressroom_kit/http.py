@@ -103,7 +103,8 @@ def _parameter_aliases(request: Request[Any, Any, Any]) -> dict[str, str]:
     for name, parameter in parameters.items():
         definition = parameter.kwarg_definition
         alias = None
-        for attribute in ("query", "header", "cookie"):
+        # ``QueryParameter(name=...)`` and friends, or the older ``Parameter(query=...)``.
+        for attribute in ("name", "query", "header", "cookie"):
             alias = alias or getattr(definition, attribute, None)
         if isinstance(alias, str) and alias != name:
             aliases[name] = alias
