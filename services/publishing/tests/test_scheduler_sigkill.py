@@ -95,6 +95,7 @@ async def service_process(
         "PRESSROOM_PUBLISHING_RUNTIME_ROLE": APP_ROLE,
         "PRESSROOM_PUBLISHING_CONSUMER_GROUP": f"publishing-sigkill-{uuid.uuid4().hex[:8]}",
         "PRESSROOM_PUBLISHING_CONSUMER_SESSION_TIMEOUT_MS": "2000",
+        "PRESSROOM_PUBLISHING_SANDBOX_ENABLED": "true",  # as pressroom dev runs it
         "PRESSROOM_PUBLISHING_SANDBOX_API_URL": sandbox_url,
         "PRESSROOM_PUBLISHING_SANDBOX_AUTH_URL": sandbox_url,
         "PRESSROOM_PUBLISHING_LEASE_S": str(LEASE_S),
