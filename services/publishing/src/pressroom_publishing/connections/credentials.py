@@ -1,18 +1,31 @@
 """``VaultCredentials``: the scheduler's ``CredentialSource``, and every token operation that
 talks to a platform (refresh, verify, revoke), in one place.
 
-Single-flight refresh across replicas: a refresh locks the connection's tokens row
-(``SELECT ... FOR UPDATE`` in the brand's tenant transaction), checks that the token it
-wanted to replace is still the stored one (else another replica already refreshed: the newer
-token is returned and the platform is not called), and holds the lock across the one
-platform call. That is deliberate: platforms that rotate refresh tokens invalidate the old
-one on use, so two replicas refreshing at once would kill the connection. The lock is safe
-to hold because (a) the call is bounded (``platform_timeout_s``), (b) what waits on it is only
-another refresh or change of the same connection, which wants to see its outcome anyway,
-(c) readers never lock (MVCC), the worker's claim skips locked rows, and (d) every
-transaction that changes a connection takes this lock first and only then appends the
-connection's events, so no two of ours wait on each other in opposite order (no deadlock).
-The cost is one pooled database connection per refresh in flight.
+Single-flight refresh, in three layers, so that one refresh is in flight per connection and
+a hanging token endpoint cannot starve the database pool:
+
+1. In one process, concurrent refreshes of a connection share one ``asyncio`` future: the
+   first caller leads, the others wait on the future (holding no database connection) and
+   get its outcome: the new token, or the very same ``TransientError``/``ConnectionUnusable``
+   without calling the platform again. A waiter whose token is still stale after a refresh
+   that was not for it (the leader found nothing due) goes on to lead one of its own.
+2. Across replicas, the leader locks the connection's tokens row (``SELECT ... FOR UPDATE``
+   in the brand's tenant transaction) and waits for that lock at most ``lock_wait_s``
+   (``SET LOCAL lock_timeout``). When another replica holds it longer, the row is re-read
+   without a lock: a token that changed meanwhile is returned, else
+   ``TransientError("refresh in progress elsewhere")`` — the caller retries later; it never
+   sits on a pooled connection for the other replica's whole platform timeout.
+3. The lock is held across the one platform call (bounded by ``platform_timeout_s + 5``).
+   That is deliberate: platforms that rotate refresh tokens invalidate the old one on use,
+   so two replicas refreshing at once would kill the connection. What waits on the lock is
+   another replica's refresh (bounded, see 2.) or a change of the same connection, readers
+   never lock (MVCC), the worker's claim skips locked rows, and every transaction that
+   changes a connection takes this lock first and only then appends the connection's events
+   (one lock order: no deadlock). The cost is one pooled connection per refresh in flight,
+   so leaders also take one of ``max_refreshes`` slots first (default a quarter of the pool):
+   when a platform's token endpoint hangs for every connection at once, the rest queue in
+   memory, not on the pool — the API, relay, consumers and lease keepers keep their
+   connections.
 """
 
 from __future__ import annotations
@@ -50,6 +63,13 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 # ``credentials`` refreshes first when the token would expire within this margin.
 REFRESH_MARGIN = timedelta(minutes=1)
+# How long a refresh waits for another replica's lock on the tokens row before it gives up
+# with a ``TransientError`` (it holds a pooled connection while it waits).
+LOCK_WAIT_S = 2.0
+
+
+class _Busy(Exception):
+    """The tokens row stayed locked (another replica's refresh) past ``lock_wait_s``."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +88,19 @@ class VaultCredentials:
         platforms: Mapping[str, Platform],
         settings: PublishingSettings,
         clock: Clock,
+        *,
+        lock_wait_s: float = LOCK_WAIT_S,
+        max_refreshes: int | None = None,
     ) -> None:
         self.pool = pool
         self.vault = Vault(box)
         self.platforms = platforms
         self.settings = settings
         self.clock = clock
+        self.lock_wait_s = lock_wait_s
+        slots = max_refreshes if max_refreshes is not None else pool.get_max_size() // 4
+        self._slots = asyncio.Semaphore(max(1, slots))
+        self._flights: dict[UUID, asyncio.Future[TokenRow]] = {}
 
     # --- CredentialSource -------------------------------------------------------------
 
@@ -243,6 +270,54 @@ class VaultCredentials:
     async def _refresh(
         self, brand_id: UUID, connection_id: UUID, *, wanted: Callable[[TokenRow], bool]
     ) -> TokenRow:
+        """One refresh per connection in this process: join the one in flight (its outcome
+        is ours, unless its new row still is what we wanted replaced), else lead one."""
+        while (flight := self._flights.get(connection_id)) is not None:
+            row = await asyncio.shield(flight)  # its TransientError/ConnectionUnusable too
+            if not wanted(row):
+                return row
+        flight = asyncio.get_running_loop().create_future()
+        # Retrieve the outcome even when nobody joined (no "never retrieved" warning).
+        flight.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._flights[connection_id] = flight
+        try:
+            row = await self._lead(brand_id, connection_id, wanted=wanted)
+        except asyncio.CancelledError:
+            flight.set_exception(TransientError("unknown", "the token refresh was interrupted"))
+            raise
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
+        else:
+            flight.set_result(row)
+            return row
+        finally:
+            del self._flights[connection_id]
+
+    async def _lead(
+        self, brand_id: UUID, connection_id: UUID, *, wanted: Callable[[TokenRow], bool]
+    ) -> TokenRow:
+        """Take a refresh slot, then refresh under the row lock; when another replica holds
+        the lock past ``lock_wait_s``: the row as it stands if no longer ``wanted``, else
+        ``TransientError``."""
+        async with self._slots:
+            try:
+                return await self._refresh_locked(brand_id, connection_id, wanted=wanted)
+            except _Busy:
+                pass
+            async with tenant_transaction(self.pool, brand_id) as conn:
+                row = await self.vault.read(conn, lock=False, connection_id=connection_id)
+        if row is None:
+            raise ConnectionUnusable("unknown", "missing", "the connection was removed")
+        if not wanted(row):
+            return row  # the other replica's refresh landed meanwhile
+        raise TransientError(
+            row.platform, "refresh in progress elsewhere", retry_after_s=self.lock_wait_s
+        )
+
+    async def _refresh_locked(
+        self, brand_id: UUID, connection_id: UUID, *, wanted: Callable[[TokenRow], bool]
+    ) -> TokenRow:
         """Under the tokens row's lock: if ``wanted(row)`` (the token we hold is still the
         stored one, or still due), call the platform once and store the new tokens; return the
         row as it stands. ``ConnectionUnusable`` when the connection is or becomes dead;
@@ -250,7 +325,7 @@ class VaultCredentials:
         dead: _Dead | None = None
         failure: TransientError | None = None
         async with tenant_transaction(self.pool, brand_id) as conn:
-            row = await self.vault.read(conn, lock=True, connection_id=connection_id)
+            row = await self._lock_row(conn, connection_id)
             if row is None:
                 raise ConnectionUnusable("unknown", "missing", "the connection was removed")
             if row.status != "error":  # an errored one keeps its tokens fresh for its recovery
@@ -287,6 +362,17 @@ class VaultCredentials:
             raise failure
         assert dead is not None
         raise ConnectionUnusable(row.platform, dead.status, dead.reason)
+
+    async def _lock_row(self, conn: asyncpg.Connection, connection_id: UUID) -> TokenRow | None:
+        """The tokens row, locked, waiting at most ``lock_wait_s`` for it (``_Busy`` then:
+        the transaction is aborted and must be left)."""
+        await conn.execute(f"SET LOCAL lock_timeout = '{max(1, int(self.lock_wait_s * 1000))}ms'")
+        try:
+            row = await self.vault.read(conn, lock=True, connection_id=connection_id)
+        except asyncpg.LockNotAvailableError as exc:
+            raise _Busy from exc
+        await conn.execute("SET LOCAL lock_timeout = 0")  # the rest of the transaction: as usual
+        return row
 
     async def _store_refresh(
         self, conn: asyncpg.Connection, row: TokenRow, grant: TokenGrant
