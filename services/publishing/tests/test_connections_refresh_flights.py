@@ -16,7 +16,7 @@ import pytest
 from connections_testkit import Service, connections_service
 from pressroom_kit.db import create_pool, tenant_transaction
 from pressroom_publishing.connections.credentials import VaultCredentials
-from pressroom_publishing.platforms.base import Credentials, TransientError
+from pressroom_publishing.platforms.base import Credentials, RevokedError, TransientError
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +186,37 @@ async def test_another_replica_gives_up_on_the_lock_within_its_bound(fresh_db):
         assert service.provider.calls["refresh"] == 1
         connection = await service.connection(brand)
         assert connection["status"] == "connected" and connection["last_error"] is None
+
+
+async def test_marking_a_connection_waits_for_a_refresh_without_holding_the_pool(fresh_db):
+    async with (
+        connections_service(fresh_db) as service,
+        small_pool(service, 2) as pool_one,
+        small_pool(service, 1) as pool_two,
+    ):
+        brand = uuid.uuid4()
+        await service.connect(brand)
+        one = small_source(service, pool_one, max_refreshes=1)
+        two = small_source(service, pool_two, lock_wait_s=0.2)
+        stale = await one.credentials(brand, "sandbox")
+        service.provider.hold_refresh = asyncio.Event()
+        leading = asyncio.ensure_future(one.refresh_after_rejection(stale))
+        await until_refresh_calls(service, 1)
+        revoked = RevokedError("sandbox", "the user removed the app")
+        # This replica: waits on its own refresh in memory; the other: lock attempts of
+        # 0.2 s with its one pooled connection back in the pool between them.
+        here = asyncio.ensure_future(one.mark_revoked(stale, revoked))
+        there = asyncio.ensure_future(two.mark_revoked(stale, revoked))
+        await asyncio.sleep(0.5)
+        async with asyncio.timeout(1):
+            for pool in (pool_one, pool_two):
+                async with tenant_transaction(pool, uuid.uuid4()) as conn:
+                    assert await conn.fetchval("SELECT 1") == 1
+        assert not here.done() and not there.done()
+
+        service.provider.hold_refresh.set()
+        async with asyncio.timeout(5):
+            await asyncio.gather(leading, here, there)
+        assert service.provider.calls["refresh"] == 1
+        assert (await service.connection(brand))["status"] == "revoked"
+        assert (await service.outbox_types()).count("publishing.connection.revoked.v1") == 1

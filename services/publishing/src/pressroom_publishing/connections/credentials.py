@@ -31,10 +31,11 @@ a hanging token endpoint cannot starve the database pool:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -61,6 +62,7 @@ from pressroom_publishing.settings import PublishingSettings
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 # ``credentials`` refreshes first when the token would expire within this margin.
 REFRESH_MARGIN = timedelta(minutes=1)
 # How long a refresh waits for another replica's lock on the tokens row before it gives up
@@ -218,20 +220,21 @@ class VaultCredentials:
                 f"{row.account_id}; reconnect",
             )
             return
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
-                return  # disconnected meanwhile
+
+        async def record(conn: asyncpg.Connection, _: TokenRow) -> None:
             connection = await handlers.load(conn, connection_id)
             connection.verified(account_name=account.name, at=self.clock())
             await handlers.save(conn, connection, actor=actor)
 
+        await self._change(brand_id, connection_id, record)  # None: disconnected meanwhile
+
     async def _errored(self, brand_id: UUID, connection_id: UUID, reason: str) -> None:
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
-                return
+        async def record(conn: asyncpg.Connection, _: TokenRow) -> None:
             connection = await handlers.load(conn, connection_id)
             connection.errored(reason, at=self.clock())
             await handlers.save(conn, connection, actor=None)
+
+        await self._change(brand_id, connection_id, record)
 
     async def disconnect(self, brand_id: UUID, connection_id: UUID, *, actor: str) -> None:
         """Revoke on the platform where it allows (any failure there is logged and the
@@ -257,13 +260,16 @@ class VaultCredentials:
                     error=exc.message,
                     kind=exc.kind,
                 )
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
-                raise NotFound(f"no connection {connection_id}", code="no_connection")
+
+        async def drop(conn: asyncpg.Connection, _: TokenRow) -> bool:
             connection = await handlers.load(conn, connection_id)
             connection.disconnect(by=actor)
             await handlers.save(conn, connection, actor=actor)
             await self.vault.delete(conn, connection_id)
+            return True
+
+        if await self._change(brand_id, connection_id, drop) is None:
+            raise NotFound(f"no connection {connection_id}", code="no_connection")
 
     # --- the one refresh --------------------------------------------------------------
 
@@ -404,12 +410,41 @@ class VaultCredentials:
         await self._end(brand_id, connection_id, _Dead(status, reason))
 
     async def _end(self, brand_id: UUID, connection_id: UUID, dead: _Dead) -> None:
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
-                return
+        async def record(conn: asyncpg.Connection, _: TokenRow) -> None:
             connection = await handlers.load(conn, connection_id)
             _decide_end(connection, dead, self.clock())
             await handlers.save(conn, connection, actor=None)
+
+        await self._change(brand_id, connection_id, record)
+
+    async def _change(
+        self,
+        brand_id: UUID,
+        connection_id: UUID,
+        change: Callable[[asyncpg.Connection, TokenRow], Awaitable[T]],
+    ) -> T | None:
+        """``change`` in a transaction holding the tokens row's lock (None: no such row).
+        It first waits, holding no pooled connection, for this process's refresh of the
+        connection to settle; while another replica's refresh holds the lock, it waits at
+        most ``lock_wait_s`` at a time and gives the connection back to the pool between
+        attempts, until that refresh's own bound has passed (then ``TransientError``)."""
+        flight = self._flights.get(connection_id)
+        if flight is not None:
+            await asyncio.wait([flight])  # its outcome is its callers' business
+        deadline = time.monotonic() + self.settings.platform_timeout_s + 5 + self.lock_wait_s
+        pause = 0.05
+        while True:
+            try:
+                async with tenant_transaction(self.pool, brand_id) as conn:
+                    row = await self._lock_row(conn, connection_id)
+                    return None if row is None else await change(conn, row)
+            except _Busy:
+                if time.monotonic() >= deadline:
+                    raise TransientError(
+                        "unknown", "the connection is busy elsewhere", retry_after_s=1.0
+                    ) from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def _platform(self, platform_id: str) -> Platform:
         platform = self.platforms.get(platform_id)
