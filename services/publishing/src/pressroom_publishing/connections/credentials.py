@@ -226,7 +226,7 @@ class VaultCredentials:
             connection.verified(account_name=account.name, at=self.clock())
             await handlers.save(conn, connection, actor=actor)
 
-        await self._change(brand_id, connection_id, record)  # None: disconnected meanwhile
+        await self.change(brand_id, connection_id, record)  # None: disconnected meanwhile
 
     async def _errored(self, brand_id: UUID, connection_id: UUID, reason: str) -> None:
         async def record(conn: asyncpg.Connection, _: TokenRow) -> None:
@@ -234,7 +234,7 @@ class VaultCredentials:
             connection.errored(reason, at=self.clock())
             await handlers.save(conn, connection, actor=None)
 
-        await self._change(brand_id, connection_id, record)
+        await self.change(brand_id, connection_id, record)
 
     async def disconnect(self, brand_id: UUID, connection_id: UUID, *, actor: str) -> None:
         """Revoke on the platform where it allows (any failure there is logged and the
@@ -268,7 +268,7 @@ class VaultCredentials:
             await self.vault.delete(conn, connection_id)
             return True
 
-        if await self._change(brand_id, connection_id, drop) is None:
+        if await self.change(brand_id, connection_id, drop) is None:
             raise NotFound(f"no connection {connection_id}", code="no_connection")
 
     # --- the one refresh --------------------------------------------------------------
@@ -415,9 +415,9 @@ class VaultCredentials:
             _decide_end(connection, dead, self.clock())
             await handlers.save(conn, connection, actor=None)
 
-        await self._change(brand_id, connection_id, record)
+        await self.change(brand_id, connection_id, record)
 
-    async def _change(
+    async def change(
         self,
         brand_id: UUID,
         connection_id: UUID,
