@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from connections_testkit import Service, connections_service
 from pressroom_kit.db import create_pool, tenant_transaction
-from pressroom_publishing.connections.credentials import VaultCredentials
+from pressroom_publishing.connections.credentials import RefreshUnavailable, VaultCredentials
 from pressroom_publishing.platforms.base import Credentials, RevokedError, TransientError
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,8 @@ async def test_a_transient_failure_is_shared_by_every_waiter_without_calling_aga
         async with asyncio.timeout(5):
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         assert time.monotonic() - started < 1.0
-        assert all(isinstance(o, TransientError) for o in outcomes), outcomes
+        assert all(isinstance(o, RefreshUnavailable) for o in outcomes), outcomes
+        assert {o.status for o in outcomes if isinstance(o, TransientError)} == {503}
         assert service.provider.calls["refresh"] == 1
         connection = await service.connection(brand)
         assert connection["status"] == "connected"
@@ -170,7 +171,7 @@ async def test_another_replica_gives_up_on_the_lock_within_its_bound(fresh_db):
         await until_refresh_calls(service, 1)
 
         started = time.monotonic()
-        with pytest.raises(TransientError) as busy:
+        with pytest.raises(RefreshUnavailable) as busy:
             await two.refresh_after_rejection(stale)
         waited = time.monotonic() - started
         assert 0.25 < waited < 1.5, waited

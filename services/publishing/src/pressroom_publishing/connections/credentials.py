@@ -13,8 +13,9 @@ a hanging token endpoint cannot starve the database pool:
    in the brand's tenant transaction) and waits for that lock at most ``lock_wait_s``
    (``SET LOCAL lock_timeout``). When another replica holds it longer, the row is re-read
    without a lock: a token that changed meanwhile is returned, else
-   ``TransientError("refresh in progress elsewhere")`` — the caller retries later; it never
-   sits on a pooled connection for the other replica's whole platform timeout.
+   ``RefreshUnavailable("refresh in progress elsewhere")`` (a ``TransientError``): the
+   caller retries later; it never sits on a pooled connection for the other replica's
+   whole platform timeout.
 3. The lock is held across the one platform call (bounded by ``platform_timeout_s + 5``).
    That is deliberate: platforms that rotate refresh tokens invalidate the old one on use,
    so two replicas refreshing at once would kill the connection. What waits on the lock is
@@ -68,6 +69,24 @@ REFRESH_MARGIN = timedelta(minutes=1)
 # How long a refresh waits for another replica's lock on the tokens row before it gives up
 # with a ``TransientError`` (it holds a pooled connection while it waits).
 LOCK_WAIT_S = 2.0
+
+
+class RefreshUnavailable(TransientError):
+    """A token could not be refreshed (or a connection changed) just now: the platform's
+    token endpoint failed passingly or timed out, or another replica holds the connection.
+    Raised before any publication was attempted, so a caller must not read its missing
+    ``status`` as "the platform may have acted" — nothing was sent but a token request."""
+
+    @classmethod
+    def of(cls, exc: TransientError) -> RefreshUnavailable:
+        return cls(
+            exc.platform,
+            exc.message,
+            code=exc.code,
+            status=exc.status,
+            details=exc.details,
+            retry_after_s=exc.retry_after_s,
+        )
 
 
 class _Busy(Exception):
@@ -289,7 +308,7 @@ class VaultCredentials:
         try:
             row = await self._lead(brand_id, connection_id, wanted=wanted)
         except asyncio.CancelledError:
-            flight.set_exception(TransientError("unknown", "the token refresh was interrupted"))
+            flight.set_exception(RefreshUnavailable("unknown", "the token refresh was interrupted"))
             raise
         except BaseException as exc:
             flight.set_exception(exc)
@@ -317,7 +336,7 @@ class VaultCredentials:
             raise ConnectionUnusable("unknown", "missing", "the connection was removed")
         if not wanted(row):
             return row  # the other replica's refresh landed meanwhile
-        raise TransientError(
+        raise RefreshUnavailable(
             row.platform, "refresh in progress elsewhere", retry_after_s=self.lock_wait_s
         )
 
@@ -329,7 +348,7 @@ class VaultCredentials:
         row as it stands. ``ConnectionUnusable`` when the connection is or becomes dead;
         ``TransientError`` (noted on the connection) when the platform could not answer."""
         dead: _Dead | None = None
-        failure: TransientError | None = None
+        failure: RefreshUnavailable | None = None
         async with tenant_transaction(self.pool, brand_id) as conn:
             row = await self._lock_row(conn, connection_id)
             if row is None:
@@ -348,9 +367,9 @@ class VaultCredentials:
                     async with asyncio.timeout(self.settings.platform_timeout_s + 5):
                         grant = await platform.refresh(self.vault.credentials(row))
                 except TimeoutError:
-                    failure = TransientError(row.platform, "the token refresh timed out")
+                    failure = RefreshUnavailable(row.platform, "the token refresh timed out")
                 except TransientError as exc:
-                    failure = exc
+                    failure = RefreshUnavailable.of(exc)
                 except RevokedError as exc:
                     dead = _Dead("revoked", exc.message)
                 except PlatformError as exc:  # auth expired, or the grant refused for good
@@ -440,7 +459,7 @@ class VaultCredentials:
                     return None if row is None else await change(conn, row)
             except _Busy:
                 if time.monotonic() >= deadline:
-                    raise TransientError(
+                    raise RefreshUnavailable(
                         "unknown", "the connection is busy elsewhere", retry_after_s=1.0
                     ) from None
                 await asyncio.sleep(pause)
