@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -132,6 +133,22 @@ class _Append:
     outbox: list[OutboxRow]
 
 
+@dataclass(frozen=True)
+class StagingMark:
+    """What a transaction had staged at one moment (``PendingWrites.mark``).
+
+    It keeps the staging lists themselves with their lengths: staging only ever appends to
+    a list, and ``flush``/``commit`` swap in new lists rather than clear the old ones, so
+    the first ``n`` items of a kept list are exactly what was staged at the mark, even
+    when a flush ran after it."""
+
+    appends: list[_Append]
+    n_appends: int
+    outbox: list[OutboxRow]
+    n_outbox: int
+    heads: dict[str, int]
+
+
 class PendingWrites:
     """The appends and outbox rows of one transaction, written together by ``flush``.
 
@@ -207,6 +224,22 @@ class PendingWrites:
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
         self._check_open()
         self._outbox.extend(rows)
+
+    def mark(self) -> StagingMark:
+        """What is staged now, for ``restore`` (``savepoint`` takes one on entry)."""
+        return StagingMark(
+            self._appends, len(self._appends), self._outbox, len(self._outbox), dict(self._heads)
+        )
+
+    def restore(self, mark: StagingMark) -> None:
+        """Stage exactly what was staged at ``mark`` again: what a ``ROLLBACK TO SAVEPOINT``
+        taken at the mark does to the database. A flush after the mark wrote inside the
+        savepoint, so the rollback undid it too: its rows from before the mark are staged
+        again, and the rest is dropped like everything else staged since."""
+        self._check_open()
+        self._appends = mark.appends[: mark.n_appends]
+        self._outbox = mark.outbox[: mark.n_outbox]
+        self._heads = dict(mark.heads)
 
     async def flush(self) -> list[RecordedEvent]:
         """Write everything staged in one statement (which takes the writers' lock: commit
@@ -400,6 +433,45 @@ def _staging(pending: PendingWrites) -> Iterator[None]:
     finally:
         pending._closed = True
         _PENDING.reset(token)
+
+
+_SAVEPOINT_IDS = itertools.count(1)
+
+
+@asynccontextmanager
+async def savepoint(conn: asyncpg.Connection, *, release: bool = True) -> AsyncIterator[None]:
+    """A savepoint inside ``conn``'s transaction whose staged writes follow it.
+
+    Appends and outbox rows are staged in this process until the commit writes them (see
+    ``PendingWrites``), so a raw ``ROLLBACK TO SAVEPOINT`` undoes a save's projection in the
+    database but leaves its event and outbox rows staged, and the commit would write them:
+    an event with no projection, announced to every consumer. Here the block's exception
+    rolls the database back to the savepoint *and* restores what was staged on entry (then
+    re-raises); a block that ends normally keeps both (with ``release`` the savepoint is
+    released, one round trip; without, it stays until the transaction ends, which costs
+    nothing more, see ``Repository._project``). Nests to any depth. Use this, never raw
+    ``SAVEPOINT`` SQL, around anything that saves or writes the outbox. (asyncpg's nested
+    ``conn.transaction()`` cannot open inside a kit transaction at all: it refuses a
+    transaction begun by SQL.)"""
+    if not conn.is_in_transaction():
+        raise RuntimeError("savepoint() must run inside a transaction")
+    pending = pending_writes(conn)
+    mark = pending.mark() if pending is not None else None
+    name = f"pressroom_sp_{next(_SAVEPOINT_IDS)}"
+    await conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        if pending is not None and mark is not None and not pending._closed:
+            pending.restore(mark)
+        if not conn.is_closed():
+            # A PostgresError here (the savepoint is gone: raw SQL in the block released or
+            # rolled back past it) propagates: the transaction is not where the caller thinks.
+            with contextlib.suppress(asyncpg.InterfaceError, OSError):
+                await conn.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+        raise
+    if release:
+        await conn.execute(f"RELEASE SAVEPOINT {name}")
 
 
 @asynccontextmanager
