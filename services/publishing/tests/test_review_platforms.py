@@ -5,13 +5,37 @@ adapter's counting differs, so a post passes our validation and is refused by th
 
 from __future__ import annotations
 
+import secrets
 import unicodedata
+from typing import Any
 
 import pytest
-from pressroom_publishing.platforms.base import TextCount, count_text
+from fakes import (
+    credentials,
+    follow_consent,
+    http_client,
+    image_bytes,
+    media_item,
+    media_server,
+    publish_request,
+    serve,
+)
+from fakes import instagram as ig_fake
+from fakes import threads as th_fake
+from pressroom_publishing.platforms.base import (
+    OAuthContext,
+    Platform,
+    PlatformHTTP,
+    PublishRequest,
+    TextCount,
+    TransientError,
+    count_text,
+)
+from pressroom_publishing.platforms.instagram import InstagramPlatform
 from pressroom_publishing.platforms.text import mastodon_length, weighted_length
+from pressroom_publishing.platforms.threads import ThreadsPlatform
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 
 def test_x_counts_a_url_without_scheme_as_23() -> None:
@@ -50,3 +74,90 @@ def test_graphemes_follow_uax29_extended_clusters(text: str, graphemes: int) -> 
     CR LF and Hangul jamo sequences join a cluster; the approximation counts them apart,
     so 300 Hindi syllables are refused as 600."""
     assert count_text(text, TextCount.GRAPHEMES) == graphemes
+
+
+# --- a failure after the post went out must not read as "not posted" -----------------------
+
+GRAPH_500 = {
+    "error": {
+        "message": "An unexpected error has occurred. Please retry your request later.",
+        "type": "OAuthException",
+        "code": 2,
+        "is_transient": True,
+        "fbtrace_id": "Ab1",
+    }
+}
+
+
+async def _publish_like_the_scheduler(
+    platform: Platform, creds: Any, request: PublishRequest
+) -> None:
+    """scheduler.py ``_attempt``: a ``TransientError`` that carries an HTTP status is a
+    plain retry (``reopen=False``, no ``find_published``); only one without a status is
+    reconciled first. So the adapter must not raise one with a status once the post is
+    live; here the retry is made as the scheduler would make it."""
+    try:
+        await platform.publish(creds, request)
+    except TransientError as exc:
+        if exc.status is None:
+            assert await platform.find_published(creds, request) is not None
+            return
+        await platform.publish(creds, request)
+
+
+async def _connect(platform: Platform, http: PlatformHTTP, name: str) -> Any:
+    context = OAuthContext(state=secrets.token_urlsafe(8), redirect_uri="http://127.0.0.1:9/cb")
+    consent = await follow_consent(http, await platform.authorization_url(context))
+    grant = await platform.exchange_code(consent["code"], context)
+    account = await platform.verify(credentials(name, grant.access_token, "?"))
+    return credentials(name, grant.access_token, account.account_id)
+
+
+async def test_threads_permalink_read_failing_after_threads_publish_double_posts() -> None:
+    """threads.py publish: after ``threads_publish`` answered the id, a ``GET /{id}`` for the
+    permalink that fails 500 (Graph code 2, "retry your request later") raises
+    ``TransientError(status=500)``; the scheduler retries and a second post goes out."""
+    fake = th_fake.FakeThreads()
+    async with serve(fake.app()) as url, http_client() as http:
+        fake.base_url = url
+        platform = ThreadsPlatform(
+            http,
+            {
+                "graph_url": url,
+                "auth_url": f"{url}/oauth/authorize",
+                "client_id": th_fake.APP_ID,
+                "client_secret": th_fake.APP_SECRET,
+                "poll_s": 0.01,
+            },
+        )
+        creds = await _connect(platform, http, "threads")
+        next_id = str(18000000000000000 + len(fake.media) + 1)
+        fake.fail(f"{th_fake.V}/{next_id}", 500, GRAPH_500, method="GET")
+        await _publish_like_the_scheduler(platform, creds, publish_request("hello threads"))
+        assert len(fake.media) == 1, "the post went out twice"
+
+
+async def test_instagram_permalink_read_failing_after_media_publish_double_posts() -> None:
+    """instagram.py publish: the same ``GET /{media-id}?fields=permalink,timestamp`` after
+    ``media_publish``; its failure makes the scheduler publish the photo a second time."""
+    fake = ig_fake.FakeInstagram()
+    async with serve(fake.app()) as url, media_server() as media, http_client() as http:
+        fake.base_url = url
+        platform = InstagramPlatform(
+            http,
+            {
+                "graph_url": url,
+                "oauth_api_url": url,
+                "auth_url": f"{url}/oauth/authorize",
+                "client_id": ig_fake.APP_ID,
+                "client_secret": ig_fake.APP_SECRET,
+                "poll_s": 0.01,
+            },
+        )
+        creds = await _connect(platform, http, "instagram")
+        data = image_bytes(10_000)
+        photo = media_item(media.add(data, "image/jpeg"), data)
+        next_id = str(18000000000000000 + len(fake.media) + 1)
+        fake.fail(f"{ig_fake.V}/{next_id}", 500, GRAPH_500, method="GET")
+        await _publish_like_the_scheduler(platform, creds, publish_request("kite", (photo,)))
+        assert len(fake.media) == 1, "the photo went out twice"
