@@ -5,8 +5,10 @@ adapter's counting differs, so a post passes our validation and is refused by th
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import unicodedata
+import uuid
 from typing import Any
 
 import pytest
@@ -22,7 +24,9 @@ from fakes import (
 )
 from fakes import instagram as ig_fake
 from fakes import threads as th_fake
+from fakes import tiktok as tt_fake
 from pressroom_publishing.platforms.base import (
+    MediaItem,
     OAuthContext,
     Platform,
     PlatformHTTP,
@@ -34,6 +38,7 @@ from pressroom_publishing.platforms.base import (
 from pressroom_publishing.platforms.instagram import InstagramPlatform
 from pressroom_publishing.platforms.text import mastodon_length, weighted_length
 from pressroom_publishing.platforms.threads import ThreadsPlatform
+from pressroom_publishing.platforms.tiktok import TikTokPlatform
 
 pytestmark = pytest.mark.integration
 
@@ -161,3 +166,50 @@ async def test_instagram_permalink_read_failing_after_media_publish_double_posts
         fake.fail(f"{ig_fake.V}/{next_id}", 500, GRAPH_500, method="GET")
         await _publish_like_the_scheduler(platform, creds, publish_request("kite", (photo,)))
         assert len(fake.media) == 1, "the photo went out twice"
+
+
+async def test_tiktok_status_fetch_failing_after_the_upload_double_posts() -> None:
+    """tiktok.py ``_wait``: once ``video/init`` is accepted and every chunk is uploaded,
+    TikTok publishes the Direct Post by itself (the Content Posting API's "Get Post Status"
+    only reports on it). A 500 ``internal_error`` from ``status/fetch`` raises
+    ``TransientError(status=500)``; the scheduler's retry makes a second ``video/init`` and a
+    second upload: two videos. (The fake creates the video only when its status is polled,
+    so the existing tests cannot see this.)"""
+    fake = tt_fake.FakeTikTok()
+    async with serve(fake.app()) as url, media_server() as media, http_client() as http:
+        fake.base_url = url
+        platform = TikTokPlatform(
+            http,
+            {
+                "api_url": url,
+                "auth_url": f"{url}/v2/auth/authorize/",
+                "client_key": tt_fake.CLIENT_KEY,
+                "client_secret": tt_fake.CLIENT_SECRET,
+                "poll_s": 0.01,
+            },
+        )
+        context = OAuthContext(
+            state="s", redirect_uri="http://127.0.0.1:9/cb", code_verifier=secrets.token_urlsafe(48)
+        )
+        consent = await follow_consent(http, await platform.authorization_url(context))
+        grant = await platform.exchange_code(consent["code"], context)
+        creds = credentials("tiktok", grant.access_token, tt_fake.OPEN_ID, username="acme")
+        data = image_bytes(200_000)
+        video = MediaItem(
+            media_id=uuid.uuid4(),
+            kind="video",
+            content_type="video/mp4",
+            size_bytes=len(data),
+            url=media.add(data, "video/mp4"),
+            duration_s=10.0,
+        )
+        fake.fail(
+            "/v2/post/publish/status/fetch/",
+            500,
+            {"data": {}, "error": {"code": "internal_error", "message": "", "log_id": "x"}},
+            method="POST",
+        )
+        with contextlib.suppress(TransientError):
+            await _publish_like_the_scheduler(platform, creds, publish_request("clip", (video,)))
+        uploaded = [s for s in fake.uploads.values() if s.get("done")]
+        assert len(uploaded) == 1, f"{len(uploaded)} complete Direct Posts for one post"
