@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+from aiohttp import web
 from fakes import (
     credentials,
     follow_consent,
@@ -23,6 +24,7 @@ from fakes import (
     serve,
 )
 from fakes import instagram as ig_fake
+from fakes import pinterest as pn_fake
 from fakes import threads as th_fake
 from fakes import tiktok as tt_fake
 from pressroom_publishing.platforms.base import (
@@ -36,6 +38,7 @@ from pressroom_publishing.platforms.base import (
     count_text,
 )
 from pressroom_publishing.platforms.instagram import InstagramPlatform
+from pressroom_publishing.platforms.pinterest import PinterestPlatform
 from pressroom_publishing.platforms.text import mastodon_length, weighted_length
 from pressroom_publishing.platforms.threads import ThreadsPlatform
 from pressroom_publishing.platforms.tiktok import TikTokPlatform
@@ -213,3 +216,49 @@ async def test_tiktok_status_fetch_failing_after_the_upload_double_posts() -> No
             await _publish_like_the_scheduler(platform, creds, publish_request("clip", (video,)))
         uploaded = [s for s in fake.uploads.values() if s.get("done")]
         assert len(uploaded) == 1, f"{len(uploaded)} complete Direct Posts for one post"
+
+
+class S3LikePinterest(pn_fake.FakePinterest):
+    """The fake, with the one thing real S3 does that it leaves out: a request body sent
+    with ``Transfer-Encoding: chunked`` is refused with 501 ``NotImplemented`` ("A header
+    you provided implies functionality that is not implemented", ``<Header>``
+    Transfer-Encoding), and one without ``Content-Length`` with 411
+    ``MissingContentLength``."""
+
+    async def s3_upload(self, request: web.Request) -> web.Response:
+        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            return web.Response(
+                status=501,
+                text="<Error><Code>NotImplemented</Code><Header>Transfer-Encoding</Header></Error>",
+            )
+        if request.headers.get("Content-Length") is None:
+            return web.Response(status=411, text="<Error><Code>MissingContentLength</Code></Error>")
+        return await super().s3_upload(request)
+
+
+async def test_pinterest_video_upload_is_a_form_post_s3_accepts() -> None:
+    """pinterest.py ``_upload_video``: ``POST /v5/media`` answers an ``upload_url`` on
+    Amazon S3 (``pinterest-media-upload.s3-accelerate.amazonaws.com``) with the form fields
+    of an S3 POST policy. The adapter streams the file as an ``AsyncIterablePayload``
+    of unknown length, so aiohttp sends the multipart body chunked; S3 answers 501, the
+    adapter calls that transient, and every video pin fails after its retries."""
+    fake = S3LikePinterest()
+    async with serve(fake.app()) as url, media_server() as media, http_client() as http:
+        fake.base_url = url
+        platform = PinterestPlatform(
+            http,
+            {
+                "api_url": url,
+                "auth_url": f"{url}/oauth/",
+                "client_id": pn_fake.CLIENT_ID,
+                "client_secret": pn_fake.CLIENT_SECRET,
+                "media_poll_s": 0.01,
+            },
+        )
+        creds = await _connect(platform, http, "pinterest")
+        clip = image_bytes(300_000, seed=5)
+        video = media_item(
+            media.add(clip, "video/mp4"), clip, kind="video", content_type="video/mp4"
+        )
+        published = await platform.publish(creds, publish_request("video", (video,)))
+        assert fake.pins[published.platform_post_id]
