@@ -9,6 +9,7 @@ import contextlib
 import secrets
 import unicodedata
 import uuid
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from fakes import instagram as ig_fake
 from fakes import pinterest as pn_fake
 from fakes import threads as th_fake
 from fakes import tiktok as tt_fake
+from pressroom_publishing.platforms import linkedin
 from pressroom_publishing.platforms.base import (
     MediaItem,
     OAuthContext,
@@ -262,3 +264,16 @@ async def test_pinterest_video_upload_is_a_form_post_s3_accepts() -> None:
         )
         published = await platform.publish(creds, publish_request("video", (video,)))
         assert fake.pins[published.platform_post_id]
+
+
+def test_linkedin_default_version_is_still_served() -> None:
+    """linkedin.py ``DEFAULT_VERSION = "202510"``. LinkedIn's Marketing "Migrations" page:
+    "Developers using LinkedIn Marketing APIs version 202510 (October 2025) to migrate to
+    the latest versions. | October 15, 2026". Past that date every call with the default
+    config answers 426 (the adapter's ``version_retired``): no LinkedIn post goes out
+    unless each deployment overrides ``version``."""
+    version = linkedin.DEFAULT_VERSION
+    # "supported and stable for a minimum of one year before sunset" (Versioning); 202510
+    # went on October 15, 2026, a year after its release month.
+    sunset = date(int(version[:4]) + 1, int(version[4:6]), 15)
+    assert datetime.now(UTC).date() < sunset, f"LinkedIn-Version {version} is sunset"
