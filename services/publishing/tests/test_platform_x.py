@@ -337,6 +337,11 @@ def test_weighted_counting():
     assert count_text(f"{'a' * 256} {url}", TextCount.WEIGHTED) == 280
     assert count_text("e\u0301" * 280, TextCount.WEIGHTED) == 280
     assert platform.validate(PostContent(text="e\u0301" * 280)) == []
+    # Without a scheme too, when the host ends in a known TLD (``extractUrlsWithoutProtocol``);
+    # not in an address, nor after ``.``/``-``/``/``, nor an unknown TLD.
+    assert count_text("www.example.org/x, then", TextCount.WEIGHTED) == 23 + 6
+    assert count_text("bob@example.com", TextCount.WEIGHTED) == 15
+    assert count_text("v1.2.3 a.b.c", TextCount.WEIGHTED) == 12
 
 
 async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
