@@ -22,7 +22,7 @@ from fakes import (
     serve,
 )
 from fakes.linkedin import CLIENT_ID, CLIENT_SECRET, PART, SUB, FakeLinkedIn
-from pressroom_publishing.platforms import adapter_class
+from pressroom_publishing.platforms import adapter_class, linkedin
 from pressroom_publishing.platforms.base import (
     AuthExpiredError,
     Credentials,
@@ -56,7 +56,7 @@ class Env:
                 "oauth_url": f"{self.url}/oauth/v2",
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
-                "version": "202510",
+                "version": linkedin.DEFAULT_VERSION,
                 **config,
             },
         )

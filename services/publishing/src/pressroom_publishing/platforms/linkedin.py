@@ -18,7 +18,8 @@ sends ``LinkedIn-Version: YYYYMM`` and ``X-Restli-Protocol-Version: 2.0.0``. Err
 configuration, never retried), 422 ``DUPLICATE_POST``, 429 throttling.
 
 Config: ``client_id``, ``client_secret``, ``version`` (``LinkedIn-Version``, default
-``DEFAULT_VERSION``; LinkedIn serves each version for about a year), ``api_url``
+``DEFAULT_VERSION``; LinkedIn serves each version for one year, then answers 426, which
+the adapter reports as a configuration error: keep the default current), ``api_url``
 (``https://api.linkedin.com``), ``oauth_url`` (``https://www.linkedin.com/oauth/v2``),
 ``web_url`` (``https://www.linkedin.com``), ``scopes``, ``media_timeout_s`` (300),
 ``clock``. Per connection (``Credentials.extra``): ``author`` (default
@@ -73,7 +74,11 @@ from pressroom_publishing.platforms.common import (
 )
 from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 
-DEFAULT_VERSION = "202510"
+# The newest Marketing version when this was written (July 2026, served until about July
+# 2027). LinkedIn sunsets each version a year after its release and answers 426 after
+# that: keep this current (Microsoft Learn, "LinkedIn Marketing API Versioning" and
+# "Migrations"), or set ``platforms.linkedin.version`` per deployment.
+DEFAULT_VERSION = "202607"
 DEFAULT_SCOPES = ("openid", "profile", "w_member_social")
 _LITTLE_TEXT = re.compile(r"([\\|{}@\[\]()<>#*_~])")
 _REVOKED = {"REVOKED_ACCESS_TOKEN", "65601"}
