@@ -220,6 +220,8 @@ class FakeLinkedIn(FakeBase):
         image = self.images.get(request.match_info["urn"])
         if image is None:
             return web.Response(status=404)
+        if request.content_length is None:  # the upload URL is a storage PUT: a length, no chunks
+            return web.Response(status=411)
         image["data"] = await request.read()
         return web.Response(status=201)
 

@@ -225,6 +225,15 @@ class FakePinterest(FakeBase):
         )
 
     async def s3_upload(self, request: web.Request) -> web.Response:
+        # Amazon S3's POST Object: a chunked body is 501 NotImplemented (the header "implies
+        # functionality that is not implemented"), one without a length 411.
+        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            return web.Response(
+                status=501,
+                text="<Error><Code>NotImplemented</Code><Header>Transfer-Encoding</Header></Error>",
+            )
+        if request.headers.get("Content-Length") is None:
+            return web.Response(status=411, text="<Error><Code>MissingContentLength</Code></Error>")
         if "Authorization" in request.headers:
             return web.Response(status=400, text="<Error><Code>InvalidArgument</Code></Error>")
         reader = await request.multipart()

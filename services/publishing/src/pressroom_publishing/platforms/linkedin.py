@@ -304,7 +304,7 @@ class LinkedInPlatform(Platform):
                 "PUT",
                 upload_url,
                 token=credentials.access_token,
-                data=media.body(),
+                data=media.payload(),
                 headers=headers,
                 ok=(200, 201),
                 client_timeout=upload_timeout(self),

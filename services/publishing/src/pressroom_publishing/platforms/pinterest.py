@@ -36,7 +36,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from aiohttp.payload import AsyncIterablePayload
 
 from pressroom_publishing.platforms.base import (
     Account,
@@ -293,9 +292,9 @@ class PinterestPlatform(Platform):
             form = aiohttp.MultipartWriter("form-data")
             for key, value in (parameters if isinstance(parameters, dict) else {}).items():
                 form.append(str(value)).set_content_disposition("form-data", name=str(key))
-            part = form.append_payload(
-                AsyncIterablePayload(media.body(), content_type=media.content_type)
-            )
+            # S3 POST uploads refuse a chunked body (501 NotImplemented): the file part knows
+            # its size, so the form is sent with its exact Content-Length, still streamed.
+            part = form.append_payload(media.payload())
             part.set_content_disposition(
                 "form-data", name="file", filename=item.filename or "video.mp4"
             )
