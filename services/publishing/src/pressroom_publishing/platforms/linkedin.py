@@ -67,6 +67,7 @@ from pressroom_publishing.platforms.base import (
 from pressroom_publishing.platforms.common import (
     as_int,
     clock_of,
+    create_once,
     expires_at,
     json_object,
     pause,
@@ -265,19 +266,28 @@ class LinkedInPlatform(Platform):
             body["content"] = {"multiImage": {"images": entries}}
         elif content.link:
             body["content"] = {"article": {"source": content.link, "title": content.link}}
-        answer = await self.http.request(
-            self,
-            "POST",
-            f"{self.api_url}/rest/posts",
-            token=credentials.access_token,
-            json=body,
-            headers=self._headers(),
-            ok=(201,),
-        )
-        post_urn = answer.headers.get("x-restli-id")
-        if not post_urn:
-            raise TransientError(self.id, "the post answer has no x-restli-id")
-        return self._published(post_urn, self.clock())
+
+        async def create() -> PublishedPost:
+            answer = await self.http.request(
+                self,
+                "POST",
+                f"{self.api_url}/rest/posts",
+                token=credentials.access_token,
+                json=body,
+                headers=self._headers(),
+                ok=(201,),
+            )
+            post_urn = answer.headers.get("x-restli-id")
+            if not post_urn:
+                raise TransientError(self.id, "the post answer has no x-restli-id")
+            return self._published(post_urn, self.clock())
+
+        def duplicate_of(refused: RejectedError) -> PublishedPost | None:
+            # LinkedIn names the post this one duplicates (same author, same content).
+            urn = refused.details.get("duplicate_of")
+            return self._published(urn, None) if isinstance(urn, str) else None
+
+        return await create_once(self, credentials, request, create, duplicate_of=duplicate_of)
 
     async def _upload_image(self, credentials: Credentials, author: str, item: MediaItem) -> str:
         answer = await self.http.request(

@@ -64,6 +64,7 @@ from pressroom_publishing.platforms.base import (
 from pressroom_publishing.platforms.common import (
     as_int,
     clock_of,
+    create_once,
     expires_at,
     json_object,
     parse_datetime,
@@ -246,18 +247,22 @@ class XPlatform(Platform):
         body: dict[str, Any] = {"text": text}
         if media_ids:
             body["media"] = {"media_ids": media_ids}
-        answer = await self.http.request(
-            self,
-            "POST",
-            f"{self.api_url}/2/tweets",
-            token=credentials.access_token,
-            json=body,
-            ok=(200, 201),
-        )
-        data = json_object(self, answer).get("data")
-        if not isinstance(data, dict):
-            raise TransientError(self.id, "the post answer has no data")
-        return self._published(credentials, data)
+
+        async def create() -> PublishedPost:
+            answer = await self.http.request(
+                self,
+                "POST",
+                f"{self.api_url}/2/tweets",
+                token=credentials.access_token,
+                json=body,
+                ok=(200, 201),
+            )
+            data = json_object(self, answer).get("data")
+            if not isinstance(data, dict):
+                raise TransientError(self.id, "the post answer has no data")
+            return self._published(credentials, data)
+
+        return await create_once(self, credentials, request, create)
 
     async def _upload(self, credentials: Credentials, item: MediaItem) -> str:
         """initialize -> append every segment in order -> finalize -> status until done."""
