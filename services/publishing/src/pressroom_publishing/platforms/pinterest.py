@@ -3,7 +3,8 @@ through media registration and upload.
 
 Followed: developers.pinterest.com, API v5 (2025): "Authentication" (``/oauth/`` dialog;
 ``POST /v5/oauth/token`` with HTTP Basic client authentication, ``authorization_code`` and
-``refresh_token`` grants; access tokens live 30 days, refresh tokens a year), ``GET
+``refresh_token`` grants; access tokens live 30 days, refresh tokens a year; a refresh
+sends ``refresh_on=true``, continuous refresh, and is answered a new refresh token), ``GET
 /v5/user_account``, ``GET /v5/boards``, ``POST /v5/pins`` (``media_source`` of
 ``image_url``, ``multiple_image_urls`` (2-5) or ``video_id``; ``description`` of at most
 500 characters, ``title`` 100, ``alt_text`` 500, ``note`` a private note), "Media upload"
@@ -151,8 +152,15 @@ class PinterestPlatform(Platform):
         if not credentials.refresh_token:
             raise AuthExpiredError(self.id, "no refresh token", code="no_refresh_token")
         try:
+            # ``refresh_on``: continuous refresh ("everlasting_refresh" answers): a new
+            # refresh token with every refresh, so a connection in use never reaches the
+            # end of its refresh token's year.
             return await self._token(
-                {"grant_type": "refresh_token", "refresh_token": credentials.refresh_token}
+                {
+                    "grant_type": "refresh_token",
+                    "refresh_token": credentials.refresh_token,
+                    "refresh_on": "true",
+                }
             )
         except RejectedError as exc:  # the refresh token expired or was revoked
             raise AuthExpiredError(self.id, exc.message, code=exc.code, status=exc.status) from exc
