@@ -300,7 +300,8 @@ async def test_an_unknown_outcome_is_reconciled_despite_tco_links(env: Env, cred
     photo = image_bytes(5000, seed=7)
     item = media_item(env.media.add(photo, "image/jpeg"), photo)
     request = publish_request(
-        f"Q&A <today> {secrets.token_hex(3)} https://example.com/agenda", (item,)
+        f"Q&A <today> {secrets.token_hex(3)} https://example.com/agenda, or pressroom.dev/faq",
+        (item,),
     )
     assert await platform.find_published(creds, request) is None
     published = await platform.publish(creds, request)

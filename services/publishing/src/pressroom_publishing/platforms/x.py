@@ -73,7 +73,7 @@ from pressroom_publishing.platforms.common import (
     today_within,
 )
 from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
-from pressroom_publishing.platforms.text import URL_RE
+from pressroom_publishing.platforms.text import urls
 
 DEFAULT_SCOPES = ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access")
 MAX_SEGMENT = 5 * 1024 * 1024
@@ -500,6 +500,12 @@ def _processing(body: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _comparable(text: str) -> str:
-    """A post's text without its URLs (X shows them as t.co links, and adds one for media),
-    unescaped (X escapes ``& < >``), white space collapsed."""
-    return " ".join(URL_RE.sub(" ", html.unescape(text)).split())
+    """A post's text without its URLs (X shows them as t.co links, those without a scheme
+    too, and adds one for media), unescaped (X escapes ``& < >``), white space collapsed."""
+    text = html.unescape(text)
+    pieces, position = [], 0
+    for start, end in urls(text, without_scheme=True):
+        pieces.append(text[position:start])
+        position = end
+    pieces.append(text[position:])
+    return " ".join(" ".join(pieces).split())
