@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import pytest
 from litestar import Controller, Request, get, patch, post
-from litestar.params import JSONBody
+from litestar.params import JSONBody, QueryParameter
 from litestar.testing import TestClient
 from pressroom_kit.http import PUBLIC, create_service_app
 from pressroom_kit.pagination import Cursor, position_cursor, read_position_cursor
@@ -129,3 +129,25 @@ def test_every_well_formed_cursor_is_a_position_and_others_are_a_422(client):
     parameters = client.get("/schema/openapi.json").json()["paths"]["/things"]["get"]
     (cursor_parameter,) = [p for p in parameters["parameters"] if p["name"] == "cursor"]
     assert "pattern" in str(cursor_parameter["schema"])
+
+
+def test_a_query_problem_names_the_parameter_as_the_client_sent_it():
+    @get("/days", opt=PUBLIC, sync_to_thread=False)
+    def days(
+        first: Annotated[date, QueryParameter(name="from")],
+        last: Annotated[date, QueryParameter(name="to")],
+        limit: int = 5,
+    ) -> dict[str, int]:
+        return {"days": (last - first).days}
+
+    app = create_service_app(name="t", route_handlers=[days], verifier=None)
+    with TestClient(app) as client:
+        answer = client.get("/days?from=yesterday&to=2026-12-02")
+        assert answer.status_code == 422
+        assert [e["field"] for e in answer.json()["errors"]] == ["from"]  # not "first"
+        answer = client.get("/days?from=2026-12-01")
+        assert answer.status_code == 422
+        assert answer.json()["errors"] == [{"field": "to", "message": "a required query parameter"}]
+        answer = client.get("/days?from=2026-12-01&to=2026-12-02&limit=x")
+        assert [e["field"] for e in answer.json()["errors"]] == ["limit"]
+        assert client.get("/days?from=2026-12-01&to=2026-12-03").json() == {"days": 2}

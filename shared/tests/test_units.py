@@ -173,3 +173,17 @@ def test_a_naive_occurred_at_is_refused_before_anything_is_staged():
     paris = timezone(timedelta(hours=1))
     (event,) = preview(datetime(2026, 1, 1, 13, 0, tzinfo=paris))
     assert event.occurred_at == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_dollar_quote_picks_a_tag_the_text_cannot_close(monkeypatch: pytest.MonkeyPatch):
+    """The staged writes travel as a dollar-quoted literal: the tag must occur in the text
+    neither whole (``$tag$``) nor as a tail the closing ``$`` would complete (``$tag``)."""
+    from pressroom_kit import eventstore
+
+    tags = iter(["aaaa", "bbbb", "cccc"])
+    monkeypatch.setattr(eventstore.secrets, "token_hex", lambda _n: next(tags))
+    # "$praaaa" ends the text (the closing $ would complete it), "$prbbbb$" is inside it.
+    text = "x $prbbbb$ y $praaaa"
+    assert eventstore.dollar_quote(text) == f"$prcccc${text}$prcccc$"
+    with pytest.raises(ValueError, match="NUL"):
+        eventstore.dollar_quote("a\x00b")

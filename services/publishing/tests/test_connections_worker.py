@@ -231,3 +231,28 @@ async def test_a_replica_dying_mid_refresh_releases_its_lock(fresh_db):
             await other_pool.close()
         assert dead.value.status == "expired"
         assert (await service.outbox_types())[-1] == "publishing.connection.expired.v1"
+
+
+async def test_a_token_living_no_longer_than_the_refresh_horizon_is_not_refreshed_every_pass(
+    fresh_db,
+):
+    """A 1-hour token against the 1-hour REFRESH_AHEAD_S: refreshed once it has lived half its
+    life, not on every pass (it was, once a minute, in the local stack)."""
+    async with connections_service(fresh_db) as service:
+        service.provider.lifetime_s = 3600
+        brand = uuid.uuid4()
+        await service.connect(brand)
+        worker = service.worker()
+        expires = await expiry(service)
+        for minutes in (0, 1, 10, 29):
+            service.clock.now = expires - timedelta(minutes=60 - minutes)
+            assert await worker.step() == 0, minutes
+        assert service.provider.calls["refresh"] == 0
+        service.clock.now = expires - timedelta(minutes=29)
+        assert await worker.step() == 1
+        assert service.provider.calls["refresh"] == 1
+        renewed = await expiry(service)
+        assert renewed > expires
+        service.clock.now += timedelta(minutes=1)
+        assert await worker.step() == 0  # the new token is young again
+        assert service.provider.calls["refresh"] == 1

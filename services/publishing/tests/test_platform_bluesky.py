@@ -33,6 +33,7 @@ from pressroom_publishing.platforms.base import (
     TransientError,
 )
 from pressroom_publishing.platforms.bluesky import REFERENCE_FIELD, BlueskyPlatform
+from pressroom_publishing.platforms.text import spans
 
 pytestmark = pytest.mark.integration
 
@@ -247,6 +248,15 @@ def test_grapheme_and_byte_limits():
     assert platform.validate(PostContent(text="a\u0308" * 300)) == []
     assert platform.validate(PostContent(text="🇯🇵" * 300)) == []
     assert platform.validate(PostContent(text="🇯🇵" * 301)) != []
+    # UAX #29 extended clusters: a Devanagari syllable with its spacing vowel sign is one.
+    assert platform.validate(PostContent(text="\u0915\u093f" * 300)) == []
+
+
+def test_a_bare_domain_is_a_link_facet_like_the_official_client_makes():
+    """The Bluesky app's ``detectFacets`` links ``bsky.app`` (a known TLD) as https."""
+    [span] = spans("go to bsky.app/profile now, or mail bob@example.com")
+    assert (span.kind, span.value) == ("link", "https://bsky.app/profile")
+    assert (span.byte_start, span.byte_end) == (6, 22)
 
 
 async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):

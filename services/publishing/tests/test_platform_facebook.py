@@ -197,10 +197,15 @@ async def test_graph_error_codes_map_onto_the_interface(env: Env, creds: Credent
         await platform.publish(creds, publish_request("x"))
     assert abusive.value.code == "368"
 
+    # 506 on a retry: the earlier attempt went out; it is found and returned. A 506 for a
+    # post that cannot be found stays a refusal.
     text = f"same {secrets.token_hex(3)}"
-    await platform.publish(creds, publish_request(text))
+    first = await platform.publish(creds, publish_request(text))
+    again = await platform.publish(creds, publish_request(text))
+    assert again.platform_post_id == first.platform_post_id
+    env.fake.fail(feed, 400, graph(506, message="(#506) Duplicate status message"))
     with pytest.raises(RejectedError) as duplicate:
-        await platform.publish(creds, publish_request(text))
+        await platform.publish(creds, publish_request(f"never posted {secrets.token_hex(3)}"))
     assert duplicate.value.code == "duplicate"
 
     gone = media_item(f"{env.media.base_url}/files/missing", b"x")

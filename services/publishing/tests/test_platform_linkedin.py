@@ -22,7 +22,7 @@ from fakes import (
     serve,
 )
 from fakes.linkedin import CLIENT_ID, CLIENT_SECRET, PART, SUB, FakeLinkedIn
-from pressroom_publishing.platforms import adapter_class
+from pressroom_publishing.platforms import adapter_class, linkedin
 from pressroom_publishing.platforms.base import (
     AuthExpiredError,
     Credentials,
@@ -56,7 +56,7 @@ class Env:
                 "oauth_url": f"{self.url}/oauth/v2",
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
-                "version": "202510",
+                "version": linkedin.DEFAULT_VERSION,
                 **config,
             },
         )
@@ -197,14 +197,23 @@ async def test_a_retired_version_is_a_configuration_error_not_a_retry(env: Env, 
     assert "platforms.linkedin.version" in retired.value.message
 
 
+LINKEDIN_DUPLICATE_WITHOUT_URN = {
+    "status": 422,
+    "code": "DUPLICATE_POST",
+    "message": "Content is a duplicate",
+}
+
+
 async def test_errors_map_onto_the_interface(env: Env, creds: Credentials):
     platform = env.platform()
     text = f"twice {secrets.token_hex(3)}"
     first = await platform.publish(creds, publish_request(text))
+    again = await platform.publish(creds, publish_request(text))  # 422 DUPLICATE_POST
+    assert again.platform_post_id == first.platform_post_id
+    env.fake.fail("/rest/posts", 422, LINKEDIN_DUPLICATE_WITHOUT_URN, method="POST")
     with pytest.raises(RejectedError) as duplicate:
-        await platform.publish(creds, publish_request(text))
+        await platform.publish(creds, publish_request(f"never posted {secrets.token_hex(3)}"))
     assert duplicate.value.code == "duplicate"
-    assert duplicate.value.details["duplicate_of"] == first.platform_post_id
 
     env.fake.fail(
         "/rest/posts",
@@ -294,11 +303,13 @@ def test_limits():
 async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
     platform = env.platform()
     request = publish_request(f"lost answer {secrets.token_hex(3)}")
+    posts_before = len(env.fake.posts)
     env.fake.drop("/rest/posts")
     with pytest.raises(TransientError):
         await platform.publish(creds, request)
     found = await platform.find_published(creds, request)
     assert found is not None
-    with pytest.raises(RejectedError) as duplicate:
-        await platform.publish(creds, request)
-    assert duplicate.value.details["duplicate_of"] == found.platform_post_id
+    # A retry that did not ask first: LinkedIn's duplicate refusal gives the post.
+    retried = await platform.publish(creds, request)
+    assert retried.platform_post_id == found.platform_post_id
+    assert len(env.fake.posts) == posts_before + 1

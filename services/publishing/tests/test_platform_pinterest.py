@@ -116,8 +116,11 @@ async def test_the_code_flow_and_refresh(env: Env):
     creds = credentials("pinterest", grant.access_token, "x", refresh_token=grant.refresh_token)
     account = await platform.verify(creds)
     assert account.name == "Acme" and account.extra["followers"] == 960
+    # Continuous refresh (``refresh_on``): every refresh answers a new refresh token.
     renewed = await platform.refresh(creds)
-    assert renewed.access_token != grant.access_token and renewed.refresh_token is None  # keep ours
+    assert renewed.access_token != grant.access_token
+    assert renewed.refresh_token and renewed.refresh_token != grant.refresh_token
+    assert renewed.refresh_token in env.fake.refresh
     with pytest.raises(AuthExpiredError):
         await platform.refresh(credentials("pinterest", "t", "x", refresh_token="pinr_unknown"))
     with pytest.raises(AuthExpiredError):

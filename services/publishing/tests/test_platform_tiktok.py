@@ -314,16 +314,55 @@ def test_video_rules_and_chunk_plan():
     assert chunk_plan(700 * MB, 100 * MB) == (64 * MB, 10)  # at most 64 MB
 
 
+async def test_once_the_upload_is_complete_publish_never_reads_as_not_posted(
+    env: Env, creds: Credentials
+):
+    """TikTok publishes a Direct Post by itself once the upload is complete: a lost or
+    failing status/fetch gives the post by its publish id, never a retryable error."""
+    platform = env.platform()
+    video, _ = env.video(1 * MB, seed=8)
+    before = len(env.fake.videos)
+    env.fake.drop("/v2/post/publish/status/fetch/")
+    published = await platform.publish(
+        creds, publish_request(f"lost {secrets.token_hex(3)}", (video,))
+    )
+    assert published.platform_post_id.startswith("v_pub_") and published.url is None
+    env.fake.fail(
+        "/v2/post/publish/status/fetch/",
+        429,
+        {"data": {}, "error": {"code": "rate_limit_exceeded", "message": "", "log_id": "x"}},
+        count=100,
+    )
+    try:
+        again = await platform.publish(
+            creds, publish_request(f"busy {secrets.token_hex(3)}", (video,))
+        )
+    finally:
+        env.fake.failures.clear()
+    assert again.platform_post_id.startswith("v_pub_")
+    assert len(env.fake.videos) == before + 2
+
+
 async def test_a_crash_between_the_platforms_commit_and_its_answer(env: Env, creds: Credentials):
+    """The last chunk's answer is lost: TikTok has the whole video and publishes it. While it
+    is processing (not yet listed) ``find_published`` finds it by the publish id this
+    process started; once listed, also a fresh process finds it by its title."""
     platform = env.platform()
     video, _ = env.video(1 * MB, seed=8)
     request = publish_request(f"lost answer {secrets.token_hex(3)}", (video,))
-    env.fake.processing_polls = 0
-    env.fake.drop("/v2/post/publish/status/fetch/")
-    try:
-        with pytest.raises(TransientError):
-            await platform.publish(creds, request)
-    finally:
-        env.fake.processing_polls = 1
+    env.fake.processing_polls = 1
+    env.fake.drop("/upload/", method="PUT", count=2)  # aiohttp resends an idempotent PUT once
+    with pytest.raises(TransientError) as lost:
+        await platform.publish(creds, request)
+    assert lost.value.status is None  # an unknown outcome: the scheduler reconciles
+    restarted = env.platform()
+    assert await restarted.find_published(creds, request) is None  # still processing
     found = await platform.find_published(creds, request)
-    assert found is not None and found.platform_post_id in env.fake.videos
+    assert found is not None and found.platform_post_id.startswith("v_pub_")
+    [upload] = [
+        s for s in env.fake.uploads.values() if s["post"].get("title") == request.content.text
+    ]
+    assert env.fake.videos[upload["video_id"]]["listed"] is False
+    await platform.find_published(creds, request)  # processing ends
+    found = await restarted.find_published(creds, request)
+    assert found is not None and found.platform_post_id == upload["video_id"]

@@ -528,14 +528,26 @@ class InboxConsumer:
     async def _apply_batch_once(self, items: Sequence[_Decoded]) -> int | None:
         outcomes: collections.Counter[str] = collections.Counter()
         failed: int | None = None
+        # The first handled item's brand travels with BEGIN (one round trip less per batch;
+        # a UUID, so safe to inline); the inbox has no row-level security, so setting it
+        # before the inbox insert changes nothing else.
+        tenant: object = next(
+            (i.event.brandid for i in items if i.handler is not None and i.event is not None),
+            _NO_TENANT,
+        )
+        begin = "BEGIN"
+        if tenant is not _NO_TENANT:
+            brand = "" if tenant is None else str(UUID(str(tenant)))
+            begin = f"BEGIN; SET LOCAL app.brand_id = '{brand}'"
         try:
             async with (
                 self.pool.acquire() as proxy,
-                eventstore.writes_transaction(cast(asyncpg.Connection, proxy), require_commit=True),
+                eventstore.writes_transaction(
+                    cast(asyncpg.Connection, proxy), begin=begin, require_commit=True
+                ),
             ):
                 conn = cast(asyncpg.Connection, proxy)
                 fresh = await self._record_in_inbox(conn, items)
-                tenant: object = _NO_TENANT
                 for index, item in enumerate(items):
                     if item.handler is None:
                         outcomes["ignored"] += 1

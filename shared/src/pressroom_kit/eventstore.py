@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -131,6 +133,22 @@ class _Append:
     outbox: list[OutboxRow]
 
 
+@dataclass(frozen=True)
+class StagingMark:
+    """What a transaction had staged at one moment (``PendingWrites.mark``).
+
+    It keeps the staging lists themselves with their lengths: staging only ever appends to
+    a list, and ``flush``/``commit`` swap in new lists rather than clear the old ones, so
+    the first ``n`` items of a kept list are exactly what was staged at the mark, even
+    when a flush ran after it."""
+
+    appends: list[_Append]
+    n_appends: int
+    outbox: list[OutboxRow]
+    n_outbox: int
+    heads: dict[str, int]
+
+
 class PendingWrites:
     """The appends and outbox rows of one transaction, written together by ``flush``.
 
@@ -207,6 +225,22 @@ class PendingWrites:
         self._check_open()
         self._outbox.extend(rows)
 
+    def mark(self) -> StagingMark:
+        """What is staged now, for ``restore`` (``savepoint`` takes one on entry)."""
+        return StagingMark(
+            self._appends, len(self._appends), self._outbox, len(self._outbox), dict(self._heads)
+        )
+
+    def restore(self, mark: StagingMark) -> None:
+        """Stage exactly what was staged at ``mark`` again: what a ``ROLLBACK TO SAVEPOINT``
+        taken at the mark does to the database. A flush after the mark wrote inside the
+        savepoint, so the rollback undid it too: its rows from before the mark are staged
+        again, and the rest is dropped like everything else staged since."""
+        self._check_open()
+        self._appends = mark.appends[: mark.n_appends]
+        self._outbox = mark.outbox[: mark.n_outbox]
+        self._heads = dict(mark.heads)
+
     async def flush(self) -> list[RecordedEvent]:
         """Write everything staged in one statement (which takes the writers' lock: commit
         right after it). Raises ``ConcurrencyError`` when a stream moved on meanwhile."""
@@ -265,11 +299,12 @@ class PendingWrites:
 
     async def commit(self) -> None:
         """Write everything staged and commit, with the writers' lock held only inside the
-        server: the rows travel first in the transaction-local setting ``pressroom.writes``
-        (no lock yet), then ``SELECT pressroom_flush_writes(); COMMIT`` goes as one simple
-        query, so the lock is released by a commit that no client round trip separates from
-        it. Raises ``ConcurrencyError`` (the transaction then needs a ROLLBACK) when a stream
-        moved on meanwhile."""
+        server: one simple query hands the rows over in the transaction-local setting
+        ``pressroom.writes`` (a dollar-quoted literal, see ``dollar_quote``), then
+        ``SELECT pressroom_flush_writes(); COMMIT`` takes the lock, writes and commits, so
+        the lock is released by a commit that no client round trip separates from it, and
+        the whole hand-over costs one round trip. Raises ``ConcurrencyError`` (the
+        transaction then needs a ROLLBACK) when a stream moved on meanwhile."""
         if not self:
             status = await self.conn.execute("COMMIT")
             if self.require_commit:
@@ -309,17 +344,16 @@ class PendingWrites:
                 for o in [*(o for a in appends for o in a.outbox), *outbox_only]
             ],
         }
+        writes = json.dumps(staged, separators=(",", ":"), default=str)
         try:
-            await self.conn.execute(
-                "SELECT FROM set_config('pressroom.writes', $1, true)",
-                json.dumps(staged, separators=(",", ":"), default=str),
+            status = await self.conn.execute(
+                f"SELECT FROM set_config('pressroom.writes', {dollar_quote(writes)}, true); "
+                "SELECT pressroom_flush_writes(); COMMIT"
             )
         except asyncpg.InFailedSQLTransactionError as exc:
             raise TransactionAborted(
                 "a statement of this transaction failed; nothing is written"
             ) from exc
-        try:
-            status = await self.conn.execute("SELECT pressroom_flush_writes(); COMMIT")
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "events_stream_id_version_key":
                 raise
@@ -338,6 +372,22 @@ class PendingWrites:
                 actual_version=int(hint) if hint and hint.isdigit() else None,
             ) from exc
         _check_committed(status)
+
+
+def dollar_quote(text: str) -> str:
+    """``text`` as a PostgreSQL dollar-quoted literal, ``$tag$text$tag$``.
+
+    The content of a dollar-quoted string is taken verbatim (no escapes, whatever
+    ``standard_conforming_strings`` says), and it ends at the first ``$tag$``; so the tag is
+    drawn at random until neither ``$tag$`` nor ``$tag`` (which the closing ``$`` would
+    complete) occurs in ``text``. A NUL cannot travel in a query; the JSON the kit quotes
+    has none (``json.dumps`` writes ``\\u0000``)."""
+    if "\x00" in text:
+        raise ValueError("a NUL character cannot travel in a query")
+    while True:
+        tag = f"pr{secrets.token_hex(6)}"
+        if f"${tag}" not in text:
+            return f"${tag}${text}${tag}$"
 
 
 # The SQLSTATE pressroom_flush_writes raises when a stream is not at the expected version.
@@ -383,6 +433,45 @@ def _staging(pending: PendingWrites) -> Iterator[None]:
     finally:
         pending._closed = True
         _PENDING.reset(token)
+
+
+_SAVEPOINT_IDS = itertools.count(1)
+
+
+@asynccontextmanager
+async def savepoint(conn: asyncpg.Connection, *, release: bool = True) -> AsyncIterator[None]:
+    """A savepoint inside ``conn``'s transaction whose staged writes follow it.
+
+    Appends and outbox rows are staged in this process until the commit writes them (see
+    ``PendingWrites``), so a raw ``ROLLBACK TO SAVEPOINT`` undoes a save's projection in the
+    database but leaves its event and outbox rows staged, and the commit would write them:
+    an event with no projection, announced to every consumer. Here the block's exception
+    rolls the database back to the savepoint *and* restores what was staged on entry (then
+    re-raises); a block that ends normally keeps both (with ``release`` the savepoint is
+    released, one round trip; without, it stays until the transaction ends, which costs
+    nothing more, see ``Repository._project``). Nests to any depth. Use this, never raw
+    ``SAVEPOINT`` SQL, around anything that saves or writes the outbox. (asyncpg's nested
+    ``conn.transaction()`` cannot open inside a kit transaction at all: it refuses a
+    transaction begun by SQL.)"""
+    if not conn.is_in_transaction():
+        raise RuntimeError("savepoint() must run inside a transaction")
+    pending = pending_writes(conn)
+    mark = pending.mark() if pending is not None else None
+    name = f"pressroom_sp_{next(_SAVEPOINT_IDS)}"
+    await conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        if pending is not None and mark is not None and not pending._closed:
+            pending.restore(mark)
+        if not conn.is_closed():
+            # A PostgresError here (the savepoint is gone: raw SQL in the block released or
+            # rolled back past it) propagates: the transaction is not where the caller thinks.
+            with contextlib.suppress(asyncpg.InterfaceError, OSError):
+                await conn.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+        raise
+    if release:
+        await conn.execute(f"RELEASE SAVEPOINT {name}")
 
 
 @asynccontextmanager

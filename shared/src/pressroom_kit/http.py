@@ -8,6 +8,7 @@ ids, the JWT guard, tracing and the OpenAPI document.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
@@ -91,13 +92,42 @@ def _pressroom_error(_: Request[Any, Any, Any], exc: PressroomError) -> Response
     return problem(exc.status, exc.title, exc.detail, code=exc.code, **extra)
 
 
-def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+def _parameter_aliases(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Python parameter name -> the name the client sent (``Parameter(query="from")``), so a
+    problem names ``from``, not the handler's ``since``."""
+    try:
+        parameters = request.route_handler.parsed_fn_signature.parameters
+    except (AttributeError, LookupError):
+        return {}
+    aliases = {}
+    for name, parameter in parameters.items():
+        definition = parameter.kwarg_definition
+        alias = None
+        # ``QueryParameter(name=...)`` and friends, or the older ``Parameter(query=...)``.
+        for attribute in ("name", "query", "header", "cookie"):
+            alias = alias or getattr(definition, attribute, None)
+        if isinstance(alias, str) and alias != name:
+            aliases[name] = alias
+    return aliases
+
+
+_MISSING = re.compile(r"Missing required (?P<where>\w+ parameter) '(?P<name>[^']+)'")
+
+
+def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     errors = []
+    aliases = _parameter_aliases(request)
     for entry in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(entry, dict):
-            errors.append(
-                {"field": entry.get("key") or entry.get("source"), "message": entry.get("message")}
-            )
+            key = entry.get("key")
+            if isinstance(key, str) and entry.get("source") != "body":
+                key = aliases.get(key, key)
+            field = key
+            errors.append({"field": field or entry.get("source"), "message": entry.get("message")})
+    missing = _MISSING.search(exc.detail or "")
+    if not errors and missing:
+        # Litestar names a missing parameter only in its message.
+        errors.append({"field": missing["name"], "message": f"a required {missing['where']}"})
     status = 400 if "malformed" in (exc.detail or "").lower() else 422
     return problem(
         status, "Validation failed", exc.detail or "invalid input", code="validation", errors=errors

@@ -46,6 +46,9 @@ from pressroom_kit.logs import get_logger
 log = get_logger(__name__)
 
 _RELAY_LOCK = 7_250_003
+# The event store's writers' lock: every outbox insert holds it (the SQL function
+# pressroom_flush_writes takes the same number).
+_WRITERS_LOCK = eventstore._APPEND_LOCK
 NOTIFY_CHANNEL = "pressroom_outbox"
 
 # The largest message the relay publishes; also the producer's ``max_request_size`` (the
@@ -175,6 +178,10 @@ class RelaySettings:
     # After a wake-up, wait at least this long since the previous fetch so that a burst of
     # commits (each one NOTIFYs) travels as one batch instead of one query per commit.
     min_batch_interval: float = 0.005
+    # A fetch of at least this many rows means load: the relay then asks commits not to
+    # NOTIFY (see migration 0006) and fetches every min_batch_interval until one comes back
+    # empty; fewer rows, and commits go on waking it, as when idle.
+    busy_rows: int = 2
     standby_interval: float = 1.0
     max_backoff: float = 5.0
     retention: timedelta = timedelta(days=1)
@@ -255,6 +262,8 @@ class Relay:
         self.is_leader = False
         self.parked = 0
         self._wake = asyncio.Event()
+        # Whether commits notify us (outbox_relay_state.waiting); None: not known yet.
+        self._waiting: bool | None = None
         self._producer: AIOKafkaProducer | None = None
         # (topic, key) held back after a retryable failure, until the monotonic time given.
         self._held: dict[tuple[str, str], float] = {}
@@ -307,6 +316,7 @@ class Relay:
             metrics.RELAY_LEADER.labels(self.service).set(1)
             log.info("relay is the leader", service=self.service)
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            self._waiting = None  # a previous leader may have left it either way
             await self._publish_loop(conn, stop)
         finally:
             try:
@@ -375,6 +385,10 @@ class Relay:
                 [key for _, key in self._held],
             )
             if rows:
+                if len(rows) >= self.settings.busy_rows and self._waiting is not False:
+                    # Under load: commits need not notify until we wait again.
+                    await conn.execute("UPDATE outbox_relay_state SET waiting = false")
+                    self._waiting = False
                 try:
                     batch = await self._publish(rows)
                 except (TimeoutError, kafka_errors.KafkaError, OSError) as exc:
@@ -401,18 +415,37 @@ class Relay:
                     if batch.first_error is None
                     else f"holding {len(self._held)} keys back: {batch.first_error!r}",
                 )
-                if len(rows) == self.settings.batch_size:
-                    continue
-            else:
-                self._beat(
-                    ok=not self._held,
-                    detail="idle" if not self._held else f"holding {len(self._held)} keys back",
-                )
+                # Fetch again after min_batch_interval rather than wait for a NOTIFY: under
+                # load the next commits are already there, and they do not notify.
+                continue
+            if not self._waiting:
+                # Going idle: from now on commits notify; the next fetch sees the rows of
+                # any commit that came before (see _announce_waiting).
+                await self._announce_waiting(conn)
+                continue
+            self._beat(
+                ok=not self._held,
+                detail="idle" if not self._held else f"holding {len(self._held)} keys back",
+            )
             timeout = min(self.settings.poll_interval, self._ping_interval)
             if self._held:
                 timeout = min(timeout, max(0.0, min(self._held.values()) - time.monotonic()))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _announce_waiting(self, conn: asyncpg.Connection) -> None:
+        """Set ``outbox_relay_state.waiting`` in a transaction that holds the writers' lock
+        through its commit. Outbox rows are only inserted under that lock, and the notify
+        trigger reads the flag with a fresh snapshot, so every commit either finished before
+        this one (the next fetch sees its rows) or sees the flag and notifies."""
+        await conn.execute(
+            """
+            WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($1::bigint))
+            UPDATE outbox_relay_state SET waiting = true FROM lock
+            """,
+            _WRITERS_LOCK,
+        )
+        self._waiting = True
 
     def _hold(self, batch: _Batch) -> None:
         """Hold back the (topic, key)s that failed retryably, with a shared backoff that grows

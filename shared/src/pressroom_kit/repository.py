@@ -129,12 +129,16 @@ class Repository(Generic[A]):
             return
         if pending is not None:
             pending.savepoints += 1
-        await conn.execute("SAVEPOINT pressroom_projection")
         try:
-            await projector.apply(conn, preview)
+            # Not released: a release is one more round trip per save and buys nothing. A
+            # released savepoint keeps its subtransaction (and cache entry) until the
+            # transaction ends all the same; the next save's savepoint nests inside this one,
+            # a caller's own savepoints keep working around or inside it, and COMMIT ends
+            # them all. Any failure rolls the projection back together with whatever it
+            # staged (``eventstore.savepoint``), so a caller that goes on keeps none of it.
+            async with eventstore.savepoint(conn, release=False):
+                await projector.apply(conn, preview)
         except asyncpg.IntegrityConstraintViolationError:
-            await conn.execute("ROLLBACK TO SAVEPOINT pressroom_projection")
-            await conn.execute("RELEASE SAVEPOINT pressroom_projection")
             actual = await eventstore.current_version(conn, item.id)
             if actual != item.version:
                 raise ConcurrencyError(
@@ -143,8 +147,6 @@ class Repository(Generic[A]):
                     actual_version=actual,
                 ) from None
             raise  # we did not lose a race: the projection itself is wrong
-        # Released, the next save's savepoint is a sibling, not nested ever deeper.
-        await conn.execute("RELEASE SAVEPOINT pressroom_projection")
 
     def _public_messages(
         self, events: Sequence[RecordedEvent], traceparent: str | None

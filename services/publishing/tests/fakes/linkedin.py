@@ -23,7 +23,22 @@ from fakes import FakeBase, bearer, token
 CLIENT_ID = "86abcdefgh"
 CLIENT_SECRET = "li-secret"
 SUB = "782bbtaQ"
-ACTIVE_VERSIONS = {"202505", "202510", "202601"}
+
+
+def active_versions(today: datetime | None = None) -> set[str]:
+    """The versions LinkedIn serves on ``today``, by its Versioning page: a monthly release,
+    each "supported and stable for a minimum of one year before sunset" (the Migrations
+    table sunsets version YYYYMM around the 15th of that month a year later)."""
+    now = today or datetime.now(UTC)
+    served = set()
+    for back in range(13):
+        month = now.year * 12 + now.month - 1 - back
+        year, index = divmod(month, 12)
+        if back < 12 or now.day < 15:
+            served.add(f"{year:04d}{index + 1:02d}")
+    return served
+
+
 PART = 4 * 1024 * 1024
 
 
@@ -92,7 +107,7 @@ class FakeLinkedIn(FakeBase):
                     "LinkedIn-Version header.",
                     "VERSION_MISSING",
                 )
-            if version not in ACTIVE_VERSIONS:
+            if version not in active_versions():
                 return self.error(
                     426, f"Requested version {version} is not active", "NONEXISTENT_VERSION"
                 )
@@ -205,6 +220,8 @@ class FakeLinkedIn(FakeBase):
         image = self.images.get(request.match_info["urn"])
         if image is None:
             return web.Response(status=404)
+        if request.content_length is None:  # the upload URL is a storage PUT: a length, no chunks
+            return web.Response(status=411)
         image["data"] = await request.read()
         return web.Response(status=201)
 

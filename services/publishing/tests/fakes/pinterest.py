@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -105,7 +106,13 @@ class FakePinterest(FakeBase):
             if form.get("refresh_token") not in self.refresh:
                 return self.error(400, 1, "Invalid refresh token")
             answer = self.issue()
-            del answer["refresh_token"]
+            if form.get("refresh_on") == "true":  # continuous refresh: a new refresh token
+                self.refresh.discard(str(form["refresh_token"]))
+                answer["response_type"] = "everlasting_refresh"
+                answer["refresh_token_expires_at"] = int(time.time()) + 31536000
+            else:  # the legacy answer: no refresh token, the first one lasts its year
+                self.refresh.discard(answer.pop("refresh_token"))
+                answer["response_type"] = "refresh_token"
             return web.json_response(answer)
         return self.error(400, 1, "grant_type is invalid")
 
@@ -225,6 +232,15 @@ class FakePinterest(FakeBase):
         )
 
     async def s3_upload(self, request: web.Request) -> web.Response:
+        # Amazon S3's POST Object: a chunked body is 501 NotImplemented (the header "implies
+        # functionality that is not implemented"), one without a length 411.
+        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+            return web.Response(
+                status=501,
+                text="<Error><Code>NotImplemented</Code><Header>Transfer-Encoding</Header></Error>",
+            )
+        if request.headers.get("Content-Length") is None:
+            return web.Response(status=411, text="<Error><Code>MissingContentLength</Code></Error>")
         if "Authorization" in request.headers:
             return web.Response(status=400, text="<Error><Code>InvalidArgument</Code></Error>")
         reader = await request.multipart()

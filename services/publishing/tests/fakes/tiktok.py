@@ -239,8 +239,8 @@ class FakeTikTok(FakeBase):
                         {}, "invalid_params", "The video URL could not be fetched.", 400
                     )
                 state["received"] = bytearray(await answer.read())
-            state["done"] = True
             self.uploads[publish_id] = state
+            self.complete(state)
             return envelope({"publish_id": publish_id})
         return envelope({}, "invalid_params", "source is invalid", 400)
 
@@ -259,9 +259,22 @@ class FakeTikTok(FakeBase):
         state["received"].extend(data)
         state["chunks"].append(len(data))
         if len(state["received"]) == size:
-            state["done"] = True
+            self.complete(state)
             return web.Response(status=201)
         return web.Response(status=206)
+
+    def complete(self, state: dict[str, Any]) -> None:
+        """The upload is complete: TikTok now publishes the Direct Post by itself (status
+        fetching only reports on it); the video is listed once processing is over."""
+        state["done"] = True
+        video_id = str(7300000000000000000 + len(self.videos) + 1)
+        state["video_id"] = video_id
+        self.videos[video_id] = {
+            "title": state["post"].get("title", ""),
+            "bytes": bytes(state["received"]),
+            "privacy": state["post"]["privacy_level"],
+            "listed": state["polls"] <= 0,
+        }
 
     async def status(self, request: web.Request) -> web.Response:
         if (refused := self.authorized(request)) is not None:
@@ -277,14 +290,7 @@ class FakeTikTok(FakeBase):
         if state["polls"] > 0:
             state["polls"] -= 1
             return envelope({"status": "PROCESSING_DOWNLOAD"})
-        if "video_id" not in state:
-            video_id = str(7300000000000000000 + len(self.videos) + 1)
-            state["video_id"] = video_id
-            self.videos[video_id] = {
-                "title": state["post"].get("title", ""),
-                "bytes": bytes(state["received"]),
-                "privacy": state["post"]["privacy_level"],
-            }
+        self.videos[state["video_id"]]["listed"] = True
         public = (
             [int(state["video_id"])]
             if state["post"]["privacy_level"] == "PUBLIC_TO_EVERYONE"
@@ -296,7 +302,8 @@ class FakeTikTok(FakeBase):
         if (refused := self.authorized(request)) is not None:
             return refused
         body = await request.json()
-        newest = sorted(self.videos, reverse=True)[: min(int(body.get("max_count", 10)), 20)]
+        listed = [v for v in self.videos if self.videos[v]["listed"]]
+        newest = sorted(listed, reverse=True)[: min(int(body.get("max_count", 10)), 20)]
         return envelope(
             {
                 "videos": [

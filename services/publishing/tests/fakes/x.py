@@ -27,10 +27,19 @@ CLIENT_SECRET = "x-client-secret"
 MAX_SEGMENT = 5 * 1024 * 1024
 
 
+# A link as X finds it: with a scheme, or a bare domain with a TLD (a few common ones here),
+# with an optional path; X shows each as a t.co link and weighs it 23.
+LINK = re.compile(
+    r"(?:https?://|(?<![\w@.\-/])(?:[a-z0-9-]+\.)+(?:com|org|net|dev|io|app)(?![\w@+-]))"
+    r"(?:\S*[^\s.,;:!?'\")\]])?",  # trailing punctuation ends the sentence, not the link
+    re.IGNORECASE,
+)
+
+
 def _weight(text: str) -> int:
     """twitter-text v3, as documented: URLs 23, most Latin text 1, everything else 2,
     an emoji (joiners, selectors and modifiers included) 2."""
-    text = unicodedata.normalize("NFC", re.sub(r"https?://\S+", "x" * 23, text))
+    text = unicodedata.normalize("NFC", LINK.sub("x" * 23, text))
     total, joined = 0, False
     for char in text:
         code = ord(char)
@@ -271,7 +280,7 @@ class FakeX(FakeBase):
                 403, "Forbidden", "You are not allowed to create a Tweet with duplicate content."
             )
         tweet_id = str(1445880548472328192 + len(self.tweets) + 1)
-        shown = re.sub(r"https?://\S+", lambda _: f"https://t.co/{secrets.token_hex(5)}", text)
+        shown = LINK.sub(lambda _: f"https://t.co/{secrets.token_hex(5)}", text)
         if media_ids:
             shown += f" https://t.co/{secrets.token_hex(5)}"
         self.tweets[tweet_id] = {

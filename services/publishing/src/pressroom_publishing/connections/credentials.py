@@ -1,27 +1,42 @@
 """``VaultCredentials``: the scheduler's ``CredentialSource``, and every token operation that
 talks to a platform (refresh, verify, revoke), in one place.
 
-Single-flight refresh across replicas: a refresh locks the connection's tokens row
-(``SELECT ... FOR UPDATE`` in the brand's tenant transaction), checks that the token it
-wanted to replace is still the stored one (else another replica already refreshed: the newer
-token is returned and the platform is not called), and holds the lock across the one
-platform call. That is deliberate: platforms that rotate refresh tokens invalidate the old
-one on use, so two replicas refreshing at once would kill the connection. The lock is safe
-to hold because (a) the call is bounded (``platform_timeout_s``), (b) what waits on it is only
-another refresh or change of the same connection, which wants to see its outcome anyway,
-(c) readers never lock (MVCC), the worker's claim skips locked rows, and (d) every
-transaction that changes a connection takes this lock first and only then appends the
-connection's events, so no two of ours wait on each other in opposite order (no deadlock).
-The cost is one pooled database connection per refresh in flight.
+Single-flight refresh, in three layers, so that one refresh is in flight per connection and
+a hanging token endpoint cannot starve the database pool:
+
+1. In one process, concurrent refreshes of a connection share one ``asyncio`` future: the
+   first caller leads, the others wait on the future (holding no database connection) and
+   get its outcome: the new token, or the very same ``TransientError``/``ConnectionUnusable``
+   without calling the platform again. A waiter whose token is still stale after a refresh
+   that was not for it (the leader found nothing due) goes on to lead one of its own.
+2. Across replicas, the leader locks the connection's tokens row (``SELECT ... FOR UPDATE``
+   in the brand's tenant transaction) and waits for that lock at most ``lock_wait_s``
+   (``SET LOCAL lock_timeout``). When another replica holds it longer, the row is re-read
+   without a lock: a token that changed meanwhile is returned, else
+   ``RefreshUnavailable("refresh in progress elsewhere")`` (a ``TransientError``): the
+   caller retries later; it never sits on a pooled connection for the other replica's
+   whole platform timeout.
+3. The lock is held across the one platform call (bounded by ``platform_timeout_s + 5``).
+   That is deliberate: platforms that rotate refresh tokens invalidate the old one on use,
+   so two replicas refreshing at once would kill the connection. What waits on the lock is
+   another replica's refresh (bounded, see 2.) or a change of the same connection, readers
+   never lock (MVCC), the worker's claim skips locked rows, and every transaction that
+   changes a connection takes this lock first and only then appends the connection's events
+   (one lock order: no deadlock). The cost is one pooled connection per refresh in flight,
+   so leaders also take one of ``max_refreshes`` slots first (default a quarter of the pool):
+   when a platform's token endpoint hangs for every connection at once, the rest queue in
+   memory, not on the pool — the API, relay, consumers and lease keepers keep their
+   connections.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -48,8 +63,34 @@ from pressroom_publishing.settings import PublishingSettings
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 # ``credentials`` refreshes first when the token would expire within this margin.
 REFRESH_MARGIN = timedelta(minutes=1)
+# How long a refresh waits for another replica's lock on the tokens row before it gives up
+# with a ``TransientError`` (it holds a pooled connection while it waits).
+LOCK_WAIT_S = 2.0
+
+
+class RefreshUnavailable(TransientError):
+    """A token could not be refreshed (or a connection changed) just now: the platform's
+    token endpoint failed passingly or timed out, or another replica holds the connection.
+    Raised before any publication was attempted, so a caller must not read its missing
+    ``status`` as "the platform may have acted" — nothing was sent but a token request."""
+
+    @classmethod
+    def of(cls, exc: TransientError) -> RefreshUnavailable:
+        return cls(
+            exc.platform,
+            exc.message,
+            code=exc.code,
+            status=exc.status,
+            details=exc.details,
+            retry_after_s=exc.retry_after_s,
+        )
+
+
+class _Busy(Exception):
+    """The tokens row stayed locked (another replica's refresh) past ``lock_wait_s``."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +109,19 @@ class VaultCredentials:
         platforms: Mapping[str, Platform],
         settings: PublishingSettings,
         clock: Clock,
+        *,
+        lock_wait_s: float = LOCK_WAIT_S,
+        max_refreshes: int | None = None,
     ) -> None:
         self.pool = pool
         self.vault = Vault(box)
         self.platforms = platforms
         self.settings = settings
         self.clock = clock
+        self.lock_wait_s = lock_wait_s
+        slots = max_refreshes if max_refreshes is not None else pool.get_max_size() // 4
+        self._slots = asyncio.Semaphore(max(1, slots))
+        self._flights: dict[UUID, asyncio.Future[TokenRow]] = {}
 
     # --- CredentialSource -------------------------------------------------------------
 
@@ -191,20 +239,21 @@ class VaultCredentials:
                 f"{row.account_id}; reconnect",
             )
             return
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
-                return  # disconnected meanwhile
+
+        async def record(conn: asyncpg.Connection, _: TokenRow) -> None:
             connection = await handlers.load(conn, connection_id)
             connection.verified(account_name=account.name, at=self.clock())
             await handlers.save(conn, connection, actor=actor)
 
+        await self.change(brand_id, connection_id, record)  # None: disconnected meanwhile
+
     async def _errored(self, brand_id: UUID, connection_id: UUID, reason: str) -> None:
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
-                return
+        async def record(conn: asyncpg.Connection, _: TokenRow) -> None:
             connection = await handlers.load(conn, connection_id)
             connection.errored(reason, at=self.clock())
             await handlers.save(conn, connection, actor=None)
+
+        await self.change(brand_id, connection_id, record)
 
     async def disconnect(self, brand_id: UUID, connection_id: UUID, *, actor: str) -> None:
         """Revoke on the platform where it allows (any failure there is logged and the
@@ -230,17 +279,68 @@ class VaultCredentials:
                     error=exc.message,
                     kind=exc.kind,
                 )
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
-                raise NotFound(f"no connection {connection_id}", code="no_connection")
+
+        async def drop(conn: asyncpg.Connection, _: TokenRow) -> bool:
             connection = await handlers.load(conn, connection_id)
             connection.disconnect(by=actor)
             await handlers.save(conn, connection, actor=actor)
             await self.vault.delete(conn, connection_id)
+            return True
+
+        if await self.change(brand_id, connection_id, drop) is None:
+            raise NotFound(f"no connection {connection_id}", code="no_connection")
 
     # --- the one refresh --------------------------------------------------------------
 
     async def _refresh(
+        self, brand_id: UUID, connection_id: UUID, *, wanted: Callable[[TokenRow], bool]
+    ) -> TokenRow:
+        """One refresh per connection in this process: join the one in flight (its outcome
+        is ours, unless its new row still is what we wanted replaced), else lead one."""
+        while (flight := self._flights.get(connection_id)) is not None:
+            row = await asyncio.shield(flight)  # its TransientError/ConnectionUnusable too
+            if not wanted(row):
+                return row
+        flight = asyncio.get_running_loop().create_future()
+        # Retrieve the outcome even when nobody joined (no "never retrieved" warning).
+        flight.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._flights[connection_id] = flight
+        try:
+            row = await self._lead(brand_id, connection_id, wanted=wanted)
+        except asyncio.CancelledError:
+            flight.set_exception(RefreshUnavailable("unknown", "the token refresh was interrupted"))
+            raise
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
+        else:
+            flight.set_result(row)
+            return row
+        finally:
+            del self._flights[connection_id]
+
+    async def _lead(
+        self, brand_id: UUID, connection_id: UUID, *, wanted: Callable[[TokenRow], bool]
+    ) -> TokenRow:
+        """Take a refresh slot, then refresh under the row lock; when another replica holds
+        the lock past ``lock_wait_s``: the row as it stands if no longer ``wanted``, else
+        ``TransientError``."""
+        async with self._slots:
+            try:
+                return await self._refresh_locked(brand_id, connection_id, wanted=wanted)
+            except _Busy:
+                pass
+            async with tenant_transaction(self.pool, brand_id) as conn:
+                row = await self.vault.read(conn, lock=False, connection_id=connection_id)
+        if row is None:
+            raise ConnectionUnusable("unknown", "missing", "the connection was removed")
+        if not wanted(row):
+            return row  # the other replica's refresh landed meanwhile
+        raise RefreshUnavailable(
+            row.platform, "refresh in progress elsewhere", retry_after_s=self.lock_wait_s
+        )
+
+    async def _refresh_locked(
         self, brand_id: UUID, connection_id: UUID, *, wanted: Callable[[TokenRow], bool]
     ) -> TokenRow:
         """Under the tokens row's lock: if ``wanted(row)`` (the token we hold is still the
@@ -248,9 +348,9 @@ class VaultCredentials:
         row as it stands. ``ConnectionUnusable`` when the connection is or becomes dead;
         ``TransientError`` (noted on the connection) when the platform could not answer."""
         dead: _Dead | None = None
-        failure: TransientError | None = None
+        failure: RefreshUnavailable | None = None
         async with tenant_transaction(self.pool, brand_id) as conn:
-            row = await self.vault.read(conn, lock=True, connection_id=connection_id)
+            row = await self._lock_row(conn, connection_id)
             if row is None:
                 raise ConnectionUnusable("unknown", "missing", "the connection was removed")
             if row.status != "error":  # an errored one keeps its tokens fresh for its recovery
@@ -267,9 +367,9 @@ class VaultCredentials:
                     async with asyncio.timeout(self.settings.platform_timeout_s + 5):
                         grant = await platform.refresh(self.vault.credentials(row))
                 except TimeoutError:
-                    failure = TransientError(row.platform, "the token refresh timed out")
+                    failure = RefreshUnavailable(row.platform, "the token refresh timed out")
                 except TransientError as exc:
-                    failure = exc
+                    failure = RefreshUnavailable.of(exc)
                 except RevokedError as exc:
                     dead = _Dead("revoked", exc.message)
                 except PlatformError as exc:  # auth expired, or the grant refused for good
@@ -287,6 +387,17 @@ class VaultCredentials:
             raise failure
         assert dead is not None
         raise ConnectionUnusable(row.platform, dead.status, dead.reason)
+
+    async def _lock_row(self, conn: asyncpg.Connection, connection_id: UUID) -> TokenRow | None:
+        """The tokens row, locked, waiting at most ``lock_wait_s`` for it (``_Busy`` then:
+        the transaction is aborted and must be left)."""
+        await conn.execute(f"SET LOCAL lock_timeout = '{max(1, int(self.lock_wait_s * 1000))}ms'")
+        try:
+            row = await self.vault.read(conn, lock=True, connection_id=connection_id)
+        except asyncpg.LockNotAvailableError as exc:
+            raise _Busy from exc
+        await conn.execute("SET LOCAL lock_timeout = 0")  # the rest of the transaction: as usual
+        return row
 
     async def _store_refresh(
         self, conn: asyncpg.Connection, row: TokenRow, grant: TokenGrant
@@ -318,12 +429,41 @@ class VaultCredentials:
         await self._end(brand_id, connection_id, _Dead(status, reason))
 
     async def _end(self, brand_id: UUID, connection_id: UUID, dead: _Dead) -> None:
-        async with tenant_transaction(self.pool, brand_id) as conn:
-            if await self.vault.read(conn, lock=True, connection_id=connection_id) is None:
-                return
+        async def record(conn: asyncpg.Connection, _: TokenRow) -> None:
             connection = await handlers.load(conn, connection_id)
             _decide_end(connection, dead, self.clock())
             await handlers.save(conn, connection, actor=None)
+
+        await self.change(brand_id, connection_id, record)
+
+    async def change(
+        self,
+        brand_id: UUID,
+        connection_id: UUID,
+        change: Callable[[asyncpg.Connection, TokenRow], Awaitable[T]],
+    ) -> T | None:
+        """``change`` in a transaction holding the tokens row's lock (None: no such row).
+        It first waits, holding no pooled connection, for this process's refresh of the
+        connection to settle; while another replica's refresh holds the lock, it waits at
+        most ``lock_wait_s`` at a time and gives the connection back to the pool between
+        attempts, until that refresh's own bound has passed (then ``TransientError``)."""
+        flight = self._flights.get(connection_id)
+        if flight is not None:
+            await asyncio.wait([flight])  # its outcome is its callers' business
+        deadline = time.monotonic() + self.settings.platform_timeout_s + 5 + self.lock_wait_s
+        pause = 0.05
+        while True:
+            try:
+                async with tenant_transaction(self.pool, brand_id) as conn:
+                    row = await self._lock_row(conn, connection_id)
+                    return None if row is None else await change(conn, row)
+            except _Busy:
+                if time.monotonic() >= deadline:
+                    raise RefreshUnavailable(
+                        "unknown", "the connection is busy elsewhere", retry_after_s=1.0
+                    ) from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def _platform(self, platform_id: str) -> Platform:
         platform = self.platforms.get(platform_id)

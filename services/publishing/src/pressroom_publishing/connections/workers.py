@@ -31,7 +31,8 @@ from pressroom_kit.logs import get_logger
 
 from pressroom_publishing.connections import handlers
 from pressroom_publishing.connections.credentials import VaultCredentials
-from pressroom_publishing.platforms.base import PlatformError
+from pressroom_publishing.connections.vault import TokenRow
+from pressroom_publishing.platforms.base import PlatformError, TransientError
 
 log = get_logger(__name__)
 
@@ -149,17 +150,25 @@ class ConnectionWorker:
         self, brand_id: UUID, connection_id: UUID, platform: str, usable_until: datetime
     ) -> None:
         horizon = self.source.clock() + timedelta(seconds=self.settings.expiring_horizon_s)
-        async with tenant_transaction(self.source.pool, brand_id) as conn:
+
+        # The connection's first lock (its tokens row, bounded), then its events.
+        async def notice(conn: asyncpg.Connection, _: TokenRow) -> None:
             if await conn.fetchval("SELECT to_regclass('publishing_targets')") is None:
                 return
             found = await conn.fetchrow(TARGETS_SQL, brand_id, platform, horizon, usable_until)
             first, affected = (None, 0) if found is None else (found[0], found[1])
             if not affected:
                 return
-            # The connection's first lock (its tokens row), then its events.
-            if await self.source.vault.read(conn, lock=True, connection_id=connection_id):
-                connection = await handlers.load(conn, connection_id)
-                if connection.notice_expiring(
-                    usable_until=usable_until, first_affected_post_at=first, affected=affected
-                ):
-                    await handlers.save(conn, connection, actor=None)
+            connection = await handlers.load(conn, connection_id)
+            if connection.notice_expiring(
+                usable_until=usable_until, first_affected_post_at=first, affected=affected
+            ):
+                await handlers.save(conn, connection, actor=None)
+
+        try:
+            await self.source.change(brand_id, connection_id, notice)
+        except TransientError:
+            log.info(
+                "the connection is busy elsewhere; noticed next pass",
+                connection_id=str(connection_id),
+            )

@@ -17,7 +17,6 @@ here, once:
 from __future__ import annotations
 
 import email.utils
-import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from uuid import UUID
 
 import aiohttp
+import regex
 
 MediaKind = Literal["image", "video"]
 
@@ -60,38 +60,14 @@ def count_text(text: str, how: TextCount) -> int:
     return _graphemes(text)
 
 
+_CLUSTER = regex.compile(r"\X")
+
+
 def _graphemes(text: str) -> int:
-    """Extended grapheme clusters, approximated without a dependency: a cluster starts at a
-    code point that is not a combining mark, a variation selector, a zero-width joiner, an
-    emoji modifier, or the code point after a joiner; regional indicators pair up."""
-    count = 0
-    after_joiner = False
-    pending_flag = False
-    for char in text:
-        code = ord(char)
-        if after_joiner:
-            after_joiner = False
-            continue
-        if code == 0x200D:
-            after_joiner = True
-            continue
-        if (
-            unicodedata.combining(char)
-            or unicodedata.category(char) in ("Mn", "Me")
-            or 0xFE00 <= code <= 0xFE0F
-            or 0x1F3FB <= code <= 0x1F3FF
-            or 0xE0020 <= code <= 0xE007F
-        ):
-            continue
-        if 0x1F1E6 <= code <= 0x1F1FF:
-            if pending_flag:
-                pending_flag = False
-                continue
-            pending_flag = True
-        else:
-            pending_flag = False
-        count += 1
-    return count
+    """Unicode extended grapheme clusters (UAX #29), by the ``regex`` module's ``\\X``: what
+    Bluesky's ``maxGraphemes`` and the sandbox count (a family emoji, a flag, a Devanagari
+    syllable with its vowel sign, CR LF, Hangul jamo are one each)."""
+    return len(_CLUSTER.findall(text))
 
 
 @dataclass(frozen=True)
@@ -496,7 +472,7 @@ def validate_against(capabilities: Capabilities, content: PostContent) -> list[P
         problems.append(
             Problem(
                 "text",
-                f"{length} {caps.text_count.value.replace('_', ' ')} over the limit of "
+                f"{length} {caps.text_count.value.replace('_', ' ')}, over the limit of "
                 f"{caps.text_limit}",
             )
         )

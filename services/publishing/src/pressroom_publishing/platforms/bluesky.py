@@ -294,7 +294,7 @@ class BlueskyPlatform(Platform):
                 "POST",
                 self._xrpc(self._pds(credentials), "com.atproto.repo.uploadBlob"),
                 token=credentials.access_token,
-                data=media.body(),
+                data=media.payload(),
                 headers=headers,
                 ok=(200,),
                 client_timeout=upload_timeout(self),

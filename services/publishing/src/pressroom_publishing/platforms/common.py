@@ -6,11 +6,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pressroom_publishing.platforms.base import Platform, Response, TransientError
+from pressroom_publishing.platforms.base import (
+    Credentials,
+    NotSupportedError,
+    Platform,
+    PublishedPost,
+    PublishRequest,
+    RejectedError,
+    Response,
+    TransientError,
+)
 
 Clock = Callable[[], datetime]
 
@@ -94,3 +103,34 @@ def today_within(clock: Clock, since: date, until: date) -> date | None:
 async def pause(seconds: float) -> None:
     """Waiting between polls of a platform's processing state."""
     await asyncio.sleep(seconds)
+
+
+async def create_once(
+    platform: Platform,
+    credentials: Credentials,
+    request: PublishRequest,
+    create: Callable[[], Awaitable[PublishedPost]],
+    *,
+    duplicate_of: Callable[[RejectedError], PublishedPost | None] | None = None,
+) -> PublishedPost:
+    """``create()`` the post; a duplicate refusal (X 403 "duplicate content", LinkedIn 422
+    ``DUPLICATE_POST``, Graph 506: ``RejectedError`` code ``duplicate``) on a retry means an
+    earlier attempt went out although its answer was lost or was an error, so the post is
+    looked up (``find_published``, else what the refusal names, ``duplicate_of``) and
+    returned; only when it is not found is the refusal the answer. The platforms refuse to
+    hold the same text twice, so a second post of ours with the same text within their
+    window is reported as the first one too."""
+    try:
+        return await create()
+    except RejectedError as refused:
+        if refused.code != "duplicate":
+            raise
+        try:
+            found = await platform.find_published(credentials, request)
+        except NotSupportedError:
+            found = None
+        if found is None and duplicate_of is not None:
+            found = duplicate_of(refused)
+        if found is None:
+            raise
+        return found

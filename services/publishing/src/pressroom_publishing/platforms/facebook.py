@@ -58,6 +58,7 @@ from pressroom_publishing.platforms.base import (
 from pressroom_publishing.platforms.common import (
     as_int,
     clock_of,
+    create_once,
     json_object,
     today_within,
 )
@@ -183,6 +184,11 @@ class FacebookPlatform(GraphErrors):
     # --- publishing ------------------------------------------------------------------------
 
     async def publish(self, credentials: Credentials, request: PublishRequest) -> PublishedPost:
+        return await create_once(
+            self, credentials, request, lambda: self._create(credentials, request)
+        )
+
+    async def _create(self, credentials: Credentials, request: PublishRequest) -> PublishedPost:
         content = request.content
         problems = self.validate(content)
         if problems:

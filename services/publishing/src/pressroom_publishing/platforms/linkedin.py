@@ -18,7 +18,8 @@ sends ``LinkedIn-Version: YYYYMM`` and ``X-Restli-Protocol-Version: 2.0.0``. Err
 configuration, never retried), 422 ``DUPLICATE_POST``, 429 throttling.
 
 Config: ``client_id``, ``client_secret``, ``version`` (``LinkedIn-Version``, default
-``DEFAULT_VERSION``; LinkedIn serves each version for about a year), ``api_url``
+``DEFAULT_VERSION``; LinkedIn serves each version for one year, then answers 426, which
+the adapter reports as a configuration error: keep the default current), ``api_url``
 (``https://api.linkedin.com``), ``oauth_url`` (``https://www.linkedin.com/oauth/v2``),
 ``web_url`` (``https://www.linkedin.com``), ``scopes``, ``media_timeout_s`` (300),
 ``clock``. Per connection (``Credentials.extra``): ``author`` (default
@@ -66,6 +67,7 @@ from pressroom_publishing.platforms.base import (
 from pressroom_publishing.platforms.common import (
     as_int,
     clock_of,
+    create_once,
     expires_at,
     json_object,
     pause,
@@ -73,7 +75,11 @@ from pressroom_publishing.platforms.common import (
 )
 from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
 
-DEFAULT_VERSION = "202510"
+# The newest Marketing version when this was written (July 2026, served until about July
+# 2027). LinkedIn sunsets each version a year after its release and answers 426 after
+# that: keep this current (Microsoft Learn, "LinkedIn Marketing API Versioning" and
+# "Migrations"), or set ``platforms.linkedin.version`` per deployment.
+DEFAULT_VERSION = "202607"
 DEFAULT_SCOPES = ("openid", "profile", "w_member_social")
 _LITTLE_TEXT = re.compile(r"([\\|{}@\[\]()<>#*_~])")
 _REVOKED = {"REVOKED_ACCESS_TOKEN", "65601"}
@@ -260,19 +266,28 @@ class LinkedInPlatform(Platform):
             body["content"] = {"multiImage": {"images": entries}}
         elif content.link:
             body["content"] = {"article": {"source": content.link, "title": content.link}}
-        answer = await self.http.request(
-            self,
-            "POST",
-            f"{self.api_url}/rest/posts",
-            token=credentials.access_token,
-            json=body,
-            headers=self._headers(),
-            ok=(201,),
-        )
-        post_urn = answer.headers.get("x-restli-id")
-        if not post_urn:
-            raise TransientError(self.id, "the post answer has no x-restli-id")
-        return self._published(post_urn, self.clock())
+
+        async def create() -> PublishedPost:
+            answer = await self.http.request(
+                self,
+                "POST",
+                f"{self.api_url}/rest/posts",
+                token=credentials.access_token,
+                json=body,
+                headers=self._headers(),
+                ok=(201,),
+            )
+            post_urn = answer.headers.get("x-restli-id")
+            if not post_urn:
+                raise TransientError(self.id, "the post answer has no x-restli-id")
+            return self._published(post_urn, self.clock())
+
+        def duplicate_of(refused: RejectedError) -> PublishedPost | None:
+            # LinkedIn names the post this one duplicates (same author, same content).
+            urn = refused.details.get("duplicate_of")
+            return self._published(urn, None) if isinstance(urn, str) else None
+
+        return await create_once(self, credentials, request, create, duplicate_of=duplicate_of)
 
     async def _upload_image(self, credentials: Credentials, author: str, item: MediaItem) -> str:
         answer = await self.http.request(
@@ -299,7 +314,7 @@ class LinkedInPlatform(Platform):
                 "PUT",
                 upload_url,
                 token=credentials.access_token,
-                data=media.body(),
+                data=media.payload(),
                 headers=headers,
                 ok=(200, 201),
                 client_timeout=upload_timeout(self),

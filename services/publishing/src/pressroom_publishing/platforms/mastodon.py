@@ -38,7 +38,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from aiohttp.payload import AsyncIterablePayload
 
 from pressroom_publishing.platforms.base import (
     Account,
@@ -319,9 +318,7 @@ class MastodonPlatform(Platform):
         """``POST /api/v2/media`` with the file streamed, then poll until it is processed."""
         async with open_media(self, item) as media:
             form = aiohttp.MultipartWriter("form-data")
-            part = form.append_payload(
-                AsyncIterablePayload(media.body(), content_type=media.content_type)
-            )
+            part = form.append_payload(media.payload())
             part.set_content_disposition(
                 "form-data", name="file", filename=item.filename or f"{item.media_id}"
             )

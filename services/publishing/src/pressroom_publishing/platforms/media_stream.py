@@ -5,7 +5,8 @@ stream and handed on chunk by chunk, so a video never sits whole in memory.
     async with open_media(platform, item) as media:
         async for chunk in media.chunks(4 * 1024 * 1024):  # exact sizes, the last shorter
             ...
-        # or: data=media.body() on PlatformHTTP.request, streamed as it is read
+        # or: data=media.payload() on PlatformHTTP.request, streamed as it is read, with
+        # an exact Content-Length (also inside a multipart form)
 
 A failed download is the platform attempt's failure: a missing file (404/410) is
 ``RejectedError`` (retrying cannot bring it back), anything else ``TransientError`` (the next
@@ -17,8 +18,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+from aiohttp.payload import AsyncIterablePayload
 
 from pressroom_publishing.platforms.base import (
     MediaItem,
@@ -28,6 +31,16 @@ from pressroom_publishing.platforms.base import (
 )
 
 READ_SIZE = 256 * 1024
+
+
+class SizedStream(AsyncIterablePayload):
+    """An async-iterable body whose length is known beforehand: aiohttp then sends
+    ``Content-Length`` (for a multipart form too, which sums its parts) and still streams
+    it. ``MediaDownload`` checks the bytes read against that length."""
+
+    def __init__(self, value: AsyncIterator[bytes], size: int | None, **kwargs: Any) -> None:
+        super().__init__(value, **kwargs)
+        self._size = size
 
 
 @dataclass
@@ -58,6 +71,13 @@ class MediaDownload:
     def body(self) -> AsyncIterator[bytes]:
         """The file as a request body aiohttp streams while it reads."""
         return self.chunks(READ_SIZE)
+
+    def payload(self) -> AsyncIterablePayload:
+        """The file as a streamed payload that knows its size, so the request (or a
+        multipart form around it) carries an exact ``Content-Length`` instead of
+        ``Transfer-Encoding: chunked``, which S3 upload URLs refuse (501) and some upload
+        endpoints want. Without a known size it is sent chunked."""
+        return SizedStream(self.body(), self.size, content_type=self.content_type)
 
     async def _pieces(self) -> AsyncIterator[bytes]:
         received = 0

@@ -28,6 +28,7 @@ from pressroom_publishing.platforms.base import (
     AuthExpiredError,
     Platform,
     PlatformError,
+    PublishedPost,
     RejectedError,
     Response,
     RevokedError,
@@ -158,6 +159,26 @@ async def graph_post(
         platform, "POST", url, token=token, json=dict(fields), ok=(200,)
     )
     return json_object(platform, answer)
+
+
+async def published_after(
+    platform: Platform, url: str, token: str, media_id: str, now: datetime
+) -> PublishedPost:
+    """The ``PublishedPost`` once ``media_publish``/``threads_publish`` answered its id
+    (``url`` is the media's Graph node): the post is live from that answer on, so the
+    permalink read that follows is best effort. A failure there (a 500 "retry later", a
+    rate limit, a timeout) gives the post without its URL rather than an error the
+    scheduler would retry into a second post."""
+    try:
+        details = await graph_get(platform, url, token, {"fields": "permalink,timestamp"})
+    except PlatformError:
+        return PublishedPost(platform_post_id=media_id, url=None, published_at=now)
+    link = details.get("permalink")
+    return PublishedPost(
+        platform_post_id=media_id,
+        url=link if isinstance(link, str) else None,
+        published_at=graph_time(details.get("timestamp")) or now,
+    )
 
 
 def graph_id(platform: Platform, body: Mapping[str, Any]) -> str:

@@ -3,7 +3,8 @@ through media registration and upload.
 
 Followed: developers.pinterest.com, API v5 (2025): "Authentication" (``/oauth/`` dialog;
 ``POST /v5/oauth/token`` with HTTP Basic client authentication, ``authorization_code`` and
-``refresh_token`` grants; access tokens live 30 days, refresh tokens a year), ``GET
+``refresh_token`` grants; access tokens live 30 days, refresh tokens a year; a refresh
+sends ``refresh_on=true``, continuous refresh, and is answered a new refresh token), ``GET
 /v5/user_account``, ``GET /v5/boards``, ``POST /v5/pins`` (``media_source`` of
 ``image_url``, ``multiple_image_urls`` (2-5) or ``video_id``; ``description`` of at most
 500 characters, ``title`` 100, ``alt_text`` 500, ``note`` a private note), "Media upload"
@@ -36,7 +37,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from aiohttp.payload import AsyncIterablePayload
 
 from pressroom_publishing.platforms.base import (
     Account,
@@ -152,8 +152,15 @@ class PinterestPlatform(Platform):
         if not credentials.refresh_token:
             raise AuthExpiredError(self.id, "no refresh token", code="no_refresh_token")
         try:
+            # ``refresh_on``: continuous refresh ("everlasting_refresh" answers): a new
+            # refresh token with every refresh, so a connection in use never reaches the
+            # end of its refresh token's year.
             return await self._token(
-                {"grant_type": "refresh_token", "refresh_token": credentials.refresh_token}
+                {
+                    "grant_type": "refresh_token",
+                    "refresh_token": credentials.refresh_token,
+                    "refresh_on": "true",
+                }
             )
         except RejectedError as exc:  # the refresh token expired or was revoked
             raise AuthExpiredError(self.id, exc.message, code=exc.code, status=exc.status) from exc
@@ -293,9 +300,9 @@ class PinterestPlatform(Platform):
             form = aiohttp.MultipartWriter("form-data")
             for key, value in (parameters if isinstance(parameters, dict) else {}).items():
                 form.append(str(value)).set_content_disposition("form-data", name=str(key))
-            part = form.append_payload(
-                AsyncIterablePayload(media.body(), content_type=media.content_type)
-            )
+            # S3 POST uploads refuse a chunked body (501 NotImplemented): the file part knows
+            # its size, so the form is sent with its exact Content-Length, still streamed.
+            part = form.append_payload(media.payload())
             part.set_content_disposition(
                 "form-data", name="file", filename=item.filename or "video.mp4"
             )

@@ -6,8 +6,10 @@ Written from the platforms' documentation: X's counting is twitter-text v3
 (``maxWeightedTweetLength`` 280, ``scale`` 100, ``defaultWeight`` 200, weight 100 for the
 code point ranges 0-4351, 8192-8205, 8208-8223, 8242-8247, an emoji sequence weighs 200
 whatever its code points, a URL weighs ``transformedURLLength`` 23, text NFC-normalised
-first); Mastodon counts grapheme clusters, a URL as ``characters_reserved_per_url`` and a
-remote mention ``@user@domain`` as ``@user``.
+first, a link without a scheme found by its TLD like ``extractUrlsWithoutProtocol``);
+Mastodon counts grapheme clusters, a URL with a scheme as ``characters_reserved_per_url``
+and a remote mention ``@user@domain`` as ``@user``. Grapheme clusters are UAX #29 extended
+clusters (``regex``'s ``\\X``).
 """
 
 from __future__ import annotations
@@ -16,58 +18,64 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-# A URL as the platforms find them in plain text: a scheme, or ``www.``, up to white space;
-# trailing punctuation that ends a sentence is not part of it.
-URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
+import regex
+
+from pressroom_publishing.platforms import tlds
+
+# A URL with a scheme, as the platforms find them in plain text: up to white space; trailing
+# punctuation that ends a sentence is not part of it.
+URL_RE = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}'\""
+
+# A link without a scheme, as twitter-text v3 extracts it (``extractUrlsWithoutProtocol``):
+# not preceded by a letter, digit, ``@ $ #`` or ``- _ . /``; dot-separated labels ending in a
+# known TLD that is not followed by a letter, digit, ``@ + -``; an optional port and path.
+_TLD_ALTERNATION = "|".join(
+    re.escape(tld) for tld in sorted(tlds.ALL, key=lambda tld: (-len(tld), tld))
+)
+BARE_URL_RE = re.compile(
+    r"(?<![A-Za-z0-9@\uff20$#\uff03\-_./])"
+    r"(?:[-a-z0-9\u00c0-\u024f]+\.)+"
+    rf"(?:{_TLD_ALTERNATION})(?![0-9a-z@+\-])"
+    r"(?::[0-9]+)?(?:/[^\s<>\"]*)?",
+    re.IGNORECASE,
+)
 
 X_URL_WEIGHT = 23
 X_LIMIT = 280
 _X_LIGHT = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
 
 
-def urls(text: str) -> list[tuple[int, int]]:
-    """``(start, end)`` character spans of the URLs in ``text``."""
-    spans = []
-    for match in URL_RE.finditer(text):
-        start, end = match.span()
-        while end > start and text[end - 1] in _TRAILING:
-            # A closing bracket stays when the URL opened one (Wikipedia links).
-            if text[end - 1] == ")" and "(" in text[start : end - 1]:
-                break
-            end -= 1
-        if end > start:
-            spans.append((start, end))
-    return spans
+def urls(text: str, *, without_scheme: bool = False) -> list[tuple[int, int]]:
+    """``(start, end)`` character spans of the URLs in ``text``: those with ``http(s)://``,
+    and with ``without_scheme`` also bare domains with a known TLD (``example.com/path``,
+    ``www.example.org``) outside them, as X counts and Bluesky links them."""
+    spans = [_trimmed(text, *match.span()) for match in URL_RE.finditer(text)]
+    if without_scheme:
+        for match in BARE_URL_RE.finditer(text):
+            start, end = _trimmed(text, *match.span())
+            if not any(a < end and start < b for a, b in spans):
+                spans.append((start, end))
+    return sorted(span for span in spans if span[1] > span[0])
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    while end > start and text[end - 1] in _TRAILING:
+        # A closing bracket stays when the URL opened one (Wikipedia links).
+        if text[end - 1] == ")" and "(" in text[start : end - 1]:
+            break
+        end -= 1
+    return start, end
+
+
+_CLUSTER = regex.compile(r"\X")
 
 
 def grapheme_clusters(text: str) -> list[str]:
-    """The text split into user-perceived characters, by the same approximation as
-    ``count_text(..., GRAPHEMES)``: marks, variation selectors, emoji modifiers, tags and
-    whatever follows a zero-width joiner stay with the cluster before; flags pair up."""
-    clusters: list[str] = []
-    after_joiner = False
-    pending_flag = False
-    for char in text:
-        code = ord(char)
-        joins = after_joiner or code == 0x200D
-        extends = (
-            unicodedata.combining(char)
-            or unicodedata.category(char) in ("Mn", "Me")
-            or 0xFE00 <= code <= 0xFE0F
-            or 0x1F3FB <= code <= 0x1F3FF
-            or 0xE0020 <= code <= 0xE007F
-        )
-        flag = 0x1F1E6 <= code <= 0x1F1FF
-        after_joiner = code == 0x200D
-        if clusters and (joins or extends or (flag and pending_flag)):
-            clusters[-1] += char
-            if flag:
-                pending_flag = False
-            continue
-        pending_flag = flag
-        clusters.append(char)
-    return clusters
+    """The text split into user-perceived characters: Unicode extended grapheme clusters
+    (UAX #29, by the ``regex`` module's ``\\X``), as Bluesky's ``maxGraphemes`` and
+    Mastodon's length count them."""
+    return _CLUSTER.findall(text)
 
 
 def is_emoji(cluster: str) -> bool:
@@ -90,7 +98,7 @@ def weighted_length(text: str) -> int:
     text = unicodedata.normalize("NFC", text)
     weight = 0
     position = 0
-    for start, end in [*urls(text), (len(text), len(text))]:
+    for start, end in [*urls(text, without_scheme=True), (len(text), len(text))]:
         for cluster in grapheme_clusters(text[position:start]):
             if is_emoji(cluster):
                 weight += 200
@@ -119,8 +127,10 @@ _REMOTE_MENTION = re.compile(r"(?<![\w@])@(\w+)@[\w.-]+\w", re.UNICODE)
 
 
 def mastodon_length(text: str, *, url_length: int = 23) -> int:
-    """Mastodon's length of a status text: grapheme clusters, with every URL counted as
-    ``url_length`` characters and ``@user@domain`` counted as ``@user``."""
+    """Mastodon's length of a status text: grapheme clusters, with every URL that has a
+    scheme counted as ``url_length`` characters (``StatusLengthValidator`` extracts with
+    ``extract_url_without_protocol: false``: ``www.example.com`` is plain text) and
+    ``@user@domain`` counted as ``@user``."""
     pieces: list[str] = []
     position = 0
     for start, end in urls(text):
@@ -160,7 +170,7 @@ def spans(text: str) -> list[Span]:
     index them. A link without a scheme gets ``https://``; a tag loses trailing punctuation
     and is at most 64 characters; a tag of digits only is none."""
     found: list[Span] = []
-    link_spans = urls(text)
+    link_spans = urls(text, without_scheme=True)
     for start, end in link_spans:
         uri = text[start:end]
         if not uri.lower().startswith(("http://", "https://")):

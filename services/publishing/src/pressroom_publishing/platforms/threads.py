@@ -64,6 +64,7 @@ from pressroom_publishing.platforms.meta import (
     graph_id,
     graph_post,
     graph_time,
+    published_after,
     read_quota,
     wait_until_finished,
 )
@@ -270,14 +271,8 @@ class ThreadsPlatform(GraphErrors):
             self, f"{self.graph}/{user}/threads_publish", token, {"creation_id": container}
         )
         media_id = graph_id(self, published)
-        details = await graph_get(
-            self, f"{self.graph}/{media_id}", token, {"fields": "permalink,timestamp"}
-        )
-        link = details.get("permalink")
-        return PublishedPost(
-            platform_post_id=media_id,
-            url=link if isinstance(link, str) else None,
-            published_at=graph_time(details.get("timestamp")) or self.clock(),
+        return await published_after(
+            self, f"{self.graph}/{media_id}", token, media_id, self.clock()
         )
 
     async def _container(

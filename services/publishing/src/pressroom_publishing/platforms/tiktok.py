@@ -24,8 +24,14 @@ needs the media service's domain verified with TikTok), ``chunk_size`` (10 MB),
 ``poll_s`` (2.0), ``media_timeout_s`` (600), ``clock``. ``PostContent.options``:
 ``privacy_level``, ``disable_comment``, ``disable_duet``, ``disable_stitch``.
 
-The API cannot delete a post. Reconciliation: ``find_published`` lists the creator's 20
-newest videos (scope ``video.list``) and matches the title.
+The API cannot delete a post. Once the upload is complete (or TikTok accepted the URL to
+pull) TikTok publishes the Direct Post by itself; "Get Post Status" only reports on it. So
+from that point ``publish`` never raises a retryable error: a failing or slow status fetch
+gives the post by its publish id (``platform_post_id`` ``v_pub_...``, no URL); only a
+``FAILED`` status is a ``RejectedError``. Reconciliation: ``find_published`` asks
+status/fetch for the publish id this process started for the reference (a video still
+processing is not listed yet), then lists the creator's 20 newest videos (scope
+``video.list``) and matches the title (after a restart, only this second way is left).
 """
 
 from __future__ import annotations
@@ -86,6 +92,18 @@ def tiktok_challenge(verifier: str) -> str:
     return hashlib.sha256(verifier.encode("ascii")).hexdigest()
 
 
+# Statuses after the upload completed: TikTok goes on to publish by itself.
+_COMMITTED = {"PROCESSING_DOWNLOAD", "SEND_TO_USER_INBOX"}
+
+
+class _TikTokFailed(Exception):
+    """status/fetch said FAILED: TikTok itself gave up on the post (a real refusal)."""
+
+    def __init__(self, rejected: RejectedError) -> None:
+        super().__init__(str(rejected))
+        self.rejected = rejected
+
+
 def _publish_id(platform: Platform, data: Mapping[str, Any]) -> str:
     publish_id = data.get("publish_id")
     if not isinstance(publish_id, str) or not publish_id:
@@ -140,6 +158,7 @@ class TikTokPlatform(Platform):
         self.poll_s = float(config.get("poll_s", 2.0))
         self.media_timeout_s = float(config.get("media_timeout_s", 600.0))
         self.clock = clock_of(config)
+        self._pending: dict[str, str] = {}  # our reference -> TikTok's publish id
 
     def _app(self) -> dict[str, str]:
         if not self.client_key or not self.client_secret:
@@ -299,6 +318,7 @@ class TikTokPlatform(Platform):
                 credentials, post_info, {"source": "PULL_FROM_URL", "video_url": video.url}
             )
             publish_id = _publish_id(self, data)
+            self._remember(request.reference, publish_id)
         else:
             async with open_media(self, video) as media:
                 size = media.size if media.size is not None else video.size_bytes
@@ -311,11 +331,28 @@ class TikTokPlatform(Platform):
                 }
                 data = await self._init(credentials, post_info, source)
                 publish_id = _publish_id(self, data)
+                self._remember(request.reference, publish_id)
                 upload_url = data.get("upload_url")
                 if not isinstance(upload_url, str):
                     raise TransientError(self.id, "the init answer has no upload_url")
                 await self._transfer(media.chunks(chunk), upload_url, video, size, count)
-        post_id = await self._wait(credentials, publish_id)
+        # The upload is complete (or TikTok accepted the URL to pull): TikTok publishes the
+        # Direct Post by itself from here on, so nothing after this point may read as "not
+        # posted" -- a failing or slow status/fetch gives the post by its publish id.
+        try:
+            post_id = await self._wait(credentials, publish_id)
+        except _TikTokFailed as failed:
+            self._pending.pop(request.reference, None)
+            raise failed.rejected from None
+        except PlatformError:
+            post_id = None
+        return self._published(credentials, post_id, publish_id)
+
+    def _published(
+        self, credentials: Credentials, post_id: str | None, publish_id: str
+    ) -> PublishedPost:
+        """A video id when TikTok reported it, else the publish id (a private post, or one
+        still processing: ``find_published`` and metrics know it by that)."""
         username = credentials.extra.get("username")
         url = (
             f"https://www.tiktok.com/@{username}/video/{post_id}"
@@ -325,6 +362,14 @@ class TikTokPlatform(Platform):
         return PublishedPost(
             platform_post_id=post_id or publish_id, url=url, published_at=self.clock()
         )
+
+    def _remember(self, reference: str, publish_id: str) -> None:
+        """Keep the publish id of our reference, so an attempt whose end was lost (the last
+        chunk's answer, a crash of the wait) is reconciled through status/fetch while the
+        video is still processing and not yet listed."""
+        self._pending[reference] = publish_id
+        while len(self._pending) > 1000:
+            self._pending.pop(next(iter(self._pending)))
 
     async def _init(
         self, credentials: Credentials, post_info: Mapping[str, Any], source: Mapping[str, Any]
@@ -414,18 +459,38 @@ class TikTokPlatform(Platform):
                 ids = data.get("publicaly_available_post_id")  # sic, as TikTok spells it
                 return str(ids[0]) if isinstance(ids, list) and ids else None
             if status == "FAILED":
-                raise RejectedError(
-                    self.id,
-                    f"TikTok refused the video: {data.get('fail_reason') or 'unknown reason'}",
-                    code=str(data.get("fail_reason") or "failed"),
+                raise _TikTokFailed(
+                    RejectedError(
+                        self.id,
+                        f"TikTok refused the video: {data.get('fail_reason') or 'unknown reason'}",
+                        code=str(data.get("fail_reason") or "failed"),
+                    )
                 )
             if time.monotonic() > deadline:
-                raise TransientError(self.id, "the video is still processing", code="processing")
+                return None  # still processing: published by its publish id
             await pause(self.poll_s)
 
     async def find_published(
         self, credentials: Credentials, request: PublishRequest
     ) -> PublishedPost | None:
+        publish_id = self._pending.get(request.reference)
+        if publish_id is not None:
+            status = await self._api(
+                credentials,
+                "POST",
+                "/v2/post/publish/status/fetch/",
+                json={"publish_id": publish_id},
+            )
+            state = status.get("status")
+            if state == "PUBLISH_COMPLETE":
+                ids = status.get("publicaly_available_post_id")
+                post_id = str(ids[0]) if isinstance(ids, list) and ids else None
+                return self._published(credentials, post_id, publish_id)
+            if state in _COMMITTED:
+                return self._published(credentials, None, publish_id)
+            if state == "FAILED":
+                self._pending.pop(request.reference, None)
+                return None
         data = await self._api(
             credentials,
             "POST",

@@ -64,6 +64,7 @@ from pressroom_publishing.platforms.base import (
 from pressroom_publishing.platforms.common import (
     as_int,
     clock_of,
+    create_once,
     expires_at,
     json_object,
     parse_datetime,
@@ -72,7 +73,7 @@ from pressroom_publishing.platforms.common import (
     today_within,
 )
 from pressroom_publishing.platforms.media_stream import open_media, upload_timeout
-from pressroom_publishing.platforms.text import URL_RE
+from pressroom_publishing.platforms.text import urls
 
 DEFAULT_SCOPES = ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access")
 MAX_SEGMENT = 5 * 1024 * 1024
@@ -246,18 +247,22 @@ class XPlatform(Platform):
         body: dict[str, Any] = {"text": text}
         if media_ids:
             body["media"] = {"media_ids": media_ids}
-        answer = await self.http.request(
-            self,
-            "POST",
-            f"{self.api_url}/2/tweets",
-            token=credentials.access_token,
-            json=body,
-            ok=(200, 201),
-        )
-        data = json_object(self, answer).get("data")
-        if not isinstance(data, dict):
-            raise TransientError(self.id, "the post answer has no data")
-        return self._published(credentials, data)
+
+        async def create() -> PublishedPost:
+            answer = await self.http.request(
+                self,
+                "POST",
+                f"{self.api_url}/2/tweets",
+                token=credentials.access_token,
+                json=body,
+                ok=(200, 201),
+            )
+            data = json_object(self, answer).get("data")
+            if not isinstance(data, dict):
+                raise TransientError(self.id, "the post answer has no data")
+            return self._published(credentials, data)
+
+        return await create_once(self, credentials, request, create)
 
     async def _upload(self, credentials: Credentials, item: MediaItem) -> str:
         """initialize -> append every segment in order -> finalize -> status until done."""
@@ -495,6 +500,12 @@ def _processing(body: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _comparable(text: str) -> str:
-    """A post's text without its URLs (X shows them as t.co links, and adds one for media),
-    unescaped (X escapes ``& < >``), white space collapsed."""
-    return " ".join(URL_RE.sub(" ", html.unescape(text)).split())
+    """A post's text without its URLs (X shows them as t.co links, those without a scheme
+    too, and adds one for media), unescaped (X escapes ``& < >``), white space collapsed."""
+    text = html.unescape(text)
+    pieces, position = [], 0
+    for start, end in urls(text, without_scheme=True):
+        pieces.append(text[position:start])
+        position = end
+    pieces.append(text[position:])
+    return " ".join(" ".join(pieces).split())

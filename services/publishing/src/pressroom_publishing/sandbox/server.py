@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
-from litestar import Litestar, Request, Response, delete, get, post
+from litestar import Litestar, MediaType, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp
@@ -619,7 +619,7 @@ def _page(title: str, body: str, status: int) -> Response[Any]:
         f"<title>{html.escape(title)} - Sandbox</title></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
-    return Response(document, status_code=status, media_type="text/html; charset=utf-8")
+    return Response(document, status_code=status, media_type=MediaType.HTML)
 
 
 def _consent_form(params: dict[str, str]) -> str:
