@@ -160,7 +160,8 @@ async def killed_mid_publish(
         assert status == 201, post
         post_id = post["id"]
         status, body = await call(http, service.base, "POST", f"/v1/posts/{post_id}/submit", brand)
-        assert status == 200 and body["status"] == "scheduled", body
+        # Due at once: the running scheduler may be on it before the answer is read.
+        assert status == 200 and body["status"] in ("scheduled", "publishing"), body
 
         async def holding() -> bool:
             return state.held() == 1

@@ -41,9 +41,10 @@ MAX_MEDIA = 20
 PLATFORM_PATTERN = r"^[a-z0-9_-]+$"
 PlatformId = Annotated[str, Field(min_length=1, max_length=40, pattern=PLATFORM_PATTERN)]
 # RFC 3339 with an offset, as a pattern: a bare number is no time (lax parsers take it as
-# seconds since 1970).
+# seconds since 1970). Years 2001-2998, so that whatever the offset the instant is inside
+# EARLIEST..LATEST (which the server checks, for 2000 and 2999 with their offsets).
 TIME_PATTERN = (
-    r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])"
+    r"^(200[1-9]|20[1-9][0-9]|2[1-8][0-9]{2}|29[0-8][0-9]|299[0-8])-(0[1-9]|1[0-2])"
     r"-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
@@ -66,7 +67,9 @@ def in_range(value: datetime) -> datetime:
     return value
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(in_range)]
+Moment = Annotated[
+    AwareDatetime, AfterValidator(in_range), Field(json_schema_extra={"pattern": TIME_PATTERN})
+]
 OptionName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
 OptionText = Annotated[str, Field(max_length=1000)]
 OptionValue = (
