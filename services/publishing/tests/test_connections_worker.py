@@ -88,7 +88,9 @@ async def test_two_replicas_stepping_at_once_refresh_once(fresh_db):
         brands = [uuid.uuid4() for _ in range(3)]
         for brand in brands:
             await service.connect(brand)
-        other_pool = await create_pool(fresh_db.app_dsn, min_size=1, max_size=8)
+        # Each replica may claim all three: both pools have room for three refreshes at once
+        # (a quarter of the pool each), so the held refreshes all reach the platform.
+        other_pool = await create_pool(fresh_db.app_dsn, min_size=1, max_size=12)
         try:
             one, two = service.worker(), service.worker(other_pool)
             service.clock.now = await expiry(service) - timedelta(minutes=10)
