@@ -58,19 +58,21 @@ from pressroom_publishing.platforms.base import (
 from pressroom_publishing.platforms.common import (
     as_int,
     clock_of,
-    expires_at,
     json_object,
     today_within,
 )
 from pressroom_publishing.platforms.meta import (
     GraphErrors,
     Quota,
+    exchange_long_lived,
     graph_get,
     graph_id,
     graph_post,
     graph_time,
+    long_lived_grant,
     published_after,
     read_quota,
+    refresh_long_lived,
     wait_until_finished,
 )
 
@@ -169,43 +171,14 @@ class InstagramPlatform(GraphErrors):
         short = body.get("access_token")
         if not isinstance(short, str) or not short:
             raise RejectedError(self.id, "the token answer has no access_token")
-        long_lived = await graph_get(
-            self,
-            f"{self.root}/access_token",
-            None,
-            {
-                "grant_type": "ig_exchange_token",
-                "client_secret": self._app()["client_secret"],
-                "access_token": short,
-            },
+        body = await exchange_long_lived(
+            self, self.root, "ig_exchange_token", self._app()["client_secret"], short
         )
-        return self._grant(long_lived, context.scopes or self.scopes)
+        return long_lived_grant(self, self.clock, body, context.scopes or self.scopes)
 
     async def refresh(self, credentials: Credentials) -> TokenGrant:
-        body = await graph_get(
-            self,
-            f"{self.root}/refresh_access_token",
-            None,
-            {
-                "grant_type": "ig_refresh_token",
-                "access_token": credentials.refresh_token or credentials.access_token,
-            },
-        )
-        return self._grant(body, ())
-
-    def _grant(self, body: Mapping[str, Any], scopes: Sequence[str]) -> TokenGrant:
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise RejectedError(self.id, "the token answer has no access_token")
-        # No separate refresh token: the long-lived token renews itself. It is handed back as
-        # the refresh token too, so the vault keeps it refreshable and the connection worker
-        # renews it before its 60 days run out.
-        return TokenGrant(
-            access_token=token,
-            refresh_token=token,
-            expires_at=expires_at(self.clock, body.get("expires_in")),
-            scopes=tuple(scopes),
-        )
+        body = await refresh_long_lived(self, self.root, "ig_refresh_token", credentials)
+        return long_lived_grant(self, self.clock, body, ())
 
     async def verify(self, credentials: Credentials) -> Account:
         body = await graph_get(

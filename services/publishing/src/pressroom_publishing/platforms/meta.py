@@ -19,22 +19,31 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pressroom_publishing.platforms.base import (
     AuthExpiredError,
+    Credentials,
     Platform,
     PlatformError,
     PublishedPost,
     RejectedError,
     Response,
     RevokedError,
+    TokenGrant,
     TransientError,
 )
-from pressroom_publishing.platforms.common import as_int, json_object, parse_datetime, pause
+from pressroom_publishing.platforms.common import (
+    Clock,
+    as_int,
+    expires_at,
+    json_object,
+    parse_datetime,
+    pause,
+)
 
 RATE_LIMITS = {4, 17, 32, 613, 80001, 80002, 80004}
 NOT_READY = 2207027  # the container is not finished yet
@@ -159,6 +168,50 @@ async def graph_post(
         platform, "POST", url, token=token, json=dict(fields), ok=(200,)
     )
     return json_object(platform, answer)
+
+
+def long_lived_grant(
+    platform: Platform, clock: Clock, body: Mapping[str, Any], scopes: Sequence[str]
+) -> TokenGrant:
+    """Instagram's and Threads' 60-day token. There is no separate refresh token: the
+    long-lived token renews itself, so it is handed back as the refresh token too — the vault
+    then keeps the connection refreshable and the connection worker renews it in time."""
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise RejectedError(platform.id, "the token answer has no access_token")
+    return TokenGrant(
+        access_token=token,
+        refresh_token=token,
+        expires_at=expires_at(clock, body.get("expires_in")),
+        scopes=tuple(scopes),
+    )
+
+
+async def exchange_long_lived(
+    platform: Platform, root: str, grant_type: str, client_secret: str, short: str
+) -> dict[str, Any]:
+    """The short-lived token for a 60-day one (``ig_exchange_token``/``th_exchange_token``)."""
+    return await graph_get(
+        platform,
+        f"{root}/access_token",
+        None,
+        {"grant_type": grant_type, "client_secret": client_secret, "access_token": short},
+    )
+
+
+async def refresh_long_lived(
+    platform: Platform, root: str, grant_type: str, credentials: Credentials
+) -> dict[str, Any]:
+    """A fresh 60-day token from the current one (``ig_refresh_token``/``th_refresh_token``)."""
+    return await graph_get(
+        platform,
+        f"{root}/refresh_access_token",
+        None,
+        {
+            "grant_type": grant_type,
+            "access_token": credentials.refresh_token or credentials.access_token,
+        },
+    )
 
 
 async def published_after(
