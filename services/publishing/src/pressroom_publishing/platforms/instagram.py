@@ -64,12 +64,14 @@ from pressroom_publishing.platforms.common import (
 from pressroom_publishing.platforms.meta import (
     GraphErrors,
     Quota,
+    carousel_size,
     exchange_long_lived,
     graph_get,
     graph_id,
     graph_post,
     graph_time,
     long_lived_grant,
+    match_recent,
     published_after,
     read_quota,
     refresh_long_lived,
@@ -312,19 +314,7 @@ class InstagramPlatform(GraphErrors):
             credentials.access_token,
             {"fields": "id,caption,media_type,timestamp,permalink,children", "limit": "25"},
         )
-        wanted = " ".join(request.content.text.split())
-        for media in body.get("data") or []:
-            if not isinstance(media, dict) or not isinstance(media.get("id"), str):
-                continue
-            caption = " ".join(str(media.get("caption") or "").split())
-            if caption == wanted and _media_count(media) == len(request.content.media):
-                link = media.get("permalink")
-                return PublishedPost(
-                    platform_post_id=media["id"],
-                    url=link if isinstance(link, str) else None,
-                    published_at=graph_time(media.get("timestamp")),
-                )
-        return None
+        return match_recent(body, request, text_field="caption", media_count=_media_count)
 
     async def delete(self, credentials: Credentials, platform_post_id: str) -> None:
         raise NotSupportedError(self.id, "the Instagram API cannot delete a post")
@@ -403,8 +393,4 @@ class InstagramPlatform(GraphErrors):
 
 
 def _media_count(media: Mapping[str, Any]) -> int:
-    if media.get("media_type") == "CAROUSEL_ALBUM":
-        children = media.get("children")
-        data = children.get("data") if isinstance(children, dict) else None
-        return len(data) if isinstance(data, list) else 2
-    return 1
+    return carousel_size(media) or 1

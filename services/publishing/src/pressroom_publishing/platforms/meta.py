@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ from pressroom_publishing.platforms.base import (
     Platform,
     PlatformError,
     PublishedPost,
+    PublishRequest,
     RejectedError,
     Response,
     RevokedError,
@@ -212,6 +213,40 @@ async def refresh_long_lived(
             "access_token": credentials.refresh_token or credentials.access_token,
         },
     )
+
+
+def carousel_size(item: Mapping[str, Any]) -> int | None:
+    """How many children a ``CAROUSEL_ALBUM`` listing names (2 when it names none); None for
+    anything else."""
+    if item.get("media_type") != "CAROUSEL_ALBUM":
+        return None
+    children = item.get("children")
+    data = children.get("data") if isinstance(children, dict) else None
+    return len(data) if isinstance(data, list) else 2
+
+
+def match_recent(
+    listing: Mapping[str, Any],
+    request: PublishRequest,
+    *,
+    text_field: str,
+    media_count: Callable[[Mapping[str, Any]], int],
+) -> PublishedPost | None:
+    """Reconciliation where the API keeps no reference of ours: the recent post (from a
+    Graph ``data`` listing) with the same text, whitespace aside, and as many media."""
+    wanted = " ".join(request.content.text.split())
+    for item in listing.get("data") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        text = " ".join(str(item.get(text_field) or "").split())
+        if text == wanted and media_count(item) == len(request.content.media):
+            link = item.get("permalink")
+            return PublishedPost(
+                platform_post_id=item["id"],
+                url=link if isinstance(link, str) else None,
+                published_at=graph_time(item.get("timestamp")),
+            )
+    return None
 
 
 async def published_after(

@@ -59,12 +59,14 @@ from pressroom_publishing.platforms.common import (
 from pressroom_publishing.platforms.meta import (
     GraphErrors,
     Quota,
+    carousel_size,
     exchange_long_lived,
     graph_get,
     graph_id,
     graph_post,
     graph_time,
     long_lived_grant,
+    match_recent,
     published_after,
     read_quota,
     refresh_long_lived,
@@ -296,19 +298,7 @@ class ThreadsPlatform(GraphErrors):
             credentials.access_token,
             {"fields": "id,text,timestamp,permalink,media_type,children", "limit": "25"},
         )
-        wanted = " ".join(request.content.text.split())
-        for post in body.get("data") or []:
-            if not isinstance(post, dict) or not isinstance(post.get("id"), str):
-                continue
-            text = " ".join(str(post.get("text") or "").split())
-            if text == wanted and _media_count(post) == len(request.content.media):
-                link = post.get("permalink")
-                return PublishedPost(
-                    platform_post_id=post["id"],
-                    url=link if isinstance(link, str) else None,
-                    published_at=graph_time(post.get("timestamp")),
-                )
-        return None
+        return match_recent(body, request, text_field="text", media_count=_media_count)
 
     async def delete(self, credentials: Credentials, platform_post_id: str) -> None:
         try:
@@ -399,9 +389,7 @@ class ThreadsPlatform(GraphErrors):
 
 
 def _media_count(post: Mapping[str, Any]) -> int:
-    kind = post.get("media_type")
-    if kind == "CAROUSEL_ALBUM":
-        children = post.get("children")
-        data = children.get("data") if isinstance(children, dict) else None
-        return len(data) if isinstance(data, list) else 2
-    return 0 if kind in (None, "TEXT_POST") else 1
+    size = carousel_size(post)
+    if size is not None:
+        return size
+    return 0 if post.get("media_type") in (None, "TEXT_POST") else 1
