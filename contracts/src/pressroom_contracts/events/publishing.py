@@ -11,10 +11,12 @@ platform withdrew it). Tokens never appear in any event.
 
 from __future__ import annotations
 
+from datetime import date as date_
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_contracts.envelope import EventPayload
 from pressroom_contracts.registry import register
@@ -34,6 +36,9 @@ class PostCreated(EventPayload):
         default=None, description="the post's own setting; null follows the brand's"
     )
     created_by: str | None = None
+    plan_id: UUID | None = Field(
+        default=None, description="the analytics plan the draft was made from, if any"
+    )
 
 
 @register
@@ -48,6 +53,14 @@ class PostUpdated(EventPayload):
     scheduled_at: datetime | None = None
     status: str = Field(description="the post's status after the edit")
     updated_by: str | None = None
+    version: int | None = Field(
+        default=None,
+        description="the post's version after this change (its event stream's length); an "
+        "approval is bound to the version it was asked for",
+    )
+    submission: int | None = Field(
+        default=None, description="the post's latest submission number (0 or null: none yet)"
+    )
 
 
 @register
@@ -71,6 +84,14 @@ class PostSubmitted(EventPayload):
         description="numbers the post's submissions (1, 2, ...); an approval decision "
         "names it in its own `submission` so that a late decision about an earlier version "
         "is not applied to the post as edited since",
+    )
+    version: int | None = Field(default=None, description="the post's version that was submitted")
+    texts: dict[str, str] = Field(
+        default_factory=dict,
+        description="the text each platform will get (its override, else the post's text)",
+    )
+    media_by_platform: dict[str, list[UUID]] = Field(
+        default_factory=dict, description="the media each platform will get"
     )
 
 
@@ -98,6 +119,9 @@ class PostPublished(EventPayload):
     media_ids: list[UUID] = Field(default_factory=list)
     published_at: datetime
     published_by: str | None = None
+    plan_id: UUID | None = Field(
+        default=None, description="the analytics plan the post was made from, if any"
+    )
 
 
 @register
@@ -192,3 +216,55 @@ class ConnectionRevoked(EventPayload):
     platform: str
     reason: str
     revoked_by: str | None = Field(default=None, description="null when the platform revoked it")
+
+
+class AccountDay(BaseModel):
+    """One day of an account's numbers on a platform."""
+
+    model_config = ConfigDict(frozen=True)
+
+    date: date_
+    reach: int = 0
+    impressions: int = 0
+    engagement: int = 0
+    followers: int = 0
+
+
+class PostDay(BaseModel):
+    """One day of a published post's numbers on a platform."""
+
+    model_config = ConfigDict(frozen=True)
+
+    post_id: UUID | None = Field(default=None, description="ours, when the post is known")
+    platform_post_id: str
+    date: date_
+    reach: int = 0
+    impressions: int = 0
+    engagement: int = 0
+    likes: int = 0
+    comments: int = 0
+    shares: int = 0
+    published_at: datetime | None = None
+    media_kind: str | None = Field(
+        default=None, description="text, image, video or mixed: what the post carried"
+    )
+
+
+@register
+class MetricsCollected(EventPayload):
+    """The answer to ``analytics.sync.requested.v1``, one per platform asked for: the
+    account's days and the published posts' days in the range, or why there are none."""
+
+    event_type = "publishing.metrics.collected.v1"
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    sync_id: UUID
+    brand_id: UUID
+    platform: str
+    status: Literal["ok", "failed", "not_connected", "not_supported"]
+    since: date_ = Field(alias="from")
+    until: date_ = Field(alias="to")
+    account: list[AccountDay] = Field(default_factory=list)
+    posts: list[PostDay] = Field(default_factory=list)
+    error: str | None = Field(default=None, description="what went wrong, when not ok")
+    collected_at: datetime
