@@ -53,6 +53,11 @@ class ApprovalApproved(EventPayload):
         "without it, publishing applies the decision only if `decided_at` is not before "
         "the post's latest submission",
     )
+    scheduled_at: datetime | None = Field(
+        default=None,
+        description="a new publish time given with a late decision (the approval had "
+        "expired); null: the post keeps its time, or goes out at once when that has passed",
+    )
 
 
 @register
