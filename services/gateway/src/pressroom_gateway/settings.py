@@ -26,6 +26,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/unsubscribe": "http://127.0.0.1:8104",
     "/v1/audit-logs": "http://127.0.0.1:8104",
     "/v1/privacy": "http://127.0.0.1:8104",
+    "/review": "http://127.0.0.1:8104",
     "/v1/webhooks": "http://127.0.0.1:8105",
 }
 
@@ -33,6 +34,8 @@ DEFAULT_ROUTES: dict[str, str] = {
 DEFAULT_PUBLIC = [
     r"^/media-files/",
     r"^/v1/unsubscribe/",
+    # Review links: the page and its decision form are bound to the signed token in the path.
+    r"^/review/",
     r"^/v1/connections/[^/]+/callback$",
     # The sandbox platform: its consent page is opened by a browser without our token;
     # its API checks its own tokens (publishing mounts it only while the sandbox is on). Its

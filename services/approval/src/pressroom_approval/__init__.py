@@ -1,0 +1,1 @@
+"""Pressroom's approval service: approvals, escalations, review links and the audit log."""
