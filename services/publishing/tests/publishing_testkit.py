@@ -509,8 +509,8 @@ async def publishing_service(
     run_scheduler: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[Service]:
-    """The service on a real port. Tests step the scheduler on a fake clock, unless
-    ``run_scheduler`` runs it for real (on the real clock)."""
+    """The service on a real port. Tests step the scheduler (and the metrics worker) on a
+    fake clock, unless ``run_scheduler`` runs them for real (on the real clock)."""
     clock = clock or FakeClock()
     credentials = TableCredentials()
     app = create_app(
@@ -518,7 +518,7 @@ async def publishing_service(
         clock=(lambda: datetime.now(UTC)) if run_scheduler else clock,
         run_scheduler=run_scheduler,
         run_connections=False,
-        run_metrics=False,
+        run_metrics=run_scheduler,
         credentials=credentials,
         platform_factory=fake_factory(platform.url, ids),
     )

@@ -18,10 +18,13 @@ from pressroom_publishing.metrics_sync import MetricsSync, answer_id
 from publishing_testkit import (
     add_media,
     as_owner,
+    connect_platform,
     event,
     eventually,
+    fake_platform,
     outbox,
     publish_events,
+    publishing_service,
     sandbox_service,
 )
 from sandbox_testkit import SandboxClient
@@ -278,3 +281,27 @@ async def test_a_crash_between_fetch_and_answer_and_two_workers_answer_once(serv
         assert await attempts(service, again) == 1
     finally:
         await pool.close()
+
+
+async def test_the_running_worker_answers_and_beats_for_readyz(fresh_db, kafka_bootstrap, topics):
+    async with (
+        fake_platform() as platform,
+        publishing_service(fresh_db, kafka_bootstrap, platform, run_scheduler=True) as service,
+    ):
+        brand = uuid.uuid4()
+        await connect_platform(fresh_db, brand, "sandbox")
+        request = sync_request(brand, ["sandbox", "pinterest"])
+        await publish_events(kafka_bootstrap, Topic.ANALYTICS.value, request)
+
+        async def answered():
+            found = await answers(service, request.data["sync_id"])
+            return found if len(found) == 2 else None
+
+        by_platform = {a["platform"]: a for a in await eventually(answered)}
+        assert by_platform["sandbox"]["status"] == "ok"  # the fake reports no numbers
+        assert by_platform["sandbox"]["account"] == by_platform["sandbox"]["posts"] == []
+        assert by_platform["pinterest"]["status"] == "not_connected"
+
+        _, ready = await service.call("GET", "/readyz", brand)
+        beat = ready["checks"]["metrics_sync"]
+        assert beat["ok"] is True and beat["detail"].endswith("answered"), ready

@@ -366,7 +366,10 @@ class MetricsSync:
 
     # --- recording -------------------------------------------------------------------------
 
-    def _message(self, row: asyncpg.Record, answer: Answer, now: datetime) -> OutboxMessage:
+    @staticmethod
+    def _message(
+        row: Mapping[str, Any] | asyncpg.Record, answer: Answer, now: datetime
+    ) -> OutboxMessage:
         payload = MetricsCollected(
             sync_id=row["sync_id"],
             brand_id=row["brand_id"],
@@ -395,11 +398,13 @@ class MetricsSync:
             ),
         )
 
-    async def _answer(self, lease: Lease, row: asyncpg.Record, answer: Answer) -> None:
-        """The answer and the row's completion in one transaction, fenced on the lease:
-        a worker that lost the row writes nothing."""
-        now = self.clock()
-        message = self._message(row, answer, now)
+    @classmethod
+    def fitted(
+        cls, row: Mapping[str, Any] | asyncpg.Record, answer: Answer, now: datetime
+    ) -> tuple[Answer, OutboxMessage]:
+        """The answer's message, or, when it would be too large for the broker, a ``failed``
+        answer saying so (never a silently cut one)."""
+        message = cls._message(row, answer, now)
         try:
             outbox_row(message)  # the size check, before anything is written
         except MessageTooLarge as exc:
@@ -409,7 +414,14 @@ class MetricsSync:
                 f"post days) do not fit in one message ({exc.extra.get('size')} bytes, at most "
                 f"{exc.extra.get('limit')}); ask for a shorter range",
             )
-            message = self._message(row, answer, now)
+            message = cls._message(row, answer, now)
+        return answer, message
+
+    async def _answer(self, lease: Lease, row: asyncpg.Record, answer: Answer) -> None:
+        """The answer and the row's completion in one transaction, fenced on the lease:
+        a worker that lost the row writes nothing."""
+        now = self.clock()
+        answer, message = self.fitted(row, answer, now)
         async with tenant_transaction(self.pool, row["brand_id"]) as conn:
             await self.leases.execute(
                 conn,
