@@ -12,7 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pressroom_contracts.topics import Topic
+from pressroom_kit.db import connect
+from pressroom_kit.projections import rebuild, verify
 from pressroom_publishing.plans import draft_id
+from pressroom_publishing.projections import POSTS
 from publishing_testkit import (
     add_media,
     as_owner,
@@ -131,6 +134,7 @@ async def test_an_expired_approval_shows_and_a_late_one_schedules_at_its_new_tim
         if t == "publishing.post.scheduled.v1" and d["post_id"] == pid
     ]
     assert [datetime.fromisoformat(d["scheduled_at"]) for d in scheduled] == [late]
+    await rebuilds_equal(service)
 
 
 async def test_an_expiry_of_an_earlier_submission_changes_nothing(service):
@@ -264,3 +268,16 @@ async def test_an_approved_plan_becomes_drafts_once(service):
     # The unconnected platform's draft cannot be submitted until the brand connects it.
     status, refused = await service.call("POST", f"/v1/posts/{ids[1]}/submit", brand)
     assert status == 422, refused
+    await rebuilds_equal(service)
+
+
+async def rebuilds_equal(service) -> None:
+    """The projection replayed from the events equals the live table (plan_id, plan_slot,
+    approval_expired_at and a moved scheduled_at included)."""
+    conn = await connect(service.db.owner_dsn)
+    try:
+        assert await rebuild(conn, POSTS) > 0
+        diffs = await verify(conn, POSTS)
+        assert diffs and all(d.equal for d in diffs), diffs
+    finally:
+        await conn.close()
