@@ -269,6 +269,31 @@ async def test_a_crash_between_fetch_and_answer_and_two_workers_answer_once(serv
         [answer] = await answers(service, request.data["sync_id"])
         assert answer["status"] == "ok"
 
+        # A worker killed in the middle of its fetch (its task cancelled while the sandbox
+        # holds the request): nothing answered; after its lease the next claim answers.
+        killed = sync_request(brand, ["sandbox"])
+        await requested(service, killed, 1)
+        before = (await service.client.calls()).get("insights", 0)
+        await service.client.fail("insights", "timeout", delay_s=10)
+        [(lease, row)] = mine(await crashing.claim(), killed)
+        task = asyncio.create_task(crashing.work(lease, row))
+
+        async def held():
+            return (await service.client.calls()).get("insights", 0) > before
+
+        await eventually(held)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await service.client.clear_failures()
+        await other.step()
+        assert await answers(service, killed.data["sync_id"]) == []
+        service.clock.advance(settings.metrics_lease_s + 1)
+        await other.step()
+        [answer] = await answers(service, killed.data["sync_id"])
+        assert answer["status"] == "ok"
+        assert await attempts(service, killed) == 2
+
         # Two workers at once on one request: one claims it, one answer.
         again = sync_request(brand, ["sandbox"])
         await requested(service, again, 1)
