@@ -329,4 +329,4 @@ async def test_the_running_worker_answers_and_beats_for_readyz(fresh_db, kafka_b
 
         _, ready = await service.call("GET", "/readyz", brand)
         beat = ready["checks"]["metrics_sync"]
-        assert beat["ok"] is True and beat["detail"].endswith("answered"), ready
+        assert beat["ok"] is True and beat["detail"].endswith("claimed"), ready

@@ -180,13 +180,18 @@ class MetricsSync:
     # --- running ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Work due rows until ``stop``: at once again after a full batch, else after
+        ``metrics_poll_s``."""
         while not stop.is_set():
+            claimed = 0
             try:
-                done = await self.step()
-                self.heartbeats.beat(self.beat_name, detail=f"{done} answered")
+                claimed = await self.step()
+                self.heartbeats.beat(self.beat_name, detail=f"{claimed} claimed")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("metrics pass failed; the next pass retries", error=str(exc))
                 self.heartbeats.beat(self.beat_name, ok=False, detail=str(exc))
+            if claimed >= self.settings.metrics_claim_batch:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.metrics_poll_s)
 
@@ -212,8 +217,12 @@ class MetricsSync:
             log.info("another worker took the sync over", sync_id=str(row["sync_id"]))
         except Exception as exc:  # a bug or an unreadable answer: retried, bounded
             log.exception("a metrics sync failed", sync_id=str(row["sync_id"]))
-            with contextlib.suppress(LeaseLost):
+            try:
                 await self._settle(lease, row, Retry(f"internal error: {type(exc).__name__}"))
+            except LeaseLost:
+                pass
+            except Exception:  # the database too: the lease runs out, a later claim retries
+                log.exception("a failed metrics sync could not be rescheduled")
 
     async def work(self, lease: Lease, row: asyncpg.Record) -> None:
         """Collect one (sync, platform) and record the outcome, fenced on ``lease``."""
