@@ -444,6 +444,11 @@ class Service:
     def scheduler(self) -> Any:
         return self.app.state.scheduler
 
+    @property
+    def metrics(self) -> Any:
+        """The metrics worker (``MetricsSync``), stepped by the tests."""
+        return self.app.state.metrics_sync
+
     async def call(
         self,
         method: str,
@@ -504,8 +509,8 @@ async def publishing_service(
     run_scheduler: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[Service]:
-    """The service on a real port. Tests step the scheduler on a fake clock, unless
-    ``run_scheduler`` runs it for real (on the real clock)."""
+    """The service on a real port. Tests step the scheduler (and the metrics worker) on a
+    fake clock, unless ``run_scheduler`` runs them for real (on the real clock)."""
     clock = clock or FakeClock()
     credentials = TableCredentials()
     app = create_app(
@@ -513,6 +518,7 @@ async def publishing_service(
         clock=(lambda: datetime.now(UTC)) if run_scheduler else clock,
         run_scheduler=run_scheduler,
         run_connections=False,
+        run_metrics=run_scheduler,
         credentials=credentials,
         platform_factory=fake_factory(platform.url, ids),
     )
@@ -665,7 +671,9 @@ async def sandbox_service(db: TestDatabase, kafka: str, **overrides: Any) -> Asy
         sandbox_enabled=True,
         **overrides,
     )
-    app = create_app(settings, clock=clock, run_scheduler=False, run_connections=False)
+    app = create_app(
+        settings, clock=clock, run_scheduler=False, run_connections=False, run_metrics=False
+    )
     async with serve_asgi(app, port=port) as base, aiohttp.ClientSession() as http:
         service = Service(base, app, clock, http, db, TableCredentials())
         service.scheduler.random_fraction = lambda: 0.0

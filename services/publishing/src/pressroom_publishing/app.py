@@ -19,6 +19,7 @@ from pressroom_publishing.connections.api import ConnectionController
 from pressroom_publishing.connections.credentials import VaultCredentials
 from pressroom_publishing.connections.workers import ConnectionWorker
 from pressroom_publishing.media_links import MediaLinks
+from pressroom_publishing.metrics_sync import MetricsSync
 from pressroom_publishing.platforms.base import CredentialSource, Platform, PlatformHTTP
 from pressroom_publishing.posts.api import CalendarController, PostController
 from pressroom_publishing.posts.live_checks import LiveChecks
@@ -55,13 +56,14 @@ def create_app(
     clock: Clock = utcnow,
     run_scheduler: bool = True,
     run_connections: bool = True,
+    run_metrics: bool = True,
     credentials: CredentialSource | None = None,
     platform_factory: PlatformFactory | None = None,
 ) -> Litestar:
-    """The publishing service. ``clock``, ``run_scheduler``/``run_connections``,
-    ``credentials`` and ``platform_factory`` exist so tests can drive time, step the
-    scheduler and the connection worker themselves, and stand in for the token vault and
-    the platforms."""
+    """The publishing service. ``clock``, ``run_scheduler``/``run_connections``/
+    ``run_metrics``, ``credentials`` and ``platform_factory`` exist so tests can drive time,
+    step the scheduler, the connection worker and the metrics worker themselves, and stand in
+    for the token vault and the platforms."""
     settings = settings or PublishingSettings()
     box = SecretBox(settings.encryption_keys, settings.encryption_key_id)
     build_platforms = platform_factory or configured_platforms(settings)
@@ -92,6 +94,9 @@ def create_app(
             clock=clock,
         )
         connection_worker = ConnectionWorker(vault, rt.heartbeats)
+        metrics_sync = MetricsSync(
+            rt.pool, settings, adapters, source, heartbeats=rt.heartbeats, clock=clock
+        )
         rt.app.state.update(
             clock=clock,
             box=box,
@@ -101,16 +106,24 @@ def create_app(
             live_checks=LiveChecks(adapters, source),
             scheduler=scheduler,
             connection_worker=connection_worker,
+            metrics_sync=metrics_sync,
         )
         rt.consume(
             "consumer",
-            topics=[Topic.BRANDS.value, Topic.MEDIA.value, Topic.APPROVAL.value],
+            topics=[
+                Topic.BRANDS.value,
+                Topic.MEDIA.value,
+                Topic.APPROVAL.value,
+                Topic.ANALYTICS.value,
+            ],
             handlers=handlers.consumer_handlers(clock),
         )
         if run_scheduler:
             rt.workers.add("scheduler", scheduler.run)
         if run_connections:
             rt.workers.add("connections", connection_worker.run)
+        if run_metrics:
+            rt.workers.add("metrics_sync", metrics_sync.run)
         try:
             yield
         finally:

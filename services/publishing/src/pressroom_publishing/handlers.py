@@ -4,8 +4,13 @@ consumer's transaction with the event's brand set, so a redelivery changes nothi
 - ``brand.created|updated.v1`` -> ``publishing_brands`` (timezone, ``approval_required``)
 - ``media.asset.uploaded|updated|deleted.v1`` -> ``publishing_media`` (what validation and
   the scheduler know of an asset)
-- ``approval.approved.v1`` schedules a post waiting for it (at once when its time has
-  passed), ``approval.rejected.v1`` rejects it, ``approval.unlocked.v1`` reopens it
+- ``approval.approved.v1`` schedules a post waiting for it (at the decision's
+  ``scheduled_at`` when a late decision gives one, else its own time, at once when that has
+  passed), ``approval.rejected.v1`` rejects it, ``approval.unlocked.v1`` reopens it,
+  ``approval.expired.v1`` records on the post that its time passed without a decision
+- ``analytics.plan.approved.v1`` -> one draft per slot (``plans``)
+- ``analytics.sync.requested.v1`` -> a work row per platform for the metrics worker
+  (``metrics_sync``; never a platform call inside this transaction)
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from typing import Any
 
 import asyncpg
 from pressroom_contracts import CloudEvent, EventPayload
-from pressroom_contracts.events.approval import ApprovalApproved, ApprovalRejected, ApprovalUnlocked
+from pressroom_contracts.events.analytics import PlanApproved, SyncRequested
+from pressroom_contracts.events.approval import (
+    ApprovalApproved,
+    ApprovalExpired,
+    ApprovalRejected,
+    ApprovalUnlocked,
+)
 from pressroom_contracts.events.brands import BrandCreated, BrandUpdated
 from pressroom_contracts.events.media import (
     MediaAssetDeleted,
@@ -26,7 +37,9 @@ from pressroom_contracts.events.media import (
 from pressroom_kit.errors import NotFound
 from pressroom_kit.logs import get_logger
 
+from pressroom_publishing import metrics_sync, plans
 from pressroom_publishing.posts import commands
+from pressroom_publishing.posts.api import in_range
 
 log = get_logger(__name__)
 Handler = Callable[[asyncpg.Connection, CloudEvent, EventPayload], Awaitable[None]]
@@ -96,6 +109,26 @@ async def media_deleted(conn: asyncpg.Connection, event: CloudEvent, payload: Ev
     await conn.execute("DELETE FROM publishing_media WHERE asset_id = $1", payload.asset_id)
 
 
+def _publish_time(payload: ApprovalApproved) -> datetime | None:
+    """The decision's new publish time, if it gives a sensible one (an instant between 2000
+    and 3000 UTC, as the API takes); anything else is logged and ignored (the approval then
+    applies as if it gave none) rather than failing the message."""
+    if payload.scheduled_at is None:
+        return None
+    try:
+        if payload.scheduled_at.tzinfo is None:
+            raise ValueError("no offset")
+        return in_range(payload.scheduled_at)
+    except ValueError as exc:
+        log.warning(
+            "an approval's scheduled_at is not a usable time; ignored",
+            post_id=str(payload.post_id),
+            scheduled_at=str(payload.scheduled_at),
+            error=str(exc),
+        )
+        return None
+
+
 def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
     async def approved(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
         assert isinstance(payload, ApprovalApproved)
@@ -113,6 +146,7 @@ def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
             now,
             submission=payload.submission,
             decided_at=payload.decided_at,
+            scheduled_at=_publish_time(payload),
         ):
             await commands.schedule_targets(conn, post, post.scheduled_at or now, now)
             await commands.save(conn, post, payload.decided_by)
@@ -147,11 +181,46 @@ def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
                 await commands.drop_targets(conn, payload.post_id)
             await commands.save(conn, post, payload.unlocked_by)
 
+    async def expired(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+        assert isinstance(payload, ApprovalExpired)
+        if not _brand_matches(event, payload.brand_id):
+            return
+        try:
+            post = await commands.locked_post(conn, payload.post_id)
+        except NotFound:
+            return
+        # Nothing to do with the scheduler: a post awaiting approval has no targets.
+        if post.approval_expired(
+            payload.approval_id,
+            submission=payload.submission,
+            missed_at=payload.scheduled_at,
+            expired_at=payload.expired_at,
+        ):
+            await commands.save(conn, post, None)
+
     return {
         ApprovalApproved.event_type: approved,
         ApprovalRejected.event_type: rejected,
         ApprovalUnlocked.event_type: unlocked,
+        ApprovalExpired.event_type: expired,
     }
+
+
+async def plan_approved(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+    assert isinstance(payload, PlanApproved)
+    if not _brand_matches(event, payload.brand_id):
+        return
+    await plans.create_drafts(conn, payload)
+
+
+def sync_requested(clock: Callable[[], datetime]) -> Handler:
+    async def handle(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+        assert isinstance(payload, SyncRequested)
+        if not _brand_matches(event, payload.brand_id):
+            return
+        await metrics_sync.record_request(conn, payload, clock())
+
+    return handle
 
 
 def consumer_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
@@ -162,4 +231,6 @@ def consumer_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
         MediaAssetUpdated.event_type: media_updated,
         MediaAssetDeleted.event_type: media_deleted,
         **approval_handlers(clock),
+        PlanApproved.event_type: plan_approved,
+        SyncRequested.event_type: sync_requested(clock),
     }

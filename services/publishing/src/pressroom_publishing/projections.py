@@ -21,12 +21,13 @@ async def _created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     d = event.data
     await conn.execute(
         "INSERT INTO publishing_jobs (id, brand_id, status, text, media_ids, link, platforms, "
-        "overrides, scheduled_at, requires_approval, author, results, created_at, updated_at) "
+        "overrides, scheduled_at, requires_approval, author, results, created_at, updated_at, "
+        "plan_id, plan_slot) "
         "VALUES ($1, $2, $3, $4, $5::uuid[], $6, $7, $8, $9::text::timestamptz, $10, $11, "
         "(SELECT coalesce(jsonb_object_agg(p, jsonb_build_object('status', 'pending', "
         "'platform_post_id', NULL, 'url', NULL, 'error', NULL)), '{}') "
         "FROM unnest($7::text[]) AS p), "
-        "$12, $12)",
+        "$12, $12, $13::text::uuid, $14)",
         event.stream_id,
         event.brand_id,
         d["status"],
@@ -39,6 +40,8 @@ async def _created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         d["requires_approval"],
         d["author"],
         event.occurred_at,
+        d.get("plan_id"),
+        d.get("plan_slot"),
     )
 
 
@@ -74,14 +77,40 @@ async def _status(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     )
 
 
-async def _scheduled(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+async def _submitted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    """A new submission waits for a new decision: an earlier expiry no longer applies."""
     await conn.execute(
-        "UPDATE publishing_jobs SET status = $2, approval_locked = $3, updated_at = $4 "
+        "UPDATE publishing_jobs SET status = $2, approval_expired_at = NULL, updated_at = $3 "
+        "WHERE id = $1",
+        event.stream_id,
+        event.data["status"],
+        event.occurred_at,
+    )
+
+
+async def _approval_expired(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(
+        "UPDATE publishing_jobs SET status = $2, approval_expired_at = $3::text::timestamptz, "
+        "updated_at = $4 WHERE id = $1",
+        event.stream_id,
+        event.data["status"],
+        event.data["expired_at"],
+        event.occurred_at,
+    )
+
+
+async def _scheduled(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    """Scheduled; a late approval that gave a new time (``moved``) moves the post to it."""
+    await conn.execute(
+        "UPDATE publishing_jobs SET status = $2, approval_locked = $3, updated_at = $4, "
+        "scheduled_at = CASE WHEN $5 THEN $6::text::timestamptz ELSE scheduled_at END "
         "WHERE id = $1",
         event.stream_id,
         event.data["status"],
         event.data.get("approval_id") is not None,
         event.occurred_at,
+        bool(event.data.get("moved")),
+        event.data["scheduled_at"],
     )
 
 
@@ -175,7 +204,8 @@ POSTS = Projection(
     handlers={
         "PostCreated": _created,
         "PostEdited": _edited,
-        "PostSubmitted": _status,
+        "PostSubmitted": _submitted,
+        "ApprovalExpired": _approval_expired,
         "PostScheduled": _scheduled,
         "PostRejected": _status,
         "PostUnlocked": _unlocked,

@@ -81,6 +81,19 @@ class PublishingSettings(ServiceSettings):
     lease_s: float = 120.0
     publish_concurrency: int = 64
 
+    # Metrics for analytics (analytics.sync.requested.v1 -> publishing.metrics.collected.v1).
+    metrics_poll_s: float = Field(default=1.0, description="how often the worker looks for work")
+    metrics_lease_s: float = 120.0
+    metrics_claim_batch: int = 20
+    metrics_concurrency: int = Field(
+        default=8, description="fetches at once per replica (each may refresh a token)"
+    )
+    metrics_max_retries: int = Field(
+        default=3, description="retries of transient errors before answering failed"
+    )
+    metrics_retry_base_s: float = 30.0
+    metrics_retry_max_s: float = 900.0
+
     consumer_group: str = "pressroom-publishing"
     consumer_session_timeout_ms: int = 10_000
 

@@ -171,6 +171,13 @@ class ResultOut(BaseModel):
     error: str | None
 
 
+class PlanSlotOut(BaseModel):
+    slot_id: uuid.UUID
+    format: str | None = None
+    reason: str | None = None
+    confidence: float | None = None
+
+
 class PostOut(BaseModel):
     id: uuid.UUID
     brand_id: uuid.UUID
@@ -188,6 +195,17 @@ class PostOut(BaseModel):
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    plan_id: uuid.UUID | None = Field(
+        default=None, description="the analytics plan the draft was made from"
+    )
+    plan_slot: PlanSlotOut | None = Field(
+        default=None, description="the plan's advice for this draft (format, reason)"
+    )
+    approval_expired_at: datetime | None = Field(
+        default=None,
+        description="the approval was still pending when the post's time passed: it waits "
+        "for a late decision (cleared by a new submission)",
+    )
 
 
 class PostPage(BaseModel):
@@ -233,7 +251,7 @@ class Calendar(BaseModel):
 _COLUMNS = (
     "id, brand_id, status, text, media_ids, link, platforms, overrides, scheduled_at, "
     "requires_approval, approval_locked, author, results, retry_count, published_at, "
-    "last_error, created_at, updated_at"
+    "last_error, created_at, updated_at, plan_id, plan_slot, approval_expired_at"
 )
 
 
@@ -304,6 +322,9 @@ def _post_out(row: asyncpg.Record, in_flight: set[tuple[uuid.UUID, str]]) -> Pos
         last_error=row["last_error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        plan_id=row["plan_id"],
+        plan_slot=PlanSlotOut(**row["plan_slot"]) if row["plan_slot"] else None,
+        approval_expired_at=row["approval_expired_at"],
     )
 
 

@@ -45,8 +45,11 @@ def _snapshot(post: Post) -> dict[str, Any]:
         "text": post.content.text,
         "media_ids": [str(m) for m in post.all_media_ids()],
         "media_by_platform": {p: [str(m) for m in post.media_ids_for(p)] for p in post.platforms},
+        "texts": {p: post.content_for(p).text for p in post.platforms},
         "scheduled_at": post.scheduled_at.isoformat() if post.scheduled_at else None,
         "author": post.author,
+        "submission": post.submission,
+        "plan_id": str(post.plan_id) if post.plan_id else None,
     }
 
 
@@ -64,6 +67,7 @@ def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
                 "scheduled_at": d["scheduled_at"],
                 "requires_approval": d["requires_approval"],
                 "created_by": d["author"],
+                "plan_id": d.get("plan_id"),
             }
             return [(TOPIC, public.PostCreated.event_type, data)]
         case "PostEdited" | "PostRejected" | "PostUnlocked" | "RetryRequested":
@@ -76,6 +80,10 @@ def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
                 "scheduled_at": post.get("scheduled_at"),
                 "status": d["status"],
                 "updated_by": actor,
+                # The stream version after this change: an approval asked for an earlier
+                # version is void once the post moved past it.
+                "version": event.version,
+                "submission": post.get("submission") or None,
             }
             return [(TOPIC, public.PostUpdated.event_type, data)]
         case "PostSubmitted":
@@ -88,6 +96,9 @@ def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
                 "author": post.get("author"),
                 "submitted_by": d["by"],
                 "submission": d.get("submission") or None,
+                "version": event.version,
+                "texts": post.get("texts", {}),
+                "media_by_platform": post.get("media_by_platform", {}),
             }
             return [(TOPIC, public.PostSubmitted.event_type, data)]
         case "PostScheduled":
@@ -108,6 +119,7 @@ def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
                 "media_ids": post.get("media_by_platform", {}).get(d["platform"], []),
                 "published_at": d["published_at"],
                 "published_by": d["by"],
+                "plan_id": post.get("plan_id"),
             }
             return [(TOPIC, public.PostPublished.event_type, data)]
         case "PlatformFailed":

@@ -53,6 +53,17 @@ class Content(BaseModel):
     link: str | None = None
 
 
+class PlanSlot(BaseModel):
+    """The analytics plan's advice a draft was made from (shown with the post; the draft's
+    text stays empty for a person to write)."""
+
+    model_config = ConfigDict(frozen=True)
+    slot_id: UUID
+    format: str | None = None
+    reason: str | None = None
+    confidence: float | None = None
+
+
 class PostCreated(DomainEvent):
     type_name: ClassVar[str] = "PostCreated"
     brand_id: UUID
@@ -65,6 +76,8 @@ class PostCreated(DomainEvent):
     requires_approval: bool | None
     author: str | None
     status: PostStatus = "draft"
+    plan_id: UUID | None = None  # the analytics plan the draft was made from
+    plan_slot: PlanSlot | None = None
 
 
 class PostEdited(DomainEvent):
@@ -102,7 +115,21 @@ class PostScheduled(DomainEvent):
     scheduled_at: datetime
     by: str | None
     approval_id: UUID | None = None
+    moved: bool = False  # a late decision gave a new time: the post's scheduled_at becomes it
     status: PostStatus = "scheduled"
+
+
+class ApprovalExpired(DomainEvent):
+    """The approval was still pending when the post's time passed (the approval service's
+    ``approval.expired.v1``): the post keeps waiting, out of the scheduler, and says why it
+    did not go out. A late decision still applies."""
+
+    type_name: ClassVar[str] = "ApprovalExpired"
+    approval_id: UUID
+    submission: int | None = None
+    missed_at: datetime | None = None  # the publish time that passed
+    expired_at: datetime
+    status: PostStatus = "awaiting_approval"
 
 
 class PostRejected(DomainEvent):
@@ -191,6 +218,7 @@ class Post(Aggregate):
         PostEdited,
         PostSubmitted,
         PostScheduled,
+        ApprovalExpired,
         PostRejected,
         PostUnlocked,
         PublishingStarted,
@@ -216,6 +244,8 @@ class Post(Aggregate):
         self.retry_count = 0
         self.submission = 0  # the latest submission's number
         self.submitted_at: datetime | None = None
+        self.plan_id: UUID | None = None
+        self.approval_expired_at: datetime | None = None  # of the submission waiting now
 
     # --- state -------------------------------------------------------------------------
 
@@ -224,6 +254,7 @@ class Post(Aggregate):
             case PostCreated() | PostEdited():
                 if isinstance(event, PostCreated):
                     self.brand_id, self.author = event.brand_id, event.author
+                    self.plan_id = event.plan_id
                 self.content = Content(
                     text=event.text, media_ids=list(event.media_ids), link=event.link
                 )
@@ -235,8 +266,13 @@ class Post(Aggregate):
             case PostSubmitted():
                 self.submission = event.submission or self.submission + 1
                 self.submitted_at = event.submitted_at
+                self.approval_expired_at = None
+            case ApprovalExpired():
+                self.approval_expired_at = event.expired_at
             case PostScheduled():
                 self.locked = event.approval_id is not None
+                if event.moved:
+                    self.scheduled_at = event.scheduled_at
             case PostUnlocked():
                 self.locked = False
             case PlatformPublished():
@@ -308,6 +344,8 @@ class Post(Aggregate):
         overrides: Mapping[str, Override],
         scheduled_at: datetime | None,
         requires_approval: bool | None,
+        plan_id: UUID | None = None,
+        plan_slot: PlanSlot | None = None,
     ) -> Post:
         post = cls(str(post_id))
         post.record(
@@ -321,6 +359,8 @@ class Post(Aggregate):
                 scheduled_at=scheduled_at,
                 requires_approval=requires_approval,
                 author=author,
+                plan_id=plan_id,
+                plan_slot=plan_slot,
             )
         )
         return post
@@ -412,14 +452,43 @@ class Post(Aggregate):
         *,
         submission: int | None = None,
         decided_at: datetime | None = None,
+        scheduled_at: datetime | None = None,
     ) -> bool:
         """An approval came in; only a post that waits for this very submission's decision
         is scheduled by it (an approval of a version since edited, or a duplicate, changes
-        nothing)."""
+        nothing). ``scheduled_at``: a new publish time given with a late decision; without
+        it the post keeps its time, and goes out at once when that has passed."""
         if not self.decides_current(submission, decided_at):
             return False
+        at = scheduled_at or self.scheduled_at or now
         self.record(
-            PostScheduled(scheduled_at=self.scheduled_at or now, by=by, approval_id=approval_id)
+            PostScheduled(
+                scheduled_at=at, by=by, approval_id=approval_id, moved=scheduled_at is not None
+            )
+        )
+        return True
+
+    def approval_expired(
+        self,
+        approval_id: UUID,
+        *,
+        submission: int | None,
+        missed_at: datetime | None,
+        expired_at: datetime,
+    ) -> bool:
+        """Record that the waiting submission's approval expired (once; an expiry of an
+        earlier submission, or of a post no longer waiting, changes nothing)."""
+        if self.status != "awaiting_approval" or self.approval_expired_at is not None:
+            return False
+        if submission is not None and submission != self.submission:
+            return False
+        self.record(
+            ApprovalExpired(
+                approval_id=approval_id,
+                submission=submission,
+                missed_at=missed_at,
+                expired_at=expired_at,
+            )
         )
         return True
 
