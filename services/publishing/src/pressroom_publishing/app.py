@@ -44,7 +44,15 @@ def configured_platforms(settings: PublishingSettings) -> PlatformFactory:
                 "api_url": settings.sandbox_api(),
                 "auth_url": settings.sandbox_auth(),
             }
-        configs.update({key: dict(value) for key, value in settings.platforms.items()})
+        for key, value in settings.platforms.items():
+            config = dict(value)
+            if config.get("adapter") == "sandbox":
+                if not settings.sandbox_enabled:
+                    raise ValueError(f"platform {key!r} is sandbox-backed: enable the sandbox")
+                # Another id on the built-in sandbox: its address unless given.
+                config.setdefault("api_url", settings.sandbox_api())
+                config.setdefault("auth_url", settings.sandbox_auth())
+            configs[key] = config
         return platforms.build_platforms(http, configs)
 
     return build

@@ -42,7 +42,7 @@ from pressroom_publishing.connections.instances import (
 )
 from pressroom_publishing.connections.state import BadState
 from pressroom_publishing.connections.vault import Vault
-from pressroom_publishing.platforms import PLATFORM_IDS
+from pressroom_publishing.platforms import PLATFORM_IDS, known_platform
 from pressroom_publishing.platforms.base import Platform, PlatformError, TransientError
 
 ADMIN = [requires_role("admin")]
@@ -132,7 +132,7 @@ def _principal(request: Request[Any, Any, Any]) -> Caller:
 
 
 def _platform(state: State, platform: str) -> Platform:
-    if platform not in PLATFORM_IDS:
+    if not known_platform(platform):
         raise UnknownPlatform(
             f"no platform {platform!r}; known: {', '.join(PLATFORM_IDS)}", code="unknown_platform"
         )

@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 from pressroom_kit.errors import Invalid
 
-from pressroom_publishing.platforms import PLATFORM_IDS
+from pressroom_publishing.platforms import PLATFORM_IDS, known_platform
 from pressroom_publishing.platforms.base import MediaItem, Platform, PostContent
 from pressroom_publishing.posts.domain import Content, Override
 
@@ -102,7 +102,7 @@ async def validate_post(
                 )
     connected = await connected_platforms(conn) if platforms else set()
     for platform in dict.fromkeys(platforms):
-        if platform not in PLATFORM_IDS:
+        if not known_platform(platform):
             errors.append(
                 {
                     "field": f"platforms.{platform}",
