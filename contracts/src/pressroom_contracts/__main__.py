@@ -87,8 +87,14 @@ _KAFKA_HEADERS = {
 }
 
 
+_KAFKA_BINDING = "0.4.0"
+
+
 def asyncapi_document() -> dict[str, object]:
-    """The AsyncAPI 3.0 description of every topic and event type."""
+    """The AsyncAPI 3.0 description of every topic and event type, from Pressroom's side:
+    its services *send* on these channels (a consumer's own document says ``receive``).
+    Payloads are ``$ref``s to the schema files beside it; :func:`bundled_asyncapi` inlines
+    them for serving over HTTP."""
     channels: dict[str, object] = {}
     operations: dict[str, object] = {}
     messages: dict[str, object] = {}
@@ -103,21 +109,35 @@ def asyncapi_document() -> dict[str, object]:
             "contentType": "application/json",
             "headers": {"$ref": "#/components/schemas/CloudEventHeaders"},
             "payload": {"$ref": f"schemas/{name}.json"},
-            "bindings": {"kafka": {"key": {"type": "string", "description": "aggregate id"}}},
+            "bindings": {
+                "kafka": {
+                    "key": {"type": "string", "description": "aggregate id"},
+                    "bindingVersion": _KAFKA_BINDING,
+                }
+            },
         }
+    servers = [{"$ref": "#/servers/kafka"}]
     for topic, keys in by_topic.items():
         channel = topic.replace(".", "_")
         channels[channel] = {
             "address": topic,
+            "servers": servers,
             "messages": {k: {"$ref": f"#/components/messages/{k}"} for k in keys},
+            "bindings": {"kafka": {"topic": topic, "bindingVersion": _KAFKA_BINDING}},
         }
         channels[f"{channel}_dlq"] = {
             "address": dlq_topic(topic),
+            "servers": servers,
             "description": "messages a consumer could not handle, with dlq_* error headers",
+            # Any of the topic's messages, as it was; an empty map (not none) keeps strict
+            # AsyncAPI tooling (FastStream's models) reading the document.
+            "messages": {},
+            "bindings": {"kafka": {"topic": dlq_topic(topic), "bindingVersion": _KAFKA_BINDING}},
         }
-        operations[f"receive_{channel}"] = {
-            "action": "receive",
+        operations[f"send_{channel}"] = {
+            "action": "send",
             "channel": {"$ref": f"#/channels/{channel}"},
+            "messages": [{"$ref": f"#/channels/{channel}/messages/{k}"} for k in keys],
         }
     return {
         "asyncapi": "3.0.0",
@@ -127,10 +147,39 @@ def asyncapi_document() -> dict[str, object]:
             "description": "Public CloudEvents published by Pressroom services on Kafka.",
         },
         "defaultContentType": "application/json",
+        "servers": {
+            "kafka": {
+                "host": "{bootstrap}",
+                "pathname": "",
+                "protocol": "kafka",
+                "description": "the deployment's Kafka (PRESSROOM_KAFKA_BOOTSTRAP_SERVERS)",
+                "variables": {"bootstrap": {"default": "localhost:19092"}},
+            }
+        },
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": {"CloudEventHeaders": _KAFKA_HEADERS}},
     }
+
+
+def bundled_asyncapi() -> dict[str, Any]:
+    """:func:`asyncapi_document` in one self-contained document: each payload schema under
+    ``components.schemas`` (its ``$defs`` beside it, renamed ``<Payload>.<Def>``) and every
+    ``$ref`` local, so a client fetching it over HTTP needs nothing else."""
+    document: dict[str, Any] = json.loads(json.dumps(asyncapi_document()))
+    schemas: dict[str, Any] = document["components"]["schemas"]
+    for message in document["components"]["messages"].values():
+        name = message["name"]
+        model = EVENT_TYPES[name]
+        schema = model.model_json_schema(
+            ref_template=f"#/components/schemas/{model.__name__}.{{model}}"
+        )
+        for def_name, definition in schema.pop("$defs", {}).items():
+            schemas[f"{model.__name__}.{def_name}"] = definition
+        schema["$id"] = f"urn:pressroom:event:{name}"
+        schemas[model.__name__] = schema
+        message["payload"] = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return document
 
 
 def write_asyncapi(path: Path) -> Path:
