@@ -19,14 +19,17 @@ Run it (``uv sync`` installs the ``examples`` group)::
 
 Settings (environment): ``PARTNER_BOOTSTRAP`` (the brokers), ``PARTNER_TOPIC``
 (``pressroom.publishing.v1``), ``PARTNER_GROUP`` (``partner-post-lifecycle``),
-``PARTNER_SCHEMAS`` (the folder of published schemas). docs/integrate.md walks through it.
+``PARTNER_SCHEMAS`` (the folder of published schemas), ``PARTNER_SESSION_TIMEOUT_MS``
+(10000: how long the group waits for a consumer that vanished). docs/integrate.md walks through it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,8 @@ from jsonschema.exceptions import ValidationError
 BOOTSTRAP = os.environ.get("PARTNER_BOOTSTRAP", "localhost:19092")
 TOPIC = os.environ.get("PARTNER_TOPIC", "pressroom.publishing.v1")
 GROUP = os.environ.get("PARTNER_GROUP", "partner-post-lifecycle")
+# How long the group waits for a consumer that vanished before its partitions move on.
+SESSION_TIMEOUT_MS = int(os.environ.get("PARTNER_SESSION_TIMEOUT_MS", "10000"))
 SCHEMAS = Path(
     os.environ.get("PARTNER_SCHEMAS", Path(__file__).resolve().parents[1] / "contracts/schemas")
 )
@@ -60,9 +65,7 @@ class Schemas:
         if event_type not in self._validators:
             path = self.folder / f"{event_type}.json"
             self._validators[event_type] = (
-                Draft202012Validator(
-                    json.loads(path.read_text()), format_checker=FormatChecker()
-                )
+                Draft202012Validator(json.loads(path.read_text()), format_checker=FormatChecker())
                 if path.is_file()
                 else None
             )
@@ -87,14 +90,19 @@ def describe(event_type: str, data: dict[str, Any]) -> str | None:
     what = event_type.removeprefix("publishing.post.").rsplit(".", 1)[0]
     line = {
         "created": lambda: f"created (draft) for {_platforms(data)}",
-        "updated": lambda: f"updated ({', '.join(data.get('changed') or []) or 'no change'}), "
-        f"now {data.get('status')}",
+        "updated": lambda: (
+            f"updated ({', '.join(data.get('changed') or []) or 'no change'}), "
+            f"now {data.get('status')}"
+        ),
         "submitted": lambda: "submitted for approval",
         "scheduled": lambda: f"scheduled for {data['scheduled_at']}",
-        "published": lambda: f"published on {data['platform']}: "
-        f"{data.get('url') or data['platform_post_id']}",
-        "failed": lambda: f"failed on {data['platform']} after {data['attempts']} attempt(s): "
-        f"{data['error_code']}",
+        "published": lambda: (
+            f"published on {data['platform']}: {data.get('url') or data['platform_post_id']}"
+        ),
+        "failed": lambda: (
+            f"failed on {data['platform']} after {data['attempts']} attempt(s): "
+            f"{data['error_code']}"
+        ),
         "cancelled": lambda: "cancelled",
         "unconfirmed": lambda: f"unconfirmed on {data['platform']} (a person must check)",
     }.get(what, lambda: what)()
@@ -132,9 +140,18 @@ class Lifecycle:
         return line
 
 
-broker = KafkaBroker(BOOTSTRAP)
+# FastStream's own log (connections, "Received"/"Processed") goes to stderr, so stdout is
+# the lifecycle alone and can be piped.
+log = logging.getLogger("partner")
+_handler = logging.StreamHandler(sys.stderr)
+_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+log.addHandler(_handler)
+log.setLevel(logging.INFO)
+
+broker = KafkaBroker(BOOTSTRAP, logger=log)
 app = FastStream(
     broker,
+    logger=log,
     specification=AsyncAPI(
         title="Partner post lifecycle",
         version="1.0.0",
@@ -147,6 +164,7 @@ lifecycle = Lifecycle(Schemas(SCHEMAS))
 @broker.subscriber(
     TOPIC,
     group_id=GROUP,
+    session_timeout_ms=SESSION_TIMEOUT_MS,
     auto_offset_reset="earliest",
     ack_policy=AckPolicy.MANUAL,
     title="pressroom.publishing.v1:receive",
