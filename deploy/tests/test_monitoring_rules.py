@@ -165,12 +165,19 @@ def test_the_dashboard_is_importable_json():
     assert len(ids) == len(set(ids))
 
 
-def test_promtool_accepts_the_rules_when_installed():
+@pytest.mark.parametrize(
+    "command",
+    [["check", "rules", "alerts.yaml"], ["test", "rules", "alerts.test.yaml"]],
+    ids=["check", "unit-tests"],
+)
+def test_promtool_accepts_the_rules_and_their_unit_tests(command):
+    """Syntax, and the alerts firing (or not) on the series of alerts.test.yaml."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
     out = subprocess.run(
-        [promtool, "check", "rules", str(MONITORING / "alerts.yaml")],
+        [promtool, *command],
+        cwd=MONITORING,
         capture_output=True,
         text=True,
         check=False,
