@@ -128,6 +128,8 @@ class Lifecycle:
             line = f"ignored {event_type} {event_id}: no published schema"
         else:
             data = event.get_data()
+            if not isinstance(data, dict):
+                return f"rejected {event_type} {event_id}: the payload is not a JSON object"
             try:
                 validator.validate(data)
             except ValidationError as exc:

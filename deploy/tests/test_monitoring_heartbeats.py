@@ -8,8 +8,8 @@ import time
 import uuid
 
 import pytest
-from prometheus_client import REGISTRY
 from pressroom_kit.health import Heartbeats
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.unit
 
