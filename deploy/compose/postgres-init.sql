@@ -4,6 +4,8 @@
 CREATE ROLE pressroom_gateway LOGIN PASSWORD 'pressroom_gateway' NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE pressroom_media LOGIN PASSWORD 'pressroom_media' NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE pressroom_publishing LOGIN PASSWORD 'pressroom_publishing' NOSUPERUSER NOBYPASSRLS;
+CREATE ROLE pressroom_analytics LOGIN PASSWORD 'pressroom_analytics' NOSUPERUSER NOBYPASSRLS;
+CREATE ROLE pressroom_approval LOGIN PASSWORD 'pressroom_approval' NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE pressroom_webhook LOGIN PASSWORD 'pressroom_webhook' NOSUPERUSER NOBYPASSRLS;
 
 -- One database per service (ARCHITECTURE.md §2), created when the volume is new.

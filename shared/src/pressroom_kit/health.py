@@ -9,9 +9,12 @@ ready and says so.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from pressroom_kit.metrics import HEARTBEAT_LAST, HEARTBEAT_MAX_AGE, HEARTBEAT_OK
 
 
 @dataclass
@@ -29,15 +32,24 @@ class Heartbeats:
 
     def register(self, name: str, max_age: float) -> None:
         self._beats[name] = _Beat(max_age=max_age)
+        # Exported too, so an alert sees a stalled worker (deploy/monitoring).
+        HEARTBEAT_MAX_AGE.labels(worker=name).set(max_age)
+        HEARTBEAT_LAST.labels(worker=name).set(time.time())
+        HEARTBEAT_OK.labels(worker=name).set(0)
 
     def unregister(self, name: str) -> None:
-        self._beats.pop(name, None)
+        if self._beats.pop(name, None) is not None:
+            for gauge in (HEARTBEAT_LAST, HEARTBEAT_MAX_AGE, HEARTBEAT_OK):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name)
 
     def beat(
         self, name: str, *, ok: bool = True, detail: str = "ok", degraded: str | None = None
     ) -> None:
         beat = self._beats.setdefault(name, _Beat(max_age=30.0))
         beat.last, beat.ok, beat.detail = time.monotonic(), ok, detail
+        HEARTBEAT_LAST.labels(worker=name).set(time.time())
+        HEARTBEAT_OK.labels(worker=name).set(1 if ok else 0)
         beat.degraded = degraded
 
     def status(self) -> dict[str, dict[str, Any]]:

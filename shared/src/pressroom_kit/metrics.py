@@ -49,3 +49,16 @@ CONSUMER_COMMIT_FAILURES = Counter(
 INBOX_DELETED = Counter(
     "pressroom_inbox_deleted_total", "Inbox rows deleted after the retention", ["consumer"]
 )
+HEARTBEAT_LAST = Gauge(
+    "pressroom_heartbeat_last_seconds",
+    "Unix time of a background worker's last beat (its registration until it first beats)",
+    ["worker"],
+)
+HEARTBEAT_MAX_AGE = Gauge(
+    "pressroom_heartbeat_max_age_seconds",
+    "How old a worker's last beat may be before /readyz fails",
+    ["worker"],
+)
+HEARTBEAT_OK = Gauge(
+    "pressroom_heartbeat_ok", "1 when the worker's last beat reported success", ["worker"]
+)

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from litestar import Litestar, MediaType, Response, get
 from litestar.middleware.base import DefineMiddleware
+from pressroom_contracts.__main__ import bundled_asyncapi
 from pressroom_kit.auth import JWTVerifier
 from pressroom_kit.db import create_pool, prepare_database
 from pressroom_kit.health import Heartbeats
@@ -136,6 +137,14 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
         assert merger is not None
         return merger.merged()
 
+    asyncapi = bundled_asyncapi()  # the contracts are fixed for a release: built once
+
+    @get("/schema/asyncapi.json", opt=PUBLIC, include_in_schema=False, sync_to_thread=False)
+    def asyncapi_document() -> dict[str, Any]:
+        """The public event catalog (topics, CloudEvent headers, every payload schema) as
+        one self-contained AsyncAPI 3.0 document, beside the OpenAPI one."""
+        return asyncapi
+
     @get(
         "/schema",
         opt=PUBLIC,
@@ -149,7 +158,7 @@ def create_app(settings: GatewaySettings | None = None) -> Edge:
     app = create_service_app(
         name="gateway",
         description="The Pressroom gateway: brands and members, and every service behind it.",
-        route_handlers=[BrandController, merged_openapi, api_docs],
+        route_handlers=[BrandController, merged_openapi, asyncapi_document, api_docs],
         verifier=verifier,
         heartbeats=heartbeats,
         readiness=readiness,

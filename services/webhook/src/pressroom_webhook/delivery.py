@@ -37,6 +37,7 @@ from pressroom_kit.outbox import OutboxMessage, write_outbox
 from pressroom_kit.secrets import SecretBox
 
 from pressroom_webhook import handlers, signing
+from pressroom_webhook.metrics import ATTEMPTS
 from pressroom_webhook.providers import render
 from pressroom_webhook.settings import WebhookSettings
 from pressroom_webhook.ssrf import GuardedResolver, UnsafeTarget, check_target
@@ -254,6 +255,7 @@ class DeliveryWorker:
         async with keeper as kept, semaphore:
             await bucket.take()
             outcome = await self._post(endpoint["url"], body, headers)
+            ATTEMPTS.labels(outcome="succeeded" if outcome.ok else "failed").inc()
         await self._record(kept.lease, delivery, endpoint, outcome, now)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
