@@ -134,6 +134,6 @@ def test_shrinkage_formula() -> None:
     k = shrunk.k
     slot = next(s for s in shrunk.slots if s.key == 3)
     assert slot.posterior_mean == pytest.approx((1 * 15.0 + k * shrunk.grand_mean) / (1 + k))
-    assert 0 < shrunk.between_var and 0 < shrunk.within_var
+    assert shrunk.between_var > 0 and shrunk.within_var > 0
     assert stats.compare([1.0] * 5, [1.0] * 5).confidence == 0.0
     assert stats.correlation([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)

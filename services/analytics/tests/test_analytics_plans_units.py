@@ -15,11 +15,11 @@ NY = ZoneInfo("America/New_York")
 NOW = datetime(2027, 2, 15, tzinfo=UTC)
 
 
-def source(best_hour: int, hours: tuple[int, ...], recent_posts: int = 56) -> planning.PlatformInput:
+def source(
+    best_hour: int, hours: tuple[int, ...], recent_posts: int = 56
+) -> planning.PlatformInput:
     posts = history(420, best_hour=best_hour, hours=hours, lift=80.0, tz=NY)
-    return planning.PlatformInput(
-        "x", recent_posts, 8, analysis.analyse_platform("x", posts, NY)
-    )
+    return planning.PlatformInput("x", recent_posts, 8, analysis.analyse_platform("x", posts, NY))
 
 
 def by_day(slots: list[planning.SlotDraft]) -> dict[int, planning.SlotDraft]:
@@ -64,7 +64,9 @@ def test_frequency_and_defaults() -> None:
     }
     assert {s.confidence for s in slots} == {planning.DEFAULT_CONFIDENCE}
     twice = planning.month_slots("2027-03", NY, [planning.PlatformInput("x", 8 * 10, 8, None)], NOW)
-    assert len(twice) == 31 + sum(1 for d in range(1, 32) if datetime(2027, 3, d).weekday() in (1, 2, 3))
+    assert len(twice) == 31 + sum(
+        1 for d in range(1, 32) if datetime(2027, 3, d).weekday() in (1, 2, 3)
+    )
 
 
 def test_slots_before_now_are_left_out() -> None:

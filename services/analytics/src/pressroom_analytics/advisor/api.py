@@ -24,7 +24,8 @@ from pressroom_analytics.advisor.events import brand_timezone
 
 VIEWER = [requires_role("viewer")]
 MANAGER = [requires_role("manager")]
-PlatformId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9_-]+$")]
+PLATFORM_PATTERN = r"^[a-z0-9_-]+$"
+PlatformId = Annotated[str, Field(min_length=1, max_length=40, pattern=PLATFORM_PATTERN)]
 MONTH_PATTERN = r"^(20[0-9]{2}|2[1-9][0-9]{2})-(0[1-9]|1[0-2])$"
 MAX_MONTHS_AHEAD = 24
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -281,7 +282,7 @@ class InsightController(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        platform: FromQuery[PlatformId | None] = None,
+        platform: Annotated[str | None, Parameter(pattern=PLATFORM_PATTERN, max_length=40)] = None,
     ) -> InsightList:
         """The latest insights (regenerated after each sync), best score first."""
         who = _who(request)
