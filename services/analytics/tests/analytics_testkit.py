@@ -28,7 +28,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from pressroom_analytics.app import create_app
 from pressroom_analytics.settings import AnalyticsSettings
-from pressroom_contracts import CloudEvent
+from pressroom_contracts import CloudEvent, Topic
 from pressroom_contracts.events.analytics import SyncRequested
 from pressroom_contracts.events.brands import BrandCreated, BrandUpdated
 from pressroom_contracts.events.publishing import (
@@ -47,6 +47,7 @@ from pressroom_kit.db import set_all_brands
 from pressroom_kit.testing.plugin import APP_ROLE, TestDatabase
 from pressroom_kit.testing.servers import serve_asgi
 
+CONSUMED = (Topic.PUBLISHING.value, Topic.BRANDS.value)
 SECRET = "analytics-test-secret-analytics-test-secret"
 PUBLISHING = "/pressroom/publishing"
 
@@ -194,6 +195,36 @@ async def publish_events(bootstrap: str, *events: CloudEvent) -> None:
             )
     finally:
         await producer.stop()
+
+
+async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) -> None:
+    """Commit ``group``'s offsets at the topics' current ends, so a consumer of that group
+    reads only what is published from now on: the broker lives for the whole session and
+    other tests' events (other brands, other databases) stay theirs."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(
+                consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+            )
+        ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit({tp: offset for tp, offset in ends.items()})
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return set(consumer.partitions_for_topic(topic) or ())
 
 
 async def eventually(check: Any, timeout: float = 20.0) -> Any:
@@ -448,9 +479,25 @@ async def analytics_service(
     workers on the fake clock (``svc.workers``) unless ``run_workers``."""
     clock = clock or FakeClock()
     settings = analytics_settings(db, kafka, **overrides)
+    await start_group_at_end(kafka, settings.consumer_group, CONSUMED)
     app = create_app(settings, clock=clock, run_workers=run_workers)
     async with serve_asgi(app) as base, aiohttp.ClientSession() as http:
         yield Service(base, app, clock, http, db, kafka)
+
+
+@asynccontextmanager
+async def other_workers(service: Service) -> AsyncIterator[Any]:
+    """The sync workers of another replica: their own pool on the same database and clock
+    (no consumer, so the group does not rebalance)."""
+    from pressroom_analytics.sync import _after_sync
+    from pressroom_analytics.sync.workers import SyncWorkers
+    from pressroom_kit.db import create_pool
+
+    pool = await create_pool(service.db.app_dsn, min_size=1, max_size=10)
+    try:
+        yield SyncWorkers(pool, service.app.state.settings, service.clock, _after_sync)
+    finally:
+        await pool.close()
 
 
 @asynccontextmanager
