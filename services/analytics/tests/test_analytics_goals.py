@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from analytics_testkit import (
     analytics_service,
     as_owner,
     brand_created,
+    brand_updated,
     connected,
     outbox,
     replica,
@@ -229,3 +230,27 @@ async def test_goals_of_one_brand_stay_its_own(
         status, listing = await svc.call("GET", "/v1/analytics/goals", b)
         assert status == 200 and listing["items"] == []
         assert (await goal(svc, a, mine["id"]))["status"] == "active"
+
+
+async def test_a_timezone_change_moves_the_end_of_active_deadlines(
+    fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
+) -> None:
+    brand = uuid.uuid4()
+    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+        created = await create(svc, brand, metric="reach", target=10, deadline="2027-03-12")
+
+        async def ends() -> datetime:
+            rows = await as_owner(
+                fresh_db,
+                "SELECT due_at FROM analytics_goals WHERE id = $1",
+                uuid.UUID(created["id"]),
+            )
+            return rows[0]["due_at"]  # type: ignore[no-any-return]
+
+        assert await ends() == datetime(2027, 3, 13, tzinfo=UTC)  # not known yet: UTC
+        await svc.inject(brand_created(brand, "Asia/Tokyo"))
+        assert await ends() == datetime(2027, 3, 12, 15, tzinfo=UTC)  # midnight in Tokyo
+        await svc.inject(brand_updated(brand, "America/Los_Angeles"))
+        assert await ends() == datetime(2027, 3, 13, 8, tzinfo=UTC)
+        status, _ = await svc.call("GET", "/v1/analytics/goals", brand, params={"status": "done"})
+        assert status == 422

@@ -13,8 +13,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
+from pressroom_contracts import CloudEvent, EventPayload
+from pressroom_contracts.events.brands import BrandCreated, BrandUpdated
 from pressroom_contracts.events.publishing import PostCreated, PostPublished
 from pressroom_kit.consumer import Handler
 from pressroom_kit.wiring import Runtime
@@ -22,9 +25,26 @@ from pressroom_kit.wiring import Runtime
 from pressroom_analytics.advisor import api, goals, insights, plans
 from pressroom_analytics.settings import AnalyticsSettings
 
+
+async def brand_changed(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+    """A brand's (new) timezone moves the end of its active goals' deadlines."""
+    assert isinstance(payload, BrandCreated | BrandUpdated)
+    if event.brandid != payload.brand_id:
+        return
+    try:
+        tz = ZoneInfo(payload.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return  # the sync keeps UTC for a zone it cannot read; so do the goals
+    await goals.follow_timezone(conn, tz)
+
+
+# Merged by the sync feature into its consumer's handlers; a type both handle (brand events,
+# post.published) runs the sync's handler first, then this one.
 HANDLERS: dict[str, Handler] = {
     PostCreated.event_type: plans.post_created,
     PostPublished.event_type: plans.post_published,
+    BrandCreated.event_type: brand_changed,
+    BrandUpdated.event_type: brand_changed,
 }
 
 

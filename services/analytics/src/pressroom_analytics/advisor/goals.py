@@ -179,6 +179,19 @@ async def decide_due(conn: asyncpg.Connection, goal_id: uuid.UUID, now: datetime
     return "missed"
 
 
+async def follow_timezone(conn: asyncpg.Connection, tz: ZoneInfo) -> int:
+    """The brand's timezone changed: its active goals' deadlines end at midnight of the new
+    zone (a deadline is a local date). Returns how many goals moved."""
+    rows = await conn.fetch(
+        "SELECT id, deadline FROM analytics_goals WHERE status = 'active' ORDER BY id FOR UPDATE"
+    )
+    await conn.executemany(
+        "UPDATE analytics_goals SET due_at = $2 WHERE id = $1",
+        [(r["id"], due_at(r["deadline"], tz)) for r in rows],
+    )
+    return len(rows)
+
+
 class GoalDeadlines:
     """The deadline worker: finds active goals past their deadline across brands
     (``analytics_goals_due``, SECURITY DEFINER) and decides each in its brand's own

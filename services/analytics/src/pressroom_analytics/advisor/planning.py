@@ -89,8 +89,10 @@ def platform_slots(
         hours = _ranking([s.key for s in analysis.hours.ranked()], DEFAULT_HOURS)
         days = _ranking([s.key for s in analysis.weekdays.ranked()], DEFAULT_WEEKDAYS)
         timing = (analysis.hour_confidence + analysis.weekday_confidence) / 2
+        why = f"ranks high in this brand's {source.platform} history"
     else:
         hours, days, timing = list(DEFAULT_HOURS), list(DEFAULT_WEEKDAYS), 0.0
+        why = f"is a common default (too little {source.platform} history to rank times)"
     if source.recent_posts > 0:
         frequency = min(1.0, source.recent_weeks / HISTORY_WEEKS)
         confidence = round(0.5 * timing + 0.5 * frequency, 4)
@@ -115,8 +117,7 @@ def platform_slots(
                     local_time=local.isoformat(),
                     format=fmt,
                     confidence=confidence,
-                    reason=f"{WEEKDAYS[day.weekday()]} {hour:02d}:00 ranks high on "
-                    f"{source.platform}; {how_many}",
+                    reason=f"{WEEKDAYS[day.weekday()]} {hour:02d}:00 {why}; {how_many}",
                 )
             )
     return slots
