@@ -82,6 +82,8 @@ async def test_bad_goals_are_refused_naming_the_field(
             ({**good, "deadline": "2027-03-10"}, "deadline"),  # yesterday in Kiribati
             ({**good, "deadline": 1805000000}, "deadline"),
             ({**good, "deadline": "2027-02-30"}, "deadline"),
+            ({**good, "deadline": "9999-12-31"}, "deadline"),
+            ({**good, "target": 1e300}, "target"),
             ({**good, "platform": "Not A Platform"}, "platform"),
             ({**good, "surprise": 1}, "surprise"),
             ({"metric": "reach", "target": 5}, "deadline"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, delete, get, patch, post
@@ -28,6 +28,7 @@ PLATFORM_PATTERN = r"^[a-z0-9_-]+$"
 PlatformId = Annotated[str, Field(min_length=1, max_length=40, pattern=PLATFORM_PATTERN)]
 MONTH_PATTERN = r"^(20[0-9]{2}|2[1-9][0-9]{2})-(0[1-9]|1[0-2])$"
 MAX_MONTHS_AHEAD = 24
+MAX_GOAL_SPAN = timedelta(days=3660)  # about ten years
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
@@ -110,6 +111,8 @@ async def _check_deadline(conn: Any, brand_id: uuid.UUID, deadline: date, now: d
     today = now.astimezone(tz).date()
     if deadline < today:
         raise _invalid("deadline", f"is in the past (today is {today} in {tz.key})")
+    if deadline > today + MAX_GOAL_SPAN:
+        raise _invalid("deadline", f"is more than {MAX_GOAL_SPAN.days} days ahead")
     return tz, today
 
 

@@ -14,8 +14,10 @@ platforms, or an event resent, counts once.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from pressroom_contracts import CloudEvent, EventPayload
@@ -51,6 +53,26 @@ async def _platforms(conn: asyncpg.Connection, since: datetime) -> list[str]:
         "SELECT DISTINCT platform FROM analytics_posts WHERE published_at >= $1", since
     )
     return sorted(r["platform"] for r in rows)
+
+
+async def _recent(
+    conn: asyncpg.Connection, since: datetime, now: datetime, tz: ZoneInfo
+) -> dict[str, tuple[int, int]]:
+    """Per platform: (posts, weeks with posts) published in [since, now). Weeks are counted
+    in Python with zoneinfo (PostgreSQL's zone names may lag behind Python's)."""
+    rows = await conn.fetch(
+        "SELECT platform, published_at FROM analytics_posts "
+        "WHERE published_at >= $1 AND published_at < $2",
+        since,
+        now,
+    )
+    weeks: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    posts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        iso = r["published_at"].astimezone(tz).isocalendar()
+        weeks[r["platform"]].add((iso.year, iso.week))
+        posts[r["platform"]] += 1
+    return {p: (posts[p], len(weeks[p])) for p in posts}
 
 
 async def generate(
@@ -90,22 +112,12 @@ async def generate(
             code="no_platforms",
         )
     tz, analyses = await analyse_brand(conn, brand_id)
-    recent = {
-        r["platform"]: r
-        for r in await conn.fetch(
-            "SELECT platform, count(*) AS posts, count(DISTINCT date_trunc('week', "
-            "published_at AT TIME ZONE $3)) AS weeks FROM analytics_posts "
-            "WHERE published_at >= $1 AND published_at < $2 GROUP BY platform",
-            since,
-            now,
-            tz.key,
-        )
-    }
+    recent = await _recent(conn, since, now, tz)
     sources = [
         planning.PlatformInput(
             platform=p,
-            recent_posts=recent[p]["posts"] if p in recent else 0,
-            recent_weeks=recent[p]["weeks"] if p in recent else 0,
+            recent_posts=recent.get(p, (0, 0))[0],
+            recent_weeks=recent.get(p, (0, 0))[1],
             analysis=analyses.get(p),
         )
         for p in platforms
