@@ -84,6 +84,8 @@ async def test_bad_goals_are_refused_naming_the_field(
             ({**good, "deadline": "2027-02-30"}, "deadline"),
             ({**good, "deadline": "9999-12-31"}, "deadline"),
             ({**good, "target": 1e300}, "target"),
+            ({**good, "target": True}, "target"),
+            ({**good, "target": "5"}, "target"),
             ({**good, "platform": "Not A Platform"}, "platform"),
             ({**good, "surprise": 1}, "surprise"),
             ({"metric": "reach", "target": 5}, "deadline"),

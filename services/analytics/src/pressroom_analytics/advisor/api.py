@@ -17,7 +17,7 @@ from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound
 from pressroom_kit.http import requires_role
 from pressroom_kit.schemas import NOT_NULL
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat
 
 from pressroom_analytics.advisor import goals, insights, plans
 from pressroom_analytics.advisor.events import brand_timezone
@@ -42,7 +42,7 @@ def _iso_date(value: Any) -> Any:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date), Field(json_schema_extra={"format": "date"})]
-Target = Annotated[float, Field(gt=0, le=1e15, allow_inf_nan=False)]
+Target = Annotated[StrictFloat, Field(gt=0, le=1e15, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
