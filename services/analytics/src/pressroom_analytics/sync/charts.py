@@ -19,7 +19,7 @@ import anyio
 import anyio.to_thread
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath
 from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -29,7 +29,7 @@ from pressroom_kit.errors import NotFound
 
 from pressroom_analytics.sync import store
 from pressroom_analytics.sync.metrics_api import From, To, read_range
-from pressroom_analytics.sync.params import VIEWER, PlatformId, who
+from pressroom_analytics.sync.params import VIEWER, PlatformFilter, who
 
 WIDTH_IN, HEIGHT_IN, DPI = 12, 6, 100
 # The API's names (engagementRate, as in /metrics) -> the column and the axis label.
@@ -72,6 +72,7 @@ def render(metric: str, fmt: str, series: Series, since: date, until: date, subt
                 markersize=3,
                 linewidth=1.8,
                 label=platform,
+                gid=f"series-{platform}",
             )
             drawn = True
     if drawn:
@@ -88,6 +89,7 @@ def render(metric: str, fmt: str, series: Series, since: date, until: date, subt
             va="center",
             fontsize=24,
             color="0.5",
+            gid="no-data",
         )
     out = io.BytesIO()
     figure.savefig(out, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else None)
@@ -128,7 +130,7 @@ class ChartController(Controller):
         request: Request[Any, Any, Any],
         state: State,
         name: FromPath[str],
-        platform: FromQuery[PlatformId | None] = None,
+        platform: PlatformFilter = None,
         since: From = None,
         until: To = None,
     ) -> Response[bytes]:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import asyncpg
 from litestar import Controller, Request, get
 from litestar.datastructures import State
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import QueryParameter
 from pressroom_kit.db import tenant_transaction
 from pydantic import BaseModel, Field
 
@@ -23,7 +23,7 @@ from pressroom_analytics.sync.params import (
     ALIASED,
     OUT,
     VIEWER,
-    PlatformId,
+    PlatformFilter,
     local_today,
     resolve_range,
     who,
@@ -199,7 +199,7 @@ class MetricsController(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        platform: FromQuery[PlatformId | None] = None,
+        platform: PlatformFilter = None,
         since: From = None,
         until: To = None,
     ) -> MetricsPage:
@@ -247,7 +247,7 @@ class MetricsController(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        platform: FromQuery[PlatformId | None] = None,
+        platform: PlatformFilter = None,
         since: From = None,
         until: To = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,

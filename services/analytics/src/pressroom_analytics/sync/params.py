@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request
+from litestar.params import QueryParameter
 from pressroom_kit.auth import Principal
 from pressroom_kit.errors import Invalid
 from pressroom_kit.http import requires_role
@@ -30,6 +31,10 @@ VIEWER = [requires_role("viewer")]
 MANAGER = [requires_role("manager")]
 PLATFORM_PATTERN = r"^[a-z0-9_-]+$"
 PlatformId = Annotated[str, Field(min_length=1, max_length=40, pattern=PLATFORM_PATTERN)]
+# As a filter any string is fine (an unknown platform matches nothing).
+PlatformFilter = Annotated[
+    str | None, QueryParameter(max_length=100, description="a platform id; all when absent")
+]
 # Days a range may name: the numbers start long after 2000, and a previous period (the
 # summary's) must still be a date.
 EARLIEST = date(2000, 1, 1)
