@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 from pressroom_analytics.sync import store, summary
 from pressroom_analytics.sync.params import (
     ALIASED,
-    OUT,
     VIEWER,
+    Out,
     PlatformFilter,
     local_today,
     resolve_range,
@@ -36,8 +36,7 @@ From = Annotated[date | None, QueryParameter(name="from", description="first loc
 To = Annotated[date | None, QueryParameter(name="to", description="last local day (included)")]
 
 
-class MetricRow(BaseModel):
-    model_config = OUT
+class MetricRow(Out):
     date: date
     platform: str
     reach: int
@@ -49,8 +48,7 @@ class MetricRow(BaseModel):
     )
 
 
-class MetricsPage(BaseModel):
-    model_config = OUT
+class MetricsPage(Out):
     since: date = Field(alias="from")
     until: date = Field(alias="to")
     timezone: str
@@ -62,8 +60,7 @@ class Change(BaseModel):
     percent: float | None = Field(description="null when the previous value is 0")
 
 
-class TotalsOut(BaseModel):
-    model_config = OUT
+class TotalsOut(Out):
     reach: int
     impressions: int
     engagement: int
@@ -79,14 +76,12 @@ class PlatformSummary(BaseModel):
     change: dict[str, Change]
 
 
-class Period(BaseModel):
-    model_config = OUT
+class Period(Out):
     since: date = Field(alias="from")
     until: date = Field(alias="to")
 
 
-class Summary(BaseModel):
-    model_config = OUT
+class Summary(Out):
     since: date = Field(alias="from")
     until: date = Field(alias="to")
     previous_period: Period
@@ -95,8 +90,7 @@ class Summary(BaseModel):
     overall: PlatformSummary
 
 
-class PostMetrics(BaseModel):
-    model_config = OUT
+class PostMetrics(Out):
     post_id: uuid.UUID | None = Field(description="null when publishing did not know the post")
     platform: str
     platform_post_id: str
@@ -113,8 +107,7 @@ class PostMetrics(BaseModel):
     days: int
 
 
-class PostMetricsPage(BaseModel):
-    model_config = OUT
+class PostMetricsPage(Out):
     since: date = Field(alias="from")
     until: date = Field(alias="to")
     items: list[PostMetrics]

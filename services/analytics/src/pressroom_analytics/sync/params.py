@@ -15,11 +15,13 @@ from pressroom_kit.errors import Invalid
 from pressroom_kit.http import requires_role
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+
 # Answers name fields as the API does (``from``, ``engagementRate``): aliases, used when
-# serialized; the code builds them by field name.
+# serialized; the code builds them by field name (``Out`` models).
 # The kit's pydantic plugin encodes without aliases, so the controllers encode models
 # themselves (``type_encoders = ALIASED``).
-OUT = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+class Out(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
 
 
 def _by_alias(model: BaseModel) -> Any:

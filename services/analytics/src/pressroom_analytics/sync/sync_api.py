@@ -16,7 +16,7 @@ from pressroom_kit.pagination import Cursor, newest_first
 from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_analytics.sync import requests
-from pressroom_analytics.sync.params import ALIASED, MANAGER, OUT, VIEWER, Day, PlatformId, who
+from pressroom_analytics.sync.params import ALIASED, MANAGER, VIEWER, Day, Out, PlatformId, who
 
 
 class SyncIn(BaseModel):
@@ -47,8 +47,7 @@ class PlatformAnswer(BaseModel):
     collected_at: datetime | None = None
 
 
-class SyncLogOut(BaseModel):
-    model_config = OUT
+class SyncLogOut(Out):
     id: uuid.UUID
     brand_id: uuid.UUID
     status: str
