@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from analytics_testkit import (
+    FakeClock,
     Service,
     analytics_service,
     as_owner,
@@ -29,7 +30,8 @@ from pressroom_kit.testing.plugin import TestDatabase
 
 pytestmark = pytest.mark.integration
 
-TODAY = date(2027, 3, 10)  # the testkit's clock: 2027-03-10 12:00 UTC
+START = datetime(2027, 3, 10, 12, tzinfo=UTC)  # the services' clock
+TODAY = START.date()
 
 
 async def add_days(
@@ -70,7 +72,7 @@ async def test_bad_goals_are_refused_naming_the_field(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand = uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         # Kiribati is UTC+14: at 12:00 UTC on 10 March it is already 11 March there.
         await svc.inject(brand_created(brand, "Pacific/Kiritimati"))
         good = {"metric": "reach", "target": 1000, "deadline": "2027-04-01"}
@@ -106,7 +108,7 @@ async def test_progress_follows_the_metric_definitions(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand = uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         before = TODAY - timedelta(days=1)  # not in any goal's window
         await add_days(fresh_db, brand, "x", [(before, 999, 999, 500), (TODAY, 100, 10, 700)])
         await add_days(fresh_db, brand, "y", [(TODAY, 300, 6, 50)])
@@ -155,7 +157,7 @@ async def test_a_goal_is_achieved_once_however_many_syncs_race(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand = uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         await svc.inject(brand_created(brand), connected(brand, "x"))
         created = await create(svc, brand, metric="engagement", target=50, deadline="2027-03-20")
         assert created["status"] == "active" and created["current"] == 0
@@ -188,7 +190,7 @@ async def test_a_goal_is_missed_once_at_its_deadline_with_two_workers(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand, other = uuid.uuid4(), uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         await svc.inject(brand_created(brand, "America/New_York"))
         await add_days(fresh_db, brand, "x", [(TODAY, 100, 5, 10)])
         goals = [
@@ -223,7 +225,7 @@ async def test_goals_of_one_brand_stay_its_own(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         await add_days(fresh_db, b, "x", [(TODAY, 5000, 500, 10)])
         mine = await create(svc, a, metric="reach", target=1000, deadline="2027-03-31")
         assert mine["current"] == 0  # b's numbers are not a's
@@ -240,7 +242,7 @@ async def test_a_timezone_change_moves_the_end_of_active_deadlines(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand = uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         created = await create(svc, brand, metric="reach", target=10, deadline="2027-03-12")
 
         async def ends() -> datetime:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from analytics_testkit import (
+    FakeClock,
     Service,
     analytics_service,
     brand_created,
@@ -30,6 +31,7 @@ from test_analytics_advisor_units import history
 pytestmark = pytest.mark.integration
 
 NY = ZoneInfo("America/New_York")
+START = datetime(2027, 3, 10, 12, tzinfo=UTC)  # the services' clock
 
 
 async def plan(svc: Service, brand: uuid.UUID, **body: Any) -> tuple[int, Any]:
@@ -63,7 +65,7 @@ async def test_slots_follow_the_brands_timezone_across_the_dst_change(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand = uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         svc.clock.now = datetime(2027, 3, 1, 12, tzinfo=UTC)
         await ny_brand(svc, fresh_db, brand)
         status, got = await plan(svc, brand, month="2027-03")
@@ -102,7 +104,7 @@ async def test_one_plan_a_month_regenerate_and_approve(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand = uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         await ny_brand(svc, fresh_db, brand)
         status, first = await plan(svc, brand, month="2027-04")
         assert status == 201
@@ -160,7 +162,7 @@ async def test_bad_months_and_a_brand_without_platforms(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand = uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         for body in (
             {"month": "2027-13"},
             {"month": "2027-3"},
@@ -194,7 +196,7 @@ async def test_published_count_counts_each_post_once(
     fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
 ) -> None:
     brand, other = uuid.uuid4(), uuid.uuid4()
-    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+    async with analytics_service(fresh_db, kafka_bootstrap, clock=FakeClock(START)) as svc:
         await svc.inject(connected(brand, "x"), connected(other, "x"))
         status, got = await plan(svc, brand, month="2027-04")
         assert status == 201
