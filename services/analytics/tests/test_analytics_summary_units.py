@@ -14,34 +14,45 @@ from pressroom_kit.errors import Invalid
 pytestmark = pytest.mark.unit
 
 
-def row(platform: str, day: int, reach: int, engagement: int, followers: int) -> dict:  # type: ignore[type-arg]
-    return {
-        "platform": platform,
-        "date": date(2027, 3, day),
-        "reach": reach,
-        "impressions": reach * 2,
-        "engagement": engagement,
-        "followers": followers,
-    }
-
-
-def test_totals_sum_flows_and_take_the_last_days_followers() -> None:
-    rows = [row("x", 3, 100, 10, 500), row("x", 1, 900, 9, 480), row("x", 2, 0, 0, 490)]
-    totals = summary.platform_totals(rows)["x"]
-    assert (totals.reach, totals.impressions, totals.engagement) == (1000, 2000, 19)
-    assert totals.followers == 500  # 3 March's value, not 1,470
-    assert totals.days == 3
-    # 19 / 1000, not the mean of 0.1, 0.01 and 0 (0.0367).
-    assert totals.engagement_rate == pytest.approx(0.019)
-
-
-def test_rate_is_zero_without_reach_and_overall_adds_platforms() -> None:
+def test_rate_is_from_totals_zero_without_reach_and_overall_adds_platforms() -> None:
     assert summary.Totals(engagement=5).engagement_rate == 0.0
-    per = summary.platform_totals(
-        [row("x", 1, 100, 10, 500), row("sandbox", 1, 300, 30, 70), row("sandbox", 2, 100, 2, 75)]
+    # 19 / 1000, whatever the daily rates were (their mean could be anything).
+    assert summary.Totals(reach=1000, engagement=19).engagement_rate == pytest.approx(0.019)
+    current, previous = summary.split_periods(
+        [
+            {
+                "platform": "x",
+                "current": True,
+                "reach": 100,
+                "impressions": 1,
+                "engagement": 10,
+                "followers": 500,
+                "days": 1,
+            },
+            {
+                "platform": "sandbox",
+                "current": True,
+                "reach": 400,
+                "impressions": 2,
+                "engagement": 32,
+                "followers": 75,
+                "days": 2,
+            },
+            {
+                "platform": "x",
+                "current": False,
+                "reach": 50,
+                "impressions": 0,
+                "engagement": 1,
+                "followers": 490,
+                "days": 1,
+            },
+        ]
     )
-    everything = summary.overall(per.values())
+    assert set(current) == {"x", "sandbox"} and set(previous) == {"x"}
+    everything = summary.overall(current.values())
     assert (everything.reach, everything.engagement, everything.followers) == (500, 42, 575)
+    assert everything.days == 2
     assert everything.engagement_rate == pytest.approx(42 / 500)
 
 

@@ -217,9 +217,8 @@ class MetricsController(Controller):
         async with tenant_transaction(state.pool, who(request).brand_id) as conn:
             first, last, tz = await read_range(conn, state, since, until)
             before = summary.previous_period(first, last)
-            rows = await store.daily_rows(conn, before[0], last, None)
-        current = summary.platform_totals(dict(r) for r in rows if r["date"] >= first)
-        previous = summary.platform_totals(dict(r) for r in rows if r["date"] < first)
+            rows = await store.period_totals(conn, before[0], first, last)
+        current, previous = summary.split_periods(dict(r) for r in rows)
         empty = summary.Totals()
         return Summary(
             since=first,

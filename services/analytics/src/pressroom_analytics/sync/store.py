@@ -286,3 +286,21 @@ async def daily_rows(
             platform,
         )
     )
+
+
+async def period_totals(
+    conn: asyncpg.Connection, first: date, split: date, last: date
+) -> list[asyncpg.Record]:
+    """Per platform, totals of ``split..last`` (``current``) and of ``first..split-1``:
+    sums of the flows, the followers of the period's last day with a row, days with rows."""
+    return list(
+        await conn.fetch(
+            "SELECT platform, date >= $2 AS current, sum(reach) AS reach, "
+            "sum(impressions) AS impressions, sum(engagement) AS engagement, "
+            "(array_agg(followers ORDER BY date DESC))[1] AS followers, count(*) AS days "
+            "FROM analytics_metrics WHERE date BETWEEN $1 AND $3 GROUP BY 1, 2",
+            first,
+            split,
+            last,
+        )
+    )

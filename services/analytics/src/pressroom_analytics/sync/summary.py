@@ -4,6 +4,8 @@
 - reach, impressions and engagement are sums over the days;
 - followers is a level, not a flow: a platform's followers are its value on the last day
   that has a row in the period (never a sum); overall followers add each platform's;
+  (the sums and the last day are taken in SQL, ``store.period_totals``: one row per
+  platform and period instead of every day through the driver);
 - the engagement rate is computed from the totals (engagement / reach, 0 when reach is 0),
   never an average of daily rates, so a quiet day weighs what it weighs;
 - a change is ``{absolute, percent}``; percent is null when the previous value is 0.
@@ -15,8 +17,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
-
-FLOWS = ("reach", "impressions", "engagement")
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,21 @@ def previous_period(since: date, until: date) -> tuple[date, date]:
     return since - timedelta(days=length), since - timedelta(days=1)
 
 
-def platform_totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, Totals]:
-    """Per platform: rows are ``{platform, date, reach, impressions, engagement, followers}``."""
-    sums: dict[str, dict[str, int]] = {}
-    last: dict[str, tuple[date, int]] = {}
+def split_periods(
+    rows: Iterable[Mapping[str, Any]],
+) -> tuple[dict[str, Totals], dict[str, Totals]]:
+    """The current and previous periods' totals per platform from ``store.period_totals``
+    rows (``platform, current, reach, impressions, engagement, followers, days``)."""
+    periods: tuple[dict[str, Totals], dict[str, Totals]] = ({}, {})
     for row in rows:
-        platform = row["platform"]
-        acc = sums.setdefault(platform, {"reach": 0, "impressions": 0, "engagement": 0, "days": 0})
-        for name in FLOWS:
-            acc[name] += int(row[name])
-        acc["days"] += 1
-        if platform not in last or row["date"] >= last[platform][0]:
-            last[platform] = (row["date"], int(row["followers"]))
-    return {p: Totals(followers=last[p][1], **acc) for p, acc in sums.items()}
+        periods[0 if row["current"] else 1][row["platform"]] = Totals(
+            reach=int(row["reach"]),
+            impressions=int(row["impressions"]),
+            engagement=int(row["engagement"]),
+            followers=int(row["followers"]),
+            days=int(row["days"]),
+        )
+    return periods
 
 
 def overall(totals: Iterable[Totals]) -> Totals:
