@@ -137,3 +137,11 @@ def test_shrinkage_formula() -> None:
     assert shrunk.between_var > 0 and shrunk.within_var > 0
     assert stats.compare([1.0] * 5, [1.0] * 5).confidence == 0.0
     assert stats.correlation([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+
+
+def test_a_difference_within_noise_names_no_winner() -> None:
+    result = analysis.analyse_platform("x", history(140), TZ)  # media and text alike
+    mvt = insight(result, "media_vs_text")
+    assert mvt.kind == "insight" and mvt.confidence < analysis.CLEAR
+    assert "about as well" in mvt.title
+    assert result.format_advice() is None

@@ -24,6 +24,8 @@ from pressroom_analytics.advisor import stats
 MIN_POSTS = 10
 MIN_GROUP = 5
 MIN_WEEKS = 4
+# Below this confidence a comparison names no winner (and a plan advises no format).
+CLEAR = 0.3
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 TEXT_KINDS = {None, "", "text", "none"}
 VIDEO_KINDS = {"video", "reel", "short"}
@@ -75,12 +77,12 @@ class PlatformAnalysis:
     def format_advice(self) -> str | None:
         """The format the comparisons favour (with at least some confidence), else None."""
         mvt = self.media_vs_text
-        if mvt is None or mvt.confidence < 0.3:
+        if mvt is None or mvt.confidence < CLEAR:
             return None
         if mvt.lift < 0:
             return "text"
         vvi = self.video_vs_image
-        if vvi is not None and vvi.confidence >= 0.3:
+        if vvi is not None and vvi.confidence >= CLEAR:
             return "video" if vvi.lift > 0 else "image"
         return "image"
 
@@ -172,12 +174,16 @@ def _comparison(
         return None, insight
     c = stats.compare(a, b)
     winner, loser = (a_name, b_name) if c.lift >= 0 else (b_name, a_name)
+    if c.confidence < CLEAR:
+        title = f"On {platform}, {a_name} and {b_name} posts do about as well"
+    else:
+        title = f"On {platform}, {winner} posts do better than {loser} posts"
     insight = Insight(
         category="format",
         type=type_,
         platform=platform,
         kind="insight",
-        title=f"On {platform}, {winner} posts do better than {loser} posts",
+        title=title,
         explanation=(
             f"{c.n_a} {a_name} posts averaged {c.mean_a:.1f} engagements, {c.n_b} {b_name} posts "
             f"{c.mean_b:.1f} ({c.lift * 100:+.0f}% for {a_name})."
@@ -215,12 +221,13 @@ def _frequency(platform: str, posts: Sequence[PostOutcome], tz: ZoneInfo) -> Ins
     per_post = [stats.mean(v) for v in weeks.values()]
     r = stats.correlation(counts, per_post)
     usual = stats.mean(counts)
-    if r <= -0.3:
+    confidence = stats.correlation_confidence(r, len(weeks))
+    if confidence < CLEAR or abs(r) < 0.3:
+        title = f"On {platform}, no clear link between posting frequency and engagement per post"
+    elif r < 0:
         title = f"On {platform}, posting more often dilutes engagement per post"
-    elif r >= 0.3:
-        title = f"On {platform}, busier weeks get more engagement per post"
     else:
-        title = f"On {platform}, posting frequency hardly changes engagement per post"
+        title = f"On {platform}, busier weeks get more engagement per post"
     return Insight(
         category="frequency",
         type="frequency",
@@ -238,7 +245,7 @@ def _frequency(platform: str, posts: Sequence[PostOutcome], tz: ZoneInfo) -> Ins
             "engagement_per_post_mean": round(stats.mean(per_post), 2),
         },
         sample_size=len(posts),
-        confidence=stats.correlation_confidence(r, len(weeks)),
+        confidence=confidence,
     )
 
 

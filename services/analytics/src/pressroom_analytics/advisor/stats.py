@@ -28,8 +28,9 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
-# The sample size at which the sample factor of a confidence is one half.
+# The sample size at which the sample factor of a confidence is one half: posts, weeks.
 N_HALF = 30.0
+WEEKS_HALF = 8.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,9 @@ def phi(z: float) -> float:
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
 
-def sample_factor(n: int) -> float:
-    return n / (n + N_HALF) if n > 0 else 0.0
+def sample_factor(n: int, half: float = N_HALF) -> float:
+    """``n / (n + half)``: 0 without data, one half at ``half``, towards 1 with more."""
+    return n / (n + half) if n > 0 else 0.0
 
 
 def shrink(groups: dict[K, list[float]]) -> Shrunk[K]:
@@ -177,14 +179,15 @@ def correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
     return sxy / math.sqrt(sxx * syy)
 
 
-def correlation_confidence(r: float, n: int) -> float:
-    """How sure ``r`` is not 0 (its t statistic as a normal z), times the sample factor."""
+def correlation_confidence(r: float, n: int, half: float = WEEKS_HALF) -> float:
+    """How sure ``r`` is not 0 (its t statistic as a normal z), times the sample factor of
+    its ``n`` points (weeks: half at ``WEEKS_HALF``)."""
     if n < 3 or r == 0:
         return 0.0
     if abs(r) >= 1:
-        return clamp01(sample_factor(n))
+        return clamp01(sample_factor(n, half))
     t = abs(r) * math.sqrt((n - 2) / (1 - r * r))
-    return clamp01((2.0 * phi(t) - 1.0) * sample_factor(n))
+    return clamp01((2.0 * phi(t) - 1.0) * sample_factor(n, half))
 
 
 def clamp01(value: float) -> float:
