@@ -18,6 +18,7 @@ from analytics_testkit import (
     brand_created,
     brand_updated,
     connected,
+    eventually,
     outbox,
     replica,
 )
@@ -260,3 +261,21 @@ async def test_a_timezone_change_moves_the_end_of_active_deadlines(
         assert await ends() == datetime(2027, 3, 13, 8, tzinfo=UTC)
         status, _ = await svc.call("GET", "/v1/analytics/goals", brand, params={"status": "done"})
         assert status == 422
+
+
+async def test_the_deadline_worker_runs_in_the_service(
+    fresh_db: TestDatabase, kafka_bootstrap: str, topics: None
+) -> None:
+    brand = uuid.uuid4()
+    clock = FakeClock(START)
+    async with analytics_service(
+        fresh_db, kafka_bootstrap, clock=clock, run_workers=True, worker_poll_s=0.05
+    ) as svc:
+        created = await create(svc, brand, metric="reach", target=10, deadline="2027-03-10")
+        clock.advance(86400)
+
+        async def missed() -> bool:
+            return (await goal(svc, brand, created["id"]))["status"] == "missed"
+
+        await eventually(missed, timeout=10)
+        assert len(await outbox(fresh_db, GoalMissed.event_type)) == 1
