@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import asyncpg
 from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 from pressroom_kit.db import tenant_transaction
-from pydantic import BaseModel, Field
 
 from pressroom_analytics.sync import store, summary
 from pressroom_analytics.sync.params import (
-    ALIASED,
     VIEWER,
-    Out,
     PlatformFilter,
     local_today,
     resolve_range,
@@ -36,62 +33,60 @@ From = Annotated[date | None, QueryParameter(name="from", description="first loc
 To = Annotated[date | None, QueryParameter(name="to", description="last local day (included)")]
 
 
-class MetricRow(Out):
+# Answers are TypedDicts: their keys are the API's names (``from``, ``engagementRate``), in
+# the JSON and in the OpenAPI document alike.
+class MetricRow(TypedDict):
     date: date
     platform: str
     reach: int
     impressions: int
     engagement: int
     followers: int
-    engagement_rate: float = Field(
-        alias="engagementRate", description="engagement / reach; 0 when reach is 0"
-    )
+    engagementRate: float  # engagement / reach; 0 when reach is 0
 
 
-class MetricsPage(Out):
-    since: date = Field(alias="from")
-    until: date = Field(alias="to")
-    timezone: str
-    items: list[MetricRow]
+MetricsPage = TypedDict(
+    "MetricsPage", {"from": date, "to": date, "timezone": str, "items": list[MetricRow]}
+)
 
 
-class Change(BaseModel):
+class Change(TypedDict):
     absolute: float
-    percent: float | None = Field(description="null when the previous value is 0")
+    percent: float | None  # null when the previous value is 0
 
 
-class TotalsOut(Out):
+class TotalsOut(TypedDict):
     reach: int
     impressions: int
     engagement: int
-    followers: int = Field(description="the last day's value, not a sum")
-    engagement_rate: float = Field(alias="engagementRate")
-    days: int = Field(description="days with numbers")
+    followers: int
+    engagementRate: float  # engagement / reach; 0 when reach is 0
+    days: int
 
 
-class PlatformSummary(BaseModel):
+class PlatformSummary(TypedDict):
     platform: str
     totals: TotalsOut
     previous: TotalsOut
     change: dict[str, Change]
 
 
-class Period(Out):
-    since: date = Field(alias="from")
-    until: date = Field(alias="to")
+Period = TypedDict("Period", {"from": date, "to": date})
+Summary = TypedDict(
+    "Summary",
+    {
+        "from": date,
+        "to": date,
+        "previous_period": Period,
+        "timezone": str,
+        "platforms": list[PlatformSummary],
+        "overall": PlatformSummary,
+    },
+)
 
 
-class Summary(Out):
-    since: date = Field(alias="from")
-    until: date = Field(alias="to")
-    previous_period: Period
-    timezone: str
-    platforms: list[PlatformSummary]
-    overall: PlatformSummary
-
-
-class PostMetrics(Out):
-    post_id: uuid.UUID | None = Field(description="null when publishing did not know the post")
+class PostMetrics(TypedDict):
+    post_id: uuid.UUID | None
     platform: str
     platform_post_id: str
     published_at: datetime | None
@@ -103,39 +98,40 @@ class PostMetrics(Out):
     likes: int
     comments: int
     shares: int
-    engagement_rate: float = Field(alias="engagementRate")
+    engagementRate: float  # engagement / reach; 0 when reach is 0
     days: int
 
 
-class PostMetricsPage(Out):
-    since: date = Field(alias="from")
-    until: date = Field(alias="to")
-    items: list[PostMetrics]
+PostMetricsPage = TypedDict(
+    "PostMetricsPage", {"from": date, "to": date, "items": list[PostMetrics]}
+)
 
 
 def _totals_out(t: summary.Totals) -> TotalsOut:
-    return TotalsOut(
-        reach=t.reach,
-        impressions=t.impressions,
-        engagement=t.engagement,
-        followers=t.followers,
-        engagement_rate=t.engagement_rate,
-        days=t.days,
-    )
+    return {
+        "reach": t.reach,
+        "impressions": t.impressions,
+        "engagement": t.engagement,
+        "followers": t.followers,
+        "engagementRate": t.engagement_rate,
+        "days": t.days,
+    }
 
 
 def _platform_summary(
     name: str, current: summary.Totals, previous: summary.Totals
 ) -> PlatformSummary:
-    return PlatformSummary(
-        platform=name,
-        totals=_totals_out(current),
-        previous=_totals_out(previous),
-        change={
-            ("engagementRate" if k == "engagement_rate" else k): Change(**v)
+    return {
+        "platform": name,
+        "totals": _totals_out(current),
+        "previous": _totals_out(previous),
+        "change": {
+            ("engagementRate" if k == "engagement_rate" else k): Change(
+                absolute=v["absolute"] or 0.0, percent=v["percent"]
+            )
             for k, v in summary.changes(current, previous).items()
         },
-    )
+    }
 
 
 async def read_range(
@@ -150,9 +146,10 @@ async def read_range(
 
 _POSTS = """
 WITH m AS (
-    SELECT platform, platform_post_id, sum(reach) AS reach, sum(impressions) AS impressions,
-           sum(engagement) AS engagement, sum(likes) AS likes, sum(comments) AS comments,
-           sum(shares) AS shares, count(*) AS days, (array_agg(post_id))[1] AS post_id
+    SELECT platform, platform_post_id, sum(reach)::bigint AS reach,
+           sum(impressions)::bigint AS impressions, sum(engagement)::bigint AS engagement,
+           sum(likes)::bigint AS likes, sum(comments)::bigint AS comments,
+           sum(shares)::bigint AS shares, count(*) AS days, (array_agg(post_id))[1] AS post_id
     FROM analytics_post_metrics
     WHERE date BETWEEN $1 AND $2 AND ($3::text IS NULL OR platform = $3)
     GROUP BY platform, platform_post_id
@@ -185,7 +182,6 @@ class MetricsController(Controller):
     path = "/v1/analytics"
     tags = ["analytics"]
     guards = VIEWER
-    type_encoders = ALIASED
 
     @get("/metrics")
     async def metrics(
@@ -200,9 +196,19 @@ class MetricsController(Controller):
         async with tenant_transaction(state.pool, who(request).brand_id) as conn:
             first, last, tz = await read_range(conn, state, since, until)
             rows = await store.daily_rows(conn, first, last, platform)
-        return MetricsPage(
-            since=first, until=last, timezone=tz, items=[MetricRow(**dict(r)) for r in rows]
-        )
+        items: list[MetricRow] = [
+            {
+                "date": r["date"],
+                "platform": r["platform"],
+                "reach": r["reach"],
+                "impressions": r["impressions"],
+                "engagement": r["engagement"],
+                "followers": r["followers"],
+                "engagementRate": r["engagement_rate"],
+            }
+            for r in rows
+        ]
+        return {"from": first, "to": last, "timezone": tz, "items": items}
 
     @get("/summary")
     async def summary(
@@ -220,19 +226,19 @@ class MetricsController(Controller):
             rows = await store.period_totals(conn, before[0], first, last)
         current, previous = summary.split_periods(dict(r) for r in rows)
         empty = summary.Totals()
-        return Summary(
-            since=first,
-            until=last,
-            previous_period=Period(since=before[0], until=before[1]),
-            timezone=tz,
-            platforms=[
+        return {
+            "from": first,
+            "to": last,
+            "previous_period": {"from": before[0], "to": before[1]},
+            "timezone": tz,
+            "platforms": [
                 _platform_summary(p, current.get(p, empty), previous.get(p, empty))
                 for p in sorted(set(current) | set(previous))
             ],
-            overall=_platform_summary(
+            "overall": _platform_summary(
                 "all", summary.overall(current.values()), summary.overall(previous.values())
             ),
-        )
+        }
 
     @get("/posts")
     async def posts(
@@ -250,11 +256,23 @@ class MetricsController(Controller):
             first, last, zone_name = await read_range(conn, state, since, until)
             start, end = store.local_bounds(first, last, store.zone(zone_name))
             rows = await conn.fetch(_POSTS, first, last, platform, start, end, limit)
-        items = [
-            PostMetrics(
-                **dict(r),
-                engagement_rate=r["engagement"] / r["reach"] if r["reach"] else 0.0,
-            )
+        items: list[PostMetrics] = [
+            {
+                "post_id": r["post_id"],
+                "platform": r["platform"],
+                "platform_post_id": r["platform_post_id"],
+                "published_at": r["published_at"],
+                "media_kind": r["media_kind"],
+                "plan_id": r["plan_id"],
+                "reach": r["reach"],
+                "impressions": r["impressions"],
+                "engagement": r["engagement"],
+                "likes": r["likes"],
+                "comments": r["comments"],
+                "shares": r["shares"],
+                "engagementRate": r["engagement"] / r["reach"] if r["reach"] else 0.0,
+                "days": r["days"],
+            }
             for r in rows
         ]
-        return PostMetricsPage(since=first, until=last, items=items)
+        return {"from": first, "to": last, "items": items}

@@ -13,22 +13,8 @@ from litestar.params import QueryParameter
 from pressroom_kit.auth import Principal
 from pressroom_kit.errors import Invalid
 from pressroom_kit.http import requires_role
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
-
-# Answers name fields as the API does (``from``, ``engagementRate``): aliases, used when
-# serialized; the code builds them by field name (``Out`` models).
-# The kit's pydantic plugin encodes without aliases, so the controllers encode models
-# themselves (``type_encoders = ALIASED``).
-class Out(BaseModel):
-    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
-
-
-def _by_alias(model: BaseModel) -> Any:
-    return model.model_dump(mode="json", by_alias=True)
-
-
-ALIASED: dict[Any, Any] = {BaseModel: _by_alias}
 VIEWER = [requires_role("viewer")]
 MANAGER = [requires_role("manager")]
 PLATFORM_PATTERN = r"^[a-z0-9_-]+$"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import asyncpg
 from litestar import Controller, Request, Response, get, post
@@ -16,7 +16,7 @@ from pressroom_kit.pagination import Cursor, newest_first
 from pydantic import BaseModel, ConfigDict, Field
 
 from pressroom_analytics.sync import requests
-from pressroom_analytics.sync.params import ALIASED, MANAGER, VIEWER, Day, Out, PlatformId, who
+from pressroom_analytics.sync.params import MANAGER, VIEWER, Day, PlatformId, who
 
 
 class SyncIn(BaseModel):
@@ -39,33 +39,38 @@ class SyncAccepted(BaseModel):
     sync_log_id: uuid.UUID
 
 
-class PlatformAnswer(BaseModel):
+class PlatformAnswer(TypedDict):
     status: str
-    account_days: int = 0
-    post_days: int = 0
-    error: str | None = None
-    collected_at: datetime | None = None
-
-
-class SyncLogOut(Out):
-    id: uuid.UUID
-    brand_id: uuid.UUID
-    status: str
-    trigger: str
-    platforms: list[str]
-    since: date = Field(alias="from")
-    until: date = Field(alias="to")
-    requested_by: str | None
-    started_at: datetime
-    finished_at: datetime | None
-    items_synced: int
-    items_failed: int
-    duration_ms: int | None
-    answers: dict[str, PlatformAnswer]
+    account_days: int
+    post_days: int
     error: str | None
+    collected_at: str | None
 
 
-class SyncLogPage(BaseModel):
+# A TypedDict, so ``from``/``to`` are the keys in the JSON and the OpenAPI document alike.
+SyncLogOut = TypedDict(
+    "SyncLogOut",
+    {
+        "id": uuid.UUID,
+        "brand_id": uuid.UUID,
+        "status": str,
+        "trigger": str,
+        "platforms": list[str],
+        "from": date,
+        "to": date,
+        "requested_by": str | None,
+        "started_at": datetime,
+        "finished_at": datetime | None,
+        "items_synced": int,
+        "items_failed": int,
+        "duration_ms": int | None,
+        "answers": dict[str, PlatformAnswer],
+        "error": str | None,
+    },
+)
+
+
+class SyncLogPage(TypedDict):
     items: list[SyncLogOut]
     next_cursor: str | None
 
@@ -78,30 +83,39 @@ _COLUMNS = (
 
 
 def _log_out(row: asyncpg.Record) -> SyncLogOut:
-    return SyncLogOut(
-        id=row["id"],
-        brand_id=row["brand_id"],
-        status=row["status"],
-        trigger=row["trigger"],
-        platforms=list(row["platforms"]),
-        since=row["from_date"],
-        until=row["to_date"],
-        requested_by=row["requested_by"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        items_synced=row["items_synced"],
-        items_failed=row["items_failed"],
-        duration_ms=row["duration_ms"],
-        answers={p: PlatformAnswer(**a) for p, a in row["answers"].items()},
-        error=row["error"],
-    )
+    answers: dict[str, PlatformAnswer] = {
+        p: {
+            "status": a["status"],
+            "account_days": a.get("account_days", 0),
+            "post_days": a.get("post_days", 0),
+            "error": a.get("error"),
+            "collected_at": a.get("collected_at"),
+        }
+        for p, a in row["answers"].items()
+    }
+    return {
+        "id": row["id"],
+        "brand_id": row["brand_id"],
+        "status": row["status"],
+        "trigger": row["trigger"],
+        "platforms": list(row["platforms"]),
+        "from": row["from_date"],
+        "to": row["to_date"],
+        "requested_by": row["requested_by"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "items_synced": row["items_synced"],
+        "items_failed": row["items_failed"],
+        "duration_ms": row["duration_ms"],
+        "answers": answers,
+        "error": row["error"],
+    }
 
 
 class SyncController(Controller):
     path = "/v1/analytics"
     tags = ["analytics"]
     guards = VIEWER
-    type_encoders = ALIASED
 
     @post("/sync", status_code=202, guards=MANAGER)
     async def sync(
@@ -147,7 +161,7 @@ class SyncController(Controller):
         rows, next_cursor = await newest_first(
             state.pool, caller.brand_id, _COLUMNS, [("status = {}", status)], cursor, limit
         )
-        return SyncLogPage(items=[_log_out(r) for r in rows], next_cursor=next_cursor)
+        return {"items": [_log_out(r) for r in rows], "next_cursor": next_cursor}
 
     @get("/sync-logs/{sync_id:uuid}")
     async def sync_log(
