@@ -6,7 +6,8 @@ platforms = 1.8 M rows) and the latency of ``GET /v1/analytics/summary`` over th
                   consumer does (one transaction per platform answer, as the runtime role
                   under row-level security) from ``--concurrency`` tasks; then the service
                   itself (``create_app``, uvicorn in this process) answers ``--requests``
-                  summaries for random brands from 16 concurrent aiohttp clients
+                  summaries for random brands from 16 concurrent aiohttp clients, then a
+                  quarter as many from one client (the latency without queueing)
 
     .venv/bin/python -m bench.analytics [--brands 1000] [--days 365] [--requests 2000]
 
@@ -219,11 +220,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         app = create_app(settings, clock=clock, run_workers=False)
         async with serve_asgi(app) as base:
             await summaries(base, brands, 200, "")  # warm-up
-            for name, query in (
-                ("summary_30_days", ""),
-                ("summary_366_days", "from=2026-03-09&to=2027-03-09"),
+            for name, query, clients in (
+                ("summary_30_days", "", 16),
+                ("summary_366_days", "from=2026-03-09&to=2027-03-09", 16),
+                ("summary_30_days_one_client", "", 1),
+                ("summary_366_days_one_client", "from=2026-03-09&to=2027-03-09", 1),
             ):
-                results[name] = await summaries(base, brands, args.requests, query)
+                count = args.requests if clients > 1 else args.requests // 4
+                results[name] = await summaries(base, brands, count, query, clients)
                 print(name, results[name], flush=True)
         return results
     finally:
