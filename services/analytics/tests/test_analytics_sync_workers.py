@@ -19,8 +19,8 @@ from analytics_testkit import (
     connected,
     days,
     disconnected,
-    outbox,
     other_workers,
+    outbox,
 )
 from pressroom_analytics.sync import handlers
 from pressroom_contracts.events.analytics import MetricsSynced, SyncRequested
