@@ -52,8 +52,21 @@ async def test_a_sync_without_every_answer_times_out_once(fresh_db, kafka_bootst
         synced = await outbox(fresh_db, MetricsSynced.event_type)
         assert [(s["status"], s["items_synced"]) for s in synced] == [("timed_out", 7)]
 
-        # The late answer: its numbers are real and stored; the log stays as it ended.
-        await svc.inject(answer(request, "x", account=days(request, "x")))
+        status, goal = await svc.call(
+            "POST",
+            "/v1/analytics/goals",
+            brand,
+            json={"metric": "reach", "platform": "x", "target": 10**9, "deadline": "2027-04-30"},
+        )
+        assert status == 201, goal
+        assert goal["current"] == 0
+
+        # The late answer: its numbers are real and stored (and goals follow them); the log
+        # stays as it ended.
+        late = days(request, "x")
+        await svc.inject(answer(request, "x", account=late))
+        status, goal = await svc.call("GET", f"/v1/analytics/goals/{goal['id']}", brand, "viewer")
+        assert goal["current"] == sum(d.reach for d in late if d.date >= date(2027, 3, 10))
         rows = await as_owner(
             fresh_db, "SELECT count(*) AS n FROM analytics_metrics WHERE platform = 'x'"
         )

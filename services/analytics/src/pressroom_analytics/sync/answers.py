@@ -13,7 +13,8 @@ Each answer runs in the consumer's transaction with the brand set. Order matters
    is staged and ``advisor.after_sync`` runs, all in the same transaction.
 
 An answer for an unknown sync, or one that already ended (late after its timeout), stores
-its numbers but does not reopen the log.
+its numbers and runs ``advisor.after_sync`` (goals follow what is stored) but does not
+reopen the log nor announce the sync again.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ def metrics_collected(clock: Clock, after_sync: AfterSync) -> Callable[..., Awai
             sync_id=payload.sync_id,
         )
         if row is None or row["status"] != "running":
+            if account_days or post_days:  # goals and insights follow the stored numbers
+                await after_sync(conn, brand_id=payload.brand_id, now=now)
             log.info(
                 "numbers of a sync that is unknown or over stored; its log stays as it is",
                 sync_id=str(payload.sync_id),
