@@ -56,6 +56,33 @@ def _dlq(args: argparse.Namespace) -> None:
     sys.exit(asyncio.run(dead_letters.run(args)))
 
 
+def _analytics_backfill(args: argparse.Namespace) -> None:
+    from datetime import date
+
+    from pressroom_analytics.sync.backfill import BackfillError, run_with_progress
+
+    token = args.token or os.environ.get("PRESSROOM_TOKEN")
+    if not token:
+        token = mint_token(
+            jwt_secret(data_dir()), sub="pressroom-backfill", role="manager", brand_id=args.brand
+        )
+    try:
+        result = run_with_progress(
+            args.url,
+            token,
+            date.fromisoformat(args.since),
+            date.fromisoformat(args.until),
+            platforms=args.platform,
+            chunk_days=args.chunk_days,
+            parallel=args.parallel,
+        )
+    except (BackfillError, ValueError) as exc:
+        print(f"backfill failed: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())))
+    sys.exit(0 if result.ok else 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +104,26 @@ def main(argv: list[str] | None = None) -> None:
     rebuild.add_argument("--database-url", help="owner DSN (default: the local stack's)")
     rebuild.add_argument("--swap", action="store_true", help="replace live rows when done")
     rebuild.set_defaults(func=_rebuild)
+
+    analytics = sub.add_parser("analytics", help="analytics operations").add_subparsers(
+        dest="action", required=True
+    )
+    backfill = analytics.add_parser("backfill", help="sync a long range in pieces, with progress")
+    backfill.add_argument("--brand", type=uuid.UUID, required=True)
+    backfill.add_argument("--from", dest="since", required=True, help="first day, YYYY-MM-DD")
+    backfill.add_argument("--to", dest="until", required=True, help="last day, YYYY-MM-DD")
+    backfill.add_argument("--platform", action="append", help="repeatable; default: connected")
+    backfill.add_argument(
+        "--url", default=os.environ.get("PRESSROOM_ANALYTICS_URL", "http://127.0.0.1:8103")
+    )
+    backfill.add_argument(
+        "--token",
+        help="a manager token (default: PRESSROOM_TOKEN, else "
+        "one minted with the local stack's secret)",
+    )
+    backfill.add_argument("--chunk-days", type=int, default=31)
+    backfill.add_argument("--parallel", type=int, default=2)
+    backfill.set_defaults(func=_analytics_backfill)
 
     dead_letters.add_commands(sub)
     sub.choices["dlq"].set_defaults(func=_dlq)

@@ -22,3 +22,6 @@ class AnalyticsSettings(ServiceSettings):
     daily_sync_hour_utc: int = 3
     daily_sync_days: int = 3
     worker_poll_s: float = 5.0
+
+    # Charts: how many render at once (each in a worker thread; rendering is CPU-bound).
+    chart_concurrency: int = 2

@@ -1,22 +1,62 @@
-"""The advisor feature (placeholder of the skeleton: its owner replaces this).
+"""The advisor feature: goals with progress, insights that learn from feedback, monthly plans.
 
 Contract with ``app.py``: ``CONTROLLERS`` (Litestar route handlers) and ``install(rt,
-settings, clock, run_workers=...)``, an async context manager that registers the feature's
-consumers and workers on the runtime and closes what it opened.
+settings, clock, run_workers=...)``, an async context manager that adds the goal deadline
+worker. With the sync feature: ``after_sync`` (called by the sync in the transaction that
+stored a sync's rows) and ``HANDLERS`` (merged by the sync into its one inbox consumer).
 """
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
+from pressroom_contracts import CloudEvent, EventPayload
+from pressroom_contracts.events.brands import BrandCreated, BrandUpdated
+from pressroom_contracts.events.publishing import PostCreated, PostPublished
+from pressroom_kit.consumer import Handler
 from pressroom_kit.wiring import Runtime
 
+from pressroom_analytics.advisor import api, goals, insights, plans
 from pressroom_analytics.settings import AnalyticsSettings
 
-CONTROLLERS: list[Any] = []
+
+async def brand_changed(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
+    """A brand's (new) timezone moves the end of its active goals' deadlines."""
+    assert isinstance(payload, BrandCreated | BrandUpdated)
+    if event.brandid != payload.brand_id:
+        return
+    try:
+        tz = ZoneInfo(payload.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return  # the sync keeps UTC for a zone it cannot read; so do the goals
+    await goals.follow_timezone(conn, tz)
+
+
+# Merged by the sync feature into its consumer's handlers; a type both handle (brand events,
+# post.published) runs the sync's handler first, then this one.
+HANDLERS: dict[str, Handler] = {
+    PostCreated.event_type: plans.post_created,
+    PostPublished.event_type: plans.post_published,
+    BrandCreated.event_type: brand_changed,
+    BrandUpdated.event_type: brand_changed,
+}
+
+
+async def after_sync(conn: asyncpg.Connection, *, brand_id: uuid.UUID, now: datetime) -> None:
+    """New metrics for ``brand_id`` are in this transaction (its brand is set): update the
+    active goals' progress (achieved ones announced once) and regenerate the insights, in
+    the same transaction, so what readers see always matches the committed metrics."""
+    await goals.refresh_brand(conn, now)
+    await insights.regenerate(conn, brand_id, now)
+
+
+CONTROLLERS: list[Any] = list(api.CONTROLLERS)
 
 
 @contextlib.asynccontextmanager
@@ -27,4 +67,14 @@ async def install(
     *,
     run_workers: bool = True,
 ) -> AsyncIterator[None]:
+    """The goal deadline worker, on ``app.state.goal_deadlines`` (tests ``step()`` it)."""
+    deadlines = goals.GoalDeadlines(
+        rt.pool,
+        clock,
+        poll_s=settings.worker_poll_s,
+        heartbeats=rt.heartbeats if run_workers else None,
+    )
+    rt.app.state.update(goal_deadlines=deadlines)
+    if run_workers:
+        rt.workers.add("goal-deadlines", deadlines.run)
     yield
