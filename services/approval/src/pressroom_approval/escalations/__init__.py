@@ -1,8 +1,9 @@
-"""The escalations feature (placeholder of the skeleton: its owner replaces this).
+"""Escalations and notifications: rules, the scheduler, email and Slack, client settings and
+one-click unsubscribe.
 
-Contract with ``app.py``: ``CONTROLLERS`` (Litestar route handlers) and ``install(rt,
-settings, clock, run_workers=...)``, an async context manager that registers the feature's
-consumers and workers on the runtime and closes what it opened.
+Contract with ``app.py``: ``CONTROLLERS`` and ``install(rt, settings, clock,
+run_workers=...)``. Contract with the approvals feature: ``on_requested``, ``on_closed`` and
+``escalations_of`` (``lifecycle``), called in the approval's own transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any
 
 from pressroom_kit.wiring import Runtime
 
+from pressroom_approval.escalations.lifecycle import escalations_of, on_closed, on_requested
 from pressroom_approval.settings import ApprovalSettings
+
+__all__ = ["CONTROLLERS", "escalations_of", "install", "on_closed", "on_requested"]
 
 CONTROLLERS: list[Any] = []
 
