@@ -48,3 +48,7 @@ class ApprovalSettings(ServiceSettings):
     smtp_timeout_s: float = 15.0
     mail_from: str = "Pressroom <pressroom@localhost>"
     slack_timeout_s: float = 10.0
+
+    # Review links: the media service (thumbnails on the review page) and its timeout.
+    media_url: str = "http://127.0.0.1:8101"
+    review_media_timeout_s: float = Field(default=2.0, gt=0, le=30)
