@@ -1,0 +1,145 @@
+"""The hash chain: the canonical bytes of an entry and the check of a brand's whole chain.
+
+``hash = SHA-256(prev_hash || canonical(entry))``, where ``canonical`` joins the chained
+fields with ``|``, each as ``<length in characters>:<text>`` (``-`` for NULL): id, brand_id,
+seq, at (whole microseconds since 1970 UTC), actor_id, actor_ref, action, post_id,
+approval_id and metadata (jsonb's own text form, which the database gives us, so no JSON
+re-encoding can disagree with what was hashed). The sealing trigger (``audit_seal`` in
+migration 0002) computes the same bytes in SQL; the first entry's ``prev_hash`` is 32 zero
+bytes. Verification recomputes every hash here, in Python, so it does not trust the
+database's functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+GENESIS = bytes(32)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICRO = timedelta(microseconds=1)
+VERIFY_BATCH = 5_000
+
+
+def _field(value: str | None) -> str:
+    return "-" if value is None else f"{len(value)}:{value}"
+
+
+def canonical(
+    *,
+    id: UUID,
+    brand_id: UUID,
+    seq: int,
+    at: datetime,
+    actor_id: str,
+    actor_ref: str,
+    action: str,
+    post_id: UUID | None,
+    approval_id: UUID | None,
+    metadata_text: str,
+) -> bytes:
+    """The bytes an entry's hash covers after ``prev_hash`` (see the module docstring)."""
+    parts = (
+        str(id),
+        str(brand_id),
+        str(seq),
+        str((at - EPOCH) // MICRO),
+        actor_id,
+        actor_ref,
+        action,
+        None if post_id is None else str(post_id),
+        None if approval_id is None else str(approval_id),
+        metadata_text,
+    )
+    return "|".join(_field(p) for p in parts).encode()
+
+
+def entry_hash(prev_hash: bytes, body: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + body).digest()
+
+
+@dataclass(frozen=True)
+class Verification:
+    valid: bool
+    checked: int
+    first_bad_id: UUID | None = None
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+_BATCH_SQL = """
+SELECT id, brand_id, seq, at, actor_id, actor_ref, action, post_id, approval_id,
+       metadata::text AS metadata_text, prev_hash, hash
+FROM audit_logs
+WHERE brand_id = $1 AND seq > $2
+ORDER BY seq
+LIMIT $3
+"""
+
+
+async def _batches(
+    conn: asyncpg.Connection, brand_id: UUID, batch: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    after = 0
+    while True:
+        rows = await conn.fetch(_BATCH_SQL, brand_id, after, batch)
+        if not rows:
+            return
+        yield rows
+        after = rows[-1]["seq"]
+
+
+async def verify(
+    conn: asyncpg.Connection, brand_id: UUID, *, batch: int = VERIFY_BATCH
+) -> Verification:
+    """Walk the brand's chain in ``seq`` order, recomputing each hash.
+
+    Finds a changed field (the row's hash no longer matches), a changed hash (the next row's
+    ``prev_hash`` no longer matches), a deleted row (a gap in ``seq``: the row after it is
+    reported) and a deleted tail (the head row is ahead of the last entry). Runs in the
+    caller's transaction (one snapshot: a repeatable-read transaction for a consistent view
+    while others append); pages of ``batch`` rows on the ``(brand_id, seq)`` key.
+    """
+    prev = GENESIS
+    expected_seq = 1
+    checked = 0
+    last_id: UUID | None = None
+    async for rows in _batches(conn, brand_id, batch):
+        for row in rows:
+            checked += 1
+            problem = None
+            if row["seq"] != expected_seq:
+                problem = f"seq {expected_seq} is missing"
+            elif bytes(row["prev_hash"]) != prev:
+                problem = "prev_hash does not match the previous entry's hash"
+            else:
+                body = canonical(
+                    id=row["id"],
+                    brand_id=row["brand_id"],
+                    seq=row["seq"],
+                    at=row["at"],
+                    actor_id=row["actor_id"],
+                    actor_ref=row["actor_ref"],
+                    action=row["action"],
+                    post_id=row["post_id"],
+                    approval_id=row["approval_id"],
+                    metadata_text=row["metadata_text"],
+                )
+                if entry_hash(prev, body) != bytes(row["hash"]):
+                    problem = "the entry does not match its hash"
+            if problem is not None:
+                return Verification(False, checked, row["id"], row["seq"], problem)
+            prev = bytes(row["hash"])
+            expected_seq += 1
+            last_id = row["id"]
+    head = await conn.fetchrow("SELECT seq, hash FROM audit_heads WHERE brand_id = $1", brand_id)
+    if head is not None and (head["seq"] != expected_seq - 1 or bytes(head["hash"]) != prev):
+        return Verification(
+            False, checked, last_id, expected_seq - 1, "entries after the last one are missing"
+        )
+    return Verification(True, checked)
