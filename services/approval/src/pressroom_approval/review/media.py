@@ -76,16 +76,14 @@ class MediaThumbnails:
             ttl_seconds=120,
         )
         headers = {"Authorization": f"Bearer {token}"}
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        found = await asyncio.gather(*(self._one(i, headers, timeout) for i in ids))
+        found = await asyncio.gather(*(self._one(i, headers) for i in ids))
         return {t.media_id: t for t in found}
 
-    async def _one(
-        self, media_id: UUID, headers: dict[str, str], timeout: aiohttp.ClientTimeout
-    ) -> Thumbnail:
+    async def _one(self, media_id: UUID, headers: dict[str, str]) -> Thumbnail:
         url = f"{self.media_url}/v1/media/{media_id}"
+        limit = aiohttp.ClientTimeout(total=self.timeout_s)
         try:
-            async with self.session.get(url, headers=headers, timeout=timeout) as answer:
+            async with self.session.get(url, headers=headers, timeout=limit) as answer:
                 if answer.status == 404:
                     return Thumbnail(media_id, None, "this file was deleted")
                 if answer.status != 200:
