@@ -65,6 +65,10 @@ def read_link(key: str, token: str) -> LinkClaims:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise BadToken("not a review token") from None
+    # One spelling per token: base64 ignores the last character's spare bits, which would
+    # otherwise give every token several spellings (and two ways to refer to one link).
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
+        raise BadToken("not a review token")
     body, tag = raw[: _BODY.size], raw[_BODY.size :]
     if not hmac.compare_digest(tag, _mac(key, PURPOSE, body)):
         raise BadToken("bad signature")
