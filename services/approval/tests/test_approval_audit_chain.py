@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 from audit_testkit import AuditDb, audit_database, chain_rows
-from pressroom_approval.audit import SYSTEM, Actor, record
+from pressroom_approval.audit import SYSTEM, Actor, pseudonym, record
 from pressroom_approval.audit.chain import verify
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.testing.plugin import TestDatabase
@@ -256,13 +256,20 @@ async def test_one_brand_never_sees_another_brands_log(adb: AuditDb) -> None:
             await record(conn, brand_id=b, actor=SYSTEM, action="x", at=T0)
 
 
-async def test_metadata_with_an_email_is_refused() -> None:
-    with pytest.raises(ValueError, match="email"):
+async def test_personal_data_in_metadata_is_pseudonymised(adb: AuditDb) -> None:
+    brand = uuid.uuid4()
+    async with tenant_transaction(adb.pool, brand) as conn:
         await record(
-            None,  # type: ignore[arg-type]
-            brand_id=uuid.uuid4(),
+            conn,
+            brand_id=brand,
             actor=SYSTEM,
-            action="x",
+            action="review_link.created",
             at=T0,
-            metadata={"to": ["ann@example.org"]},
+            metadata={"to": ["Ann@Example.org"], "note": "sent to bob@x.org\x00", "name": "Bob"},
         )
+    (row,) = await chain_rows(adb, brand)
+    meta = row["metadata"]
+    assert "@" not in str(meta) and "Bob" not in str(meta)
+    assert meta["to"][0] == "~" + pseudonym("ann@example.org")[:20]
+    assert meta["note"].startswith("sent to ~")
+    assert (await _verify(adb, brand)).valid
