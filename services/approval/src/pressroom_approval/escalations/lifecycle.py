@@ -85,8 +85,9 @@ async def on_requested(
             target_role, channels, respect_timezone, requested_at, due_at, status,
             next_attempt_at, created_at)
         SELECT gen_random_uuid(), r.brand_id, $2, $3, r.id, r.rule_type, r.escalate_to_role,
-            r.notify_via, r.respect_timezone, $4, $4 + make_interval(hours => r.trigger_hours),
-            'pending', $4 + make_interval(hours => r.trigger_hours), $4
+            r.notify_via, r.respect_timezone, $4::timestamptz,
+            $4::timestamptz + make_interval(hours => r.trigger_hours),
+            'pending', $4::timestamptz + make_interval(hours => r.trigger_hours), $4::timestamptz
         FROM escalation_rules r
         WHERE r.brand_id = $1 AND r.enabled
         ON CONFLICT (approval_id, rule_id, requested_at) DO NOTHING
