@@ -156,9 +156,7 @@ class Approval(Aggregate):
     # --- opening and closing (from publishing's events) ---------------------------------
 
     @classmethod
-    def open(
-        cls, brand_id: UUID, post_id: UUID, submitted: Submission, now: datetime
-    ) -> Approval:
+    def open(cls, brand_id: UUID, post_id: UUID, submitted: Submission, now: datetime) -> Approval:
         approval = cls(str(approval_id_for(brand_id, post_id)))
         approval.record(
             ApprovalRequested(
