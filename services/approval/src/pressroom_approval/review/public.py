@@ -126,12 +126,11 @@ async def _open_link(
 
 
 def _reviewer(request: Request[Any, Any, Any], link: ReviewLink) -> audit.Actor:
-    """``client:<email>`` (``client:<link id>`` without one), with the address and browser
+    """``client:<link id>``, with the email and name as personal data (erasable: the id
+    reaches the append-only event store, so it holds no email) and the address and browser
     the request came from (the gateway's ``X-Forwarded-For`` and ``User-Agent``)."""
     seen = audit.actor_from_request(request, None)
-    return dataclasses.replace(
-        seen, id=f"client:{link.email or link.id}", email=link.email, name=link.name
-    )
+    return dataclasses.replace(seen, id=f"client:{link.id}", email=link.email, name=link.name)
 
 
 def _html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
