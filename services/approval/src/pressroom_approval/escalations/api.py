@@ -474,7 +474,7 @@ class UnsubscribeController(Controller):
 
     @get("/{token:str}", opt=PUBLIC)
     async def confirm_page(
-        self, request: Request[Any, Any, Any], state: State, token: str
+        self, request: Request[Any, Any, Any], state: State, token: FromPath[str]
     ) -> Response[str]:
         """A page that asks to confirm with a button (a GET changes nothing: mail scanners
         follow links). 400 for a token we did not sign, 404 when it names nobody."""
@@ -482,7 +482,7 @@ class UnsubscribeController(Controller):
 
     @post("/{token:str}", opt=PUBLIC, status_code=200)
     async def unsubscribe(
-        self, request: Request[Any, Any, Any], state: State, token: str
+        self, request: Request[Any, Any, Any], state: State, token: FromPath[str]
     ) -> Response[str]:
         """Unsubscribe (the mail client's one-click POST or the page's button); doing it
         again changes nothing."""
