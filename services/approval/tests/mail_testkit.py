@@ -34,7 +34,7 @@ class Mailbox:
     refuse_to: dict[str, int] = field(default_factory=dict)  # address -> how many times
     port: int = 0
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         targeted = [a for a in envelope.rcpt_tos if self.refuse_to.get(a, 0) > 0]
         if self.refuse > 0 or targeted:
             if targeted:
