@@ -227,9 +227,11 @@ class Service:
         await self.wait_row(
             brand,
             post_id,
-            lambda r: r["submission"] == options["submission"]
-            and r["post_version"] == options["version"]
-            and r["status"] == "pending",
+            lambda r: (
+                r["submission"] == options["submission"]
+                and r["post_version"] == options["version"]
+                and r["status"] == "pending"
+            ),
         )
         return post_id
 
@@ -278,6 +280,13 @@ async def approval_service(
     """The service on a real port with its consumer running; the expiry worker and the
     escalation scheduler are stepped by the test unless ``run_workers``."""
     clock = clock or FakeClock()
-    app = create_app(approval_settings(db, kafka, **overrides), clock=clock, run_workers=run_workers)
+    app = create_app(
+        approval_settings(db, kafka, **overrides), clock=clock, run_workers=run_workers
+    )
     async with serve_asgi(app) as base, aiohttp.ClientSession() as http:
         yield Service(base, app, clock, http, db, kafka)
+
+
+def code(problem: dict[str, Any]) -> str:
+    """The stable code of a problem+json body (the last part of its ``type``)."""
+    return str(problem["type"]).rsplit("/", 1)[-1]
