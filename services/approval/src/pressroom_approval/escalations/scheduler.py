@@ -88,6 +88,7 @@ class Prepared:
     slack_url: str | None
     slack_tz: Any
     failures: int  # earlier failed attempts (the backoff exponent)
+    sent_before: set[str]  # the channels earlier attempts delivered on
 
 
 class EscalationScheduler:
@@ -242,7 +243,8 @@ class EscalationScheduler:
             slack_url = await self._slack_url(conn, row)
             if slack_url is None:
                 skipped.append(Delivery(*SLACK, "skipped", {"reason": "no_webhook"}))
-        return Prepared(notice, emails, skipped, slack_url, brand_tz, failures)
+        sent_before = {h["channel"] for h in history if h["step"] == "sent"}
+        return Prepared(notice, emails, skipped, slack_url, brand_tz, failures, sent_before)
 
     def _notice(self, row: asyncpg.Record, approval: asyncpg.Record, brand_name: str) -> Notice:
         texts = approval.get("texts") or {}
@@ -434,17 +436,13 @@ class EscalationScheduler:
             next_at = min(candidates)
             error = retry[0].detail.get("error") if retry else None
         else:
-            status, next_at, error = "sent", None, None
+            failed = [r for r in results if r.step == "failed"]
+            status, next_at = "sent", None
+            error = failed[0].detail.get("error") if failed else None
         sent_now = sum(1 for r in results if r.step == "sent" and r.channel == "email")
-        earlier = row["recipients"]
-        everything_failed = (
-            status == "sent"
-            and earlier + sent_now == 0
-            and not any(r.step == "sent" for r in results)
-            and any(r.step == "failed" for r in results)
-        )
-        if everything_failed:
-            status = "failed"
+        sent_channels = prepared.sent_before | {r.channel for r in results if r.step == "sent"}
+        if status == "sent" and not sent_channels and any(r.step == "failed" for r in results):
+            status = "failed"  # every delivery was refused for good
         await self.leases.execute(
             conn,
             lease,
@@ -460,13 +458,9 @@ class EscalationScheduler:
             now,
         )
         await self._history(conn, row, steps, now)
-        delivered = any(r.step == "sent" for r in results) or earlier > 0
-        if status == "sent" and delivered:
-            channels = sorted({r.channel for r in results if r.step == "sent"} | set())
-            await write_outbox(
-                conn,
-                [self._escalated(row, channels or list(row["channels"]), earlier + sent_now, now)],
-            )
+        if status == "sent" and sent_channels:
+            recipients = row["recipients"] + sent_now
+            await write_outbox(conn, [self._escalated(row, sorted(sent_channels), recipients, now)])
 
     async def _history(
         self, conn: asyncpg.Connection, row: asyncpg.Record, steps: Iterable[Delivery], at: datetime
