@@ -154,7 +154,9 @@ class Page:
         return str(await self.evaluate("document.body.innerText"))
 
     async def fill(self, selector: str, value: str) -> None:
-        await self.evaluate(f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}")
+        await self.evaluate(
+            f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}"
+        )
 
     async def click_and_wait(self, selector: str, timeout: float = 20.0) -> int:
         """Click an element that navigates (a submit button) and wait for the new page; its
@@ -196,7 +198,9 @@ class Browser:
             "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
         )
         session_id = attached["sessionId"]
-        page = Page(self.session, session_id, self.session.listen("Page.loadEventFired", session_id))
+        page = Page(
+            self.session, session_id, self.session.listen("Page.loadEventFired", session_id)
+        )
         await page.call("Page.enable")
         await page.call("Network.enable")
         await page.call("Runtime.enable")

@@ -126,7 +126,7 @@ async def post_form(svc: Service, path: str, fields: dict[str, str], **kwargs: A
 
 
 async def decide_through_page(
-    svc: Service, url: str, form: str = "approve-form", comment: str = ""
+    svc: Service, url: str, form: str = "approve-form", comment: str = "", **kwargs: Any
 ) -> Page:
     """Open the page, fill the form's comment and submit it, like a reviewer."""
     page = await get_page(svc, url)
@@ -134,7 +134,7 @@ async def decide_through_page(
     fields = dict(page.forms()[form])
     action = fields.pop("__action")
     fields["comment"] = comment
-    return await post_form(svc, action, fields)
+    return await post_form(svc, action, fields, **kwargs)
 
 
 @dataclass

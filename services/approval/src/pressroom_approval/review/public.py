@@ -28,7 +28,7 @@ import asyncpg
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound, PressroomError
 from pressroom_kit.http import PUBLIC
@@ -154,7 +154,14 @@ class ReviewPageController(Controller):
     include_in_schema = True
     tags = ["review page"]
     opt = PUBLIC
-    exception_handlers = {Exception: _html_error}
+    # Every class the app maps to problem+json, mapped here to pages (Litestar picks the
+    # most specific class over all layers, so ``Exception`` alone would not do).
+    exception_handlers = {
+        PressroomError: _html_error,
+        ValidationException: _html_error,
+        HTTPException: _html_error,
+        Exception: _html_error,
+    }
 
     @get("/{token:str}", media_type=MediaType.HTML)
     async def page(self, state: State, token: str) -> Response[str]:
@@ -262,7 +269,7 @@ class ReviewPageController(Controller):
                 now=now,
             )
             # The approval was re-submitted between our read and decide's lock: undo all.
-            _check_form(key, link, decided, nonce)
+            _check_submission(key, link, decided, nonce)
         if choice == "approve":
             title, text = (
                 "Thank you: the post is approved",
@@ -290,6 +297,10 @@ def _check_form(key: str, link: ReviewLink, approval: ApprovalView, nonce: str) 
             code="already_decided",
             heading="Already decided",
         )
+    _check_submission(key, link, approval, nonce)
+
+
+def _check_submission(key: str, link: ReviewLink, approval: ApprovalView, nonce: str) -> None:
     if not tokens.nonce_matches(key, link.id, str(approval.submission), nonce):
         raise Conflict(
             "The post changed since this page was opened. Reload the page to see the new "
