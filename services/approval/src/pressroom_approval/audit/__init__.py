@@ -14,6 +14,7 @@ from typing import Any
 
 from pressroom_kit.wiring import Runtime
 
+from pressroom_approval.audit.api import AuditLogController, PrivacyController
 from pressroom_approval.audit.log import (
     SYSTEM,
     Actor,
@@ -26,7 +27,7 @@ from pressroom_approval.settings import ApprovalSettings
 
 __all__ = ["CONTROLLERS", "SYSTEM", "Actor", "actor_from_request", "install", "pseudonym", "record"]
 
-CONTROLLERS: list[Any] = []
+CONTROLLERS: list[Any] = [AuditLogController, PrivacyController]
 
 
 @contextlib.asynccontextmanager
