@@ -338,15 +338,15 @@ async def add_comment(
 async def list_comments(
     conn: asyncpg.Connection, approval_id: uuid.UUID, *, limit: int, after: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Oldest first; ``after`` is the last comment id of the previous page."""
+    """In the order they were written; ``after`` is the last comment id of the previous
+    page (an id that is no comment of this brand gives an empty page)."""
     exists = await conn.fetchval("SELECT 1 FROM post_approvals WHERE id = $1", approval_id)
     if not exists:
         raise NotFound(f"no approval {approval_id}", code="no_approval")
     rows = await conn.fetch(
-        f"SELECT {COMMENT_COLUMNS} FROM approval_comments c WHERE approval_id = $1 "
-        "AND ($2::uuid IS NULL OR (created_at, id) > "
-        "(SELECT created_at, id FROM approval_comments WHERE id = $2)) "
-        "ORDER BY created_at, id LIMIT $3",
+        f"SELECT {COMMENT_COLUMNS} FROM approval_comments WHERE approval_id = $1 "
+        "AND ($2::uuid IS NULL OR seq > (SELECT seq FROM approval_comments WHERE id = $2)) "
+        "ORDER BY seq LIMIT $3",
         approval_id,
         uuid.UUID(after) if after else None,
         limit + 1,

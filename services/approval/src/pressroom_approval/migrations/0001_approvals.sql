@@ -37,6 +37,7 @@ SELECT pressroom_enable_tenant_rls('post_approvals');
 
 CREATE TABLE approval_comments (
     id           uuid        PRIMARY KEY,
+    seq          bigint      GENERATED ALWAYS AS IDENTITY,  -- the order they were written in
     brand_id     uuid        NOT NULL,
     approval_id  uuid        NOT NULL REFERENCES post_approvals (id),
     author_id    text        NOT NULL,  -- a user id, or client:<email or link> for a reviewer
@@ -45,7 +46,7 @@ CREATE TABLE approval_comments (
     body         text        NOT NULL,
     created_at   timestamptz NOT NULL
 );
-CREATE INDEX approval_comments_approval_idx ON approval_comments (approval_id, created_at, id);
+CREATE INDEX approval_comments_approval_idx ON approval_comments (approval_id, seq);
 SELECT pressroom_enable_tenant_rls('approval_comments');
 
 CREATE TABLE approval_brands (
