@@ -125,6 +125,8 @@ async def test_odd_inputs_never_reach_a_500(svc: Service) -> None:
         assert 400 <= status < 500, (path, body, raw, status, answer)
         if status != 200:
             assert isinstance(answer, dict) and "type" in answer, answer
+    status, answer = await svc.call("GET", f"/v1/approvals/{missing}", brand, role="viewer")
+    assert status == 404 and code(answer) == "no_approval"
     # an unknown comment cursor is an empty page, not an error
     status, page = await svc.call(
         "GET",
