@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Self
 import asyncpg
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, PathParameter
 from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound
@@ -384,7 +384,7 @@ def _client_out(row: asyncpg.Record) -> ClientSettingsOut:
     return ClientSettingsOut(**data)
 
 
-ClientId = Annotated[str, Field(pattern=CLIENT_ID)]
+ClientId = Annotated[str, PathParameter(pattern=CLIENT_ID, max_length=200)]
 
 
 class ClientSettingsController(Controller):
@@ -394,7 +394,7 @@ class ClientSettingsController(Controller):
 
     @get("/{client_id:str}")
     async def read_settings(
-        self, request: Request[Any, Any, Any], state: State, client_id: FromPath[ClientId]
+        self, request: Request[Any, Any, Any], state: State, client_id: ClientId
     ) -> ClientSettingsOut:
         """A recipient's settings (``client_id``: a member's user id, or a client's own id).
         404 when none were ever set: the defaults apply (English, the brand's timezone)."""
@@ -412,7 +412,7 @@ class ClientSettingsController(Controller):
         self,
         request: Request[Any, Any, Any],
         state: State,
-        client_id: FromPath[ClientId],
+        client_id: ClientId,
         data: JSONBody[ClientSettingsIn],
     ) -> ClientSettingsOut:
         """Replace a recipient's settings (the language and timezone of their emails, and
