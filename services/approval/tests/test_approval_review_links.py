@@ -189,3 +189,15 @@ def _viewer(brand: uuid.UUID) -> str:
     from approval_testkit import token
 
     return token("viewer", brand)
+
+
+async def test_the_routes_are_in_the_openapi_document(svc: Service) -> None:
+    async with svc.http.get(f"{svc.base}/schema/openapi.json") as answer:
+        assert answer.status == 200
+        paths = (await answer.json())["paths"]
+    links = paths["/v1/approvals/{approval_id}/review-links"]
+    assert {"get", "post"} <= set(links)
+    assert "delete" in paths["/v1/approvals/{approval_id}/review-links/{link_id}"]
+    assert "get" in paths["/review/{token}"] and "post" in paths["/review/{token}/decision"]
+    create = links["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert create.get("additionalProperties") is False or "$ref" in create

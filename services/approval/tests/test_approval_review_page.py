@@ -100,7 +100,7 @@ async def test_approving_through_the_form(svc: Service) -> None:
     assert {(r["email"], r["name"], r["ip"], r["user_agent"]) for r in audit} == {
         ("clara@client.example", "Clara", "203.0.113.7", "ReviewBrowser/1.0")
     }
-    status, listed = await svc.call(
+    _status, listed = await svc.call(
         "GET", f"/v1/approvals/{approval_id}/review-links", brand, role="viewer"
     )
     assert listed[0]["status"] == "used" and listed[0]["used_decision"] == "approve"
@@ -134,7 +134,7 @@ async def test_requesting_changes_rejects_with_the_comment(svc: Service) -> None
 
 async def test_a_used_link_is_refused_with_a_page(svc: Service) -> None:
     brand = await svc.brand()
-    approval_id, post_id = await open_approval(svc, brand)
+    approval_id, _post_id = await open_approval(svc, brand)
     link = await create_link(svc, brand, approval_id)
     page = await get_page(svc, link["url"])
     fields = dict(page.forms()["approve-form"])
@@ -208,7 +208,7 @@ async def test_tampered_and_foreign_tokens_are_404_pages(svc: Service) -> None:
 
 async def test_a_decided_approval_shows_its_status_and_refuses_decisions(svc: Service) -> None:
     brand = await svc.brand()
-    approval_id, post_id = await open_approval(svc, brand)
+    approval_id, _post_id = await open_approval(svc, brand)
     link = await create_link(svc, brand, approval_id)
     page = await get_page(svc, link["url"])
     fields = dict(page.forms()["approve-form"])
@@ -250,7 +250,7 @@ async def test_a_form_from_before_a_resubmission_is_refused(svc: Service) -> Non
 
 async def test_two_posts_of_one_link_at_once_decide_once(svc: Service) -> None:
     brand = await svc.brand()
-    approval_id, post_id = await open_approval(svc, brand)
+    approval_id, _post_id = await open_approval(svc, brand)
     link = await create_link(svc, brand, approval_id)
     page = await get_page(svc, link["url"])
     approve = dict(page.forms()["approve-form"])
@@ -344,3 +344,36 @@ async def test_the_media_service_down_leaves_placeholders(
         page = await get_page(svc, link["url"])
         assert page.status == 200 and "preview unavailable" in page.text
         html(page)
+
+
+async def test_a_reviewer_may_still_approve_an_expired_approval(svc: Service) -> None:
+    """The post's time passed undecided (approval.expired.v1): a late approval is still
+    taken, through the page as through the API."""
+    brand = await svc.brand()
+    when = svc.clock.now + timedelta(hours=1)
+    approval_id, post_id = await open_approval(svc, brand, scheduled_at=when)
+    link = await create_link(svc, brand, approval_id, hours=48)
+    svc.clock.advance(2 * 3600)
+    assert await svc.expiry.step() >= 1
+    assert (await svc.approval_of(brand, post_id))["status"] == "expired"
+    page = await get_page(svc, link["url"])
+    assert page.status == 200 and "its publish time has passed" in page.text
+    result = await decide_through_page(svc, link["url"])
+    assert result.status == 200, result.text
+    assert (await svc.approval_of(brand, post_id))["status"] == "approved"
+
+
+async def test_the_audit_chain_keeps_no_reviewer_email(svc: Service) -> None:
+    brand = await svc.brand()
+    approval_id, _ = await open_approval(svc, brand)
+    link = await create_link(svc, brand, approval_id, name="Zed Secret", email="zed@secret.example")
+    await decide_through_page(svc, link["url"], comment="ok")
+    rows = await as_owner(
+        svc.db, "SELECT actor_id, metadata::text AS m FROM audit_logs WHERE brand_id = $1", brand
+    )
+    assert rows
+    for row in rows:
+        assert "zed@secret.example" not in row["m"] and "Zed Secret" not in row["m"]
+        assert "zed@secret.example" not in row["actor_id"]
+    events = await as_owner(svc.db, "SELECT payload::text AS p FROM outbox")
+    assert all("zed@secret.example" not in e["p"] for e in events)

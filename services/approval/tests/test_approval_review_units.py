@@ -115,7 +115,7 @@ def test_times_are_shown_on_the_brand_wall_clock() -> None:
 
 
 def test_the_page_headers_allow_no_script() -> None:
-    headers = pages.headers({"https://cdn.example", "https://cdn.example"})
+    headers = pages.headers(["https://cdn.example", "https://cdn.example"])
     csp = headers["Content-Security-Policy"]
     assert csp.startswith("default-src 'none'; img-src https://cdn.example data:;")
     assert "script-src" not in csp

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
 from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, NotFound
@@ -91,8 +92,8 @@ class ReviewLinkController(Controller):
         self,
         request: Request[Principal, Any, Any],
         state: State,
-        approval_id: UUID,
-        data: ReviewLinkCreate,
+        approval_id: FromPath[UUID],
+        data: JSONBody[ReviewLinkCreate],
     ) -> ReviewLinkCreated:
         """A signed link for a reviewer without an account (409 when the approval is not
         waiting for a decision)."""
@@ -126,12 +127,9 @@ class ReviewLinkController(Controller):
                 at=now,
                 post_id=approval.post_id,
                 approval_id=approval_id,
-                metadata={
-                    "link_id": str(link.id),
-                    "name": link.name,
-                    "email": link.email,
-                    "expires_at": link.expires_at.isoformat(),
-                },
+                # Chained and never erased: ids and times only; the reviewer's name and
+                # email stay in review_links, which erasure clears.
+                metadata={"link_id": str(link.id), "expires_at": link.expires_at.isoformat()},
             )
         token = tokens.sign_link(
             state.settings.link_signing_key.get_secret_value(),
@@ -142,7 +140,7 @@ class ReviewLinkController(Controller):
 
     @get("/", guards=VIEWER)
     async def list_links(
-        self, request: Request[Principal, Any, Any], state: State, approval_id: UUID
+        self, request: Request[Principal, Any, Any], state: State, approval_id: FromPath[UUID]
     ) -> list[ReviewLinkOut]:
         """The approval's links, oldest first, with their status (never their token)."""
         who = request.user
@@ -157,8 +155,8 @@ class ReviewLinkController(Controller):
         self,
         request: Request[Principal, Any, Any],
         state: State,
-        approval_id: UUID,
-        link_id: UUID,
+        approval_id: FromPath[UUID],
+        link_id: FromPath[UUID],
     ) -> None:
         """Revoke a link: its page and its form answer 410 from now on. Revoking a revoked
         link again is a 204 that changes nothing."""
@@ -181,5 +179,5 @@ class ReviewLinkController(Controller):
                     at=now,
                     post_id=approval.post_id,
                     approval_id=approval_id,
-                    metadata={"link_id": str(link.id), "name": link.name},
+                    metadata={"link_id": str(link.id)},
                 )

@@ -23,12 +23,14 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 from typing import Any, Literal, cast
+from uuid import UUID
 
 import asyncpg
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import FromPath
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound, PressroomError
 from pressroom_kit.http import PUBLIC
@@ -98,15 +100,17 @@ def _not_found() -> NotFound:
     )
 
 
-def _claims(state: State, token: str) -> tokens.LinkClaims:
+def _claims(state: State, token: FromPath[str]) -> tokens.LinkClaims:
     try:
         return tokens.read_link(state.settings.link_signing_key.get_secret_value(), token)
     except tokens.BadToken:
         raise _not_found() from None
 
 
-async def _brand(conn: asyncpg.Connection) -> tuple[str, Any]:
-    row = await conn.fetchrow("SELECT name, timezone FROM approval_brands")
+async def _brand(conn: asyncpg.Connection, brand_id: UUID) -> tuple[str, Any]:
+    row = await conn.fetchrow(
+        "SELECT name, timezone FROM approval_brands WHERE brand_id = $1", brand_id
+    )
     if row is None:
         return "Your team", pages.zone(None)
     return row["name"], pages.zone(row["timezone"])
@@ -164,13 +168,13 @@ class ReviewPageController(Controller):
     }
 
     @get("/{token:str}", media_type=MediaType.HTML)
-    async def page(self, state: State, token: str) -> Response[str]:
+    async def page(self, state: State, token: FromPath[str]) -> Response[str]:
         """The post as it will go out, per platform, its time in the brand's timezone, the
         comments, and the two forms (public; the token is the credential)."""
         claims = _claims(state, token)
         now: datetime = state.clock()
         async with tenant_transaction(state.pool, claims.brand_id) as conn:
-            brand_name, tz = await _brand(conn)
+            brand_name, tz = await _brand(conn, claims.brand_id)
             link = await _open_link(conn, claims, now, tz)
             approval = await get_approval(conn, link.approval_id)
             comments, _ = await list_comments(
@@ -227,7 +231,7 @@ class ReviewPageController(Controller):
 
     @post("/{token:str}/decision", media_type=MediaType.HTML, status_code=200)
     async def decision(
-        self, request: Request[Any, Any, Any], state: State, token: str
+        self, request: Request[Any, Any, Any], state: State, token: FromPath[str]
     ) -> Response[str]:
         """Approve, or request changes with a comment (a rejection whose reason is the
         comment); the answer says what happened."""
@@ -236,7 +240,7 @@ class ReviewPageController(Controller):
         key = state.settings.link_signing_key.get_secret_value()
         now: datetime = state.clock()
         async with tenant_transaction(state.pool, claims.brand_id) as conn:
-            _, tz = await _brand(conn)
+            _, tz = await _brand(conn, claims.brand_id)
             link = await _open_link(conn, claims, now, tz)
             approval = await get_approval(conn, link.approval_id)
             _check_form(key, link, approval, nonce)
