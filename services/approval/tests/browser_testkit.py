@@ -153,6 +153,13 @@ class Page:
     async def text(self) -> str:
         return str(await self.evaluate("document.body.innerText"))
 
+    async def screenshot(self) -> bytes:
+        """The viewport as PNG (to look at a page while writing a test)."""
+        import base64
+
+        shot = await self.call("Page.captureScreenshot", {"format": "png"})
+        return base64.b64decode(shot["data"])
+
     async def fill(self, selector: str, value: str) -> None:
         await self.evaluate(
             f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}"

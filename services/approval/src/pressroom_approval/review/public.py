@@ -63,6 +63,18 @@ STATUS_LABELS = {
 }
 
 
+DONE = {
+    "approve": (
+        "Thank you: the post is approved",
+        "Your approval was recorded and the team has been told.",
+    ),
+    "reject": (
+        "Thank you: changes requested",
+        "Your comment was sent to the team. They will change the post and may send you a new link.",
+    ),
+}
+
+
 class LinkUnusable(PressroomError):
     """A link that is expired, revoked or used: 410 Gone, with what happened."""
 
@@ -274,23 +286,7 @@ class ReviewPageController(Controller):
             )
             # The approval was re-submitted between our read and decide's lock: undo all.
             _check_submission(key, link, decided, nonce)
-        if choice == "approve":
-            title, text = (
-                "Thank you: the post is approved",
-                (
-                    "Your approval was recorded. The team has been told and the post will go out "
-                    "as planned."
-                ),
-            )
-        else:
-            title, text = (
-                "Thank you: changes requested",
-                (
-                    "Your comment was sent to the team. They will change the post and may send "
-                    "you a new link."
-                ),
-            )
-        return pages.message(200, title, text)
+        return pages.message(200, *DONE[choice])
 
 
 def _check_form(key: str, link: ReviewLink, approval: ApprovalView, nonce: str) -> None:
