@@ -40,8 +40,19 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
-Text = Annotated[str, Field(min_length=1, max_length=MAX_COMMENT)]
+# RFC 3339 with an offset, years 2001-2998, as the document's pattern: whatever the offset,
+# a time matching it is inside EARLIEST..LATEST, so a schema-valid time is never refused
+# for its range (the same shape as publishing's; a candidate for the kit).
+TIME_PATTERN = (
+    r"^(200[1-9]|20[1-9][0-9]|2[1-8][0-9]{2}|29[0-8][0-9]|299[0-8])-(0[1-9]|1[0-2])"
+    r"-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+Moment = Annotated[
+    AwareDatetime, AfterValidator(_in_range), Field(json_schema_extra={"pattern": TIME_PATTERN})
+]
+# Free text with something in it besides whitespace (the schema says so: a blank one is 422).
+Text = Annotated[str, Field(min_length=1, max_length=MAX_COMMENT, pattern=r"\S")]
 
 
 class ApproveIn(BaseModel):
