@@ -377,3 +377,18 @@ async def test_the_audit_chain_keeps_no_reviewer_email(svc: Service) -> None:
         assert "zed@secret.example" not in row["actor_id"]
     events = await as_owner(svc.db, "SELECT payload::text AS p FROM outbox")
     assert all("zed@secret.example" not in e["p"] for e in events)
+
+
+async def test_odd_addresses_under_review_answer_pages(svc: Service) -> None:
+    brand = await svc.brand()
+    approval_id, _ = await open_approval(svc, brand)
+    link = await create_link(svc, brand, approval_id)
+    path = local_path(svc, link["url"])
+    async with svc.http.get(svc.base + "/review/") as answer:
+        assert answer.status == 404
+        assert answer.headers["Content-Type"].startswith("text/html")
+    async with svc.http.get(svc.base + path + "/decision", allow_redirects=False) as answer:
+        assert answer.status == 303 and answer.headers["Location"] == path
+    async with svc.http.get(svc.base + "/review/forged/decision", allow_redirects=False) as answer:
+        assert answer.status == 404
+        assert answer.headers["Content-Type"].startswith("text/html")

@@ -31,6 +31,7 @@ from litestar.datastructures import State
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath
+from litestar.response import Redirect
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound, PressroomError
 from pressroom_kit.http import PUBLIC
@@ -178,6 +179,18 @@ class ReviewPageController(Controller):
         HTTPException: _html_error,
         Exception: _html_error,
     }
+
+    @get("/", media_type=MediaType.HTML, include_in_schema=False)
+    async def no_token(self) -> Response[str]:
+        """``/review/`` alone: a link cut short."""
+        raise _not_found()
+
+    @get("/{token:str}/decision", include_in_schema=False)
+    async def decision_page(self, state: State, token: FromPath[str]) -> Redirect:
+        """The form's address opened directly (a bookmark of the result): back to the page,
+        which says where the link stands."""
+        _claims(state, token)
+        return Redirect(f"/review/{token}", status_code=303)
 
     @get("/{token:str}", media_type=MediaType.HTML)
     async def page(self, state: State, token: FromPath[str]) -> Response[str]:
