@@ -273,3 +273,39 @@ async def test_an_event_whose_brand_does_not_match_is_ignored(svc: Service) -> N
     await svc.publish(PUBLISHING, forged)
     await svc.submit(brand)
     assert await svc.row(other, post_id) is None and await svc.row(brand, post_id) is None
+
+
+async def test_a_rebuild_of_the_projection_equals_the_live_table(svc: Service) -> None:
+    from pressroom_approval.approvals.projections import APPROVALS
+    from pressroom_kit import projections
+    from pressroom_kit.db import connect
+
+    brand = uuid.uuid4()
+    post_id = await svc.submit(brand, author="ann", scheduled_at=svc.clock.now)
+    approval_id = (await svc.row(brand, post_id))["id"]
+    await svc.expiry.step()
+    await svc.call("POST", f"/v1/approvals/{approval_id}/approve", brand, sub="bob", json={})
+    await svc.call(
+        "POST", f"/v1/approvals/{approval_id}/unlock", brand, role="admin", sub="ada", json={}
+    )
+    await svc.submit(brand, post_id, author="ann", submission=2, version=5)
+    other = await svc.submit(brand, author="ann")
+    await svc.call(
+        "POST",
+        f"/v1/approvals/{(await svc.row(brand, other))['id']}/reject",
+        brand,
+        sub="bob",
+        json={"reason": "no"},
+    )
+    await svc.call(
+        "POST", f"/v1/approvals/{approval_id}/comments", brand, sub="bob", json={"body": "x"}
+    )
+    conn = await connect(svc.db.owner_dsn)
+    try:
+        await projections.rebuild(conn, APPROVALS)
+        diffs = await projections.verify(conn, APPROVALS)
+        assert all(d.equal for d in diffs), [d.samples for d in diffs]
+        await projections.swap(conn, APPROVALS)  # comments do not hold on to the rows
+    finally:
+        await conn.close()
+    assert (await svc.row(brand, post_id))["submission"] == 2

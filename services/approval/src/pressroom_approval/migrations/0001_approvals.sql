@@ -39,7 +39,8 @@ CREATE TABLE approval_comments (
     id           uuid        PRIMARY KEY,
     seq          bigint      GENERATED ALWAYS AS IDENTITY,  -- the order they were written in
     brand_id     uuid        NOT NULL,
-    approval_id  uuid        NOT NULL REFERENCES post_approvals (id),
+    -- No foreign key: post_approvals is a projection, and a rebuild swaps its rows.
+    approval_id  uuid        NOT NULL,
     author_id    text        NOT NULL,  -- a user id, or client:<email or link> for a reviewer
     author_email text,
     author_name  text,
