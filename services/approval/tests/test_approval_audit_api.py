@@ -128,6 +128,9 @@ BAD_QUERIES = [
     "limit=501",
     "cursor=abc",
     "actor_id=",
+    "actor_id=a%00b",
+    "action=%0A",
+    "to=0001-01-01T00:00:00%2B14:00",
 ]
 
 

@@ -184,8 +184,13 @@ MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
 }
 PostFilter = Annotated[uuid.UUID | None, Parameter(query="post_id")]
-ActorFilter = Annotated[str | None, Parameter(query="actor_id", min_length=1, max_length=320)]
-ActionFilter = Annotated[str | None, Parameter(query="action", min_length=1, max_length=100)]
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # no control characters (NUL cannot reach the database)
+ActorFilter = Annotated[
+    str | None, Parameter(query="actor_id", min_length=1, max_length=320, pattern=PRINTABLE)
+]
+ActionFilter = Annotated[
+    str | None, Parameter(query="action", min_length=1, max_length=100, pattern=PRINTABLE)
+]
 FromFilter = Annotated[datetime | None, Parameter(query="from", description="inclusive")]
 ToFilter = Annotated[datetime | None, Parameter(query="to", description="exclusive")]
 
@@ -294,7 +299,7 @@ SubjectId = Annotated[
     Parameter(
         min_length=1,
         max_length=320,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
+        pattern=PRINTABLE,
         description="a user id, `client:<email>` or an email",
     ),
 ]

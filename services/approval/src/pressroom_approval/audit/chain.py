@@ -92,7 +92,7 @@ _FIELDS = slice(4, 14)
 
 async def _batches(
     conn: asyncpg.Connection, brand_id: UUID, batch: int
-) -> AsyncGenerator[list[asyncpg.Record]]:
+) -> AsyncGenerator[list[asyncpg.Record], None]:
     """Pages of the chain; the next page is fetched while the caller hashes this one (the
     database and Python work at the same time). Closing the iterator early waits for the
     fetch in flight, so the connection is free again for the caller."""

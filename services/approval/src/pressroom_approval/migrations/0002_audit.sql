@@ -101,6 +101,7 @@ CREATE TABLE audit_pending (
     approval_id uuid,
     metadata    jsonb       NOT NULL
 );
+CREATE INDEX audit_pending_tx_idx ON audit_pending (tx, brand_id, ord);
 SELECT pressroom_enable_tenant_rls('audit_pending');
 
 -- The canonical bytes an entry's hash covers (after prev_hash): each field as
