@@ -248,25 +248,38 @@ async def test_a_form_from_before_a_resubmission_is_refused(svc: Service) -> Non
     assert [e["submission"] for e in events] == [2]
 
 
-async def test_two_posts_of_one_link_at_once_decide_once(svc: Service) -> None:
+async def test_two_replicas_posting_one_link_at_once_decide_once(svc: Service) -> None:
+    """Eight posts of one link (approve and request changes) spread over two replicas of
+    the service on one database: exactly one decides."""
+    from approval_testkit import approval_service
+
     brand = await svc.brand()
-    approval_id, _post_id = await open_approval(svc, brand)
+    approval_id, post_id = await open_approval(svc, brand)
     link = await create_link(svc, brand, approval_id)
     page = await get_page(svc, link["url"])
     approve = dict(page.forms()["approve-form"])
     reject = dict(page.forms()["changes-form"], comment="No")
     action = approve.pop("__action")
     reject.pop("__action")
-    answers = await asyncio.gather(
-        *(post_form(svc, action, form) for form in (approve, reject, approve, reject))
-    )
+    async with approval_service(svc.db, svc.kafka, clock=svc.clock) as replica:
+        answers = await asyncio.gather(
+            *(
+                post_form(target, action, form)
+                for target in (svc, replica)
+                for form in (approve, reject, approve, reject)
+            )
+        )
     statuses = sorted(a.status for a in answers)
     assert statuses.count(200) == 1, statuses
     assert all(s in (200, 409, 410) for s in statuses), statuses
     decided = [
-        t for t, _ in await outbox(svc.db) if t in ("approval.approved.v1", "approval.rejected.v1")
+        d for t, d in await outbox(svc.db) if t in ("approval.approved.v1", "approval.rejected.v1")
     ]
-    assert len(decided) == 1
+    assert len(decided) == 1 and decided[0]["post_id"] == str(post_id)
+    used = await as_owner(
+        svc.db, "SELECT used_decision FROM review_links WHERE id = $1", uuid.UUID(link["id"])
+    )
+    assert used[0]["used_decision"] in ("approve", "reject")
 
 
 async def test_bad_forms_answer_pages_not_problems(svc: Service) -> None:
