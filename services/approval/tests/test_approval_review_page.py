@@ -134,12 +134,13 @@ async def test_requesting_changes_rejects_with_the_comment(svc: Service) -> None
 
 async def test_a_used_link_is_refused_with_a_page(svc: Service) -> None:
     brand = await svc.brand()
-    approval_id, _post_id = await open_approval(svc, brand)
+    approval_id, post_id = await open_approval(svc, brand)
     link = await create_link(svc, brand, approval_id)
     page = await get_page(svc, link["url"])
     fields = dict(page.forms()["approve-form"])
     action = fields.pop("__action")
-    assert (await post_form(svc, action, fields)).status == 200
+    assert (await post_form(svc, action, {**fields, "comment": "   "})).status == 200
+    assert (await svc.approval_of(brand, post_id))["comment"] is None  # blank is no comment
     replay = await post_form(svc, action, fields)
     assert replay.status == 410 and "already used" in replay.text
     html(replay)

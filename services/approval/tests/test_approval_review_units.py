@@ -150,3 +150,16 @@ def test_only_absolute_http_thumbnails_reach_the_page(url: object, usable: bool)
 
 def test_origin_of_a_url() -> None:
     assert origin("https://gw.example:8443/media-files/a?b=c") == "https://gw.example:8443"
+
+
+async def test_without_a_shared_secret_every_thumbnail_is_a_placeholder() -> None:
+    import aiohttp
+    from pressroom_approval.review.media import MediaThumbnails
+
+    async with aiohttp.ClientSession() as session:
+        media = MediaThumbnails(session, "http://127.0.0.1:9", None)
+        ids = [uuid.uuid4(), uuid.uuid4()]
+        found = await media.lookup(uuid.uuid4(), [*ids, ids[0]])
+    assert set(found) == set(ids)
+    assert all(t.url is None and t.label == "preview unavailable" for t in found.values())
+    assert await media.lookup(uuid.uuid4(), []) == {}

@@ -293,7 +293,7 @@ class ReviewPageController(Controller):
                 decision=choice,
                 actor=reviewer,
                 role=None,
-                comment=comment if choice == "approve" else None,
+                comment=(comment or None) if choice == "approve" else None,
                 reason=comment if choice == "reject" else None,
                 now=now,
             )
