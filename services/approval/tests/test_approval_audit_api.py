@@ -3,6 +3,7 @@ list, verify, and one brand never reaching another's log."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -255,3 +256,32 @@ async def test_a_brand_never_reaches_another_brands_log(svc: Service) -> None:
         "POST", "/v1/privacy/subjects/user-0/export", mine, role="admin", sub="root"
     )
     assert status == 200 and len(found["audit_entries"]) == 1
+
+
+async def test_a_client_leaving_mid_export_frees_its_transaction(svc: Service) -> None:
+    brand = uuid.uuid4()
+    await seed(svc, brand, 3000)  # a few MB of JSON: more than the socket buffers hold
+    async with svc.http.get(
+        f"{svc.base}/v1/audit-logs/export?format=ndjson",
+        headers={"Authorization": f"Bearer {_token(brand)}"},
+    ) as answer:
+        assert answer.status == 200
+        first = await answer.content.readline()
+        assert json.loads(first)["seq"] == 1
+        answer.close()  # the client goes away with most of the export unread
+
+    async def open_transactions() -> int:
+        rows = await as_owner(
+            svc.db,
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+            "AND usename <> current_user AND state LIKE 'idle in transaction%'",
+        )
+        return int(rows[0]["n"])
+
+    for _ in range(100):
+        if await open_transactions() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await open_transactions() == 0
+    status, result = await admin(svc, "/v1/audit-logs/verify", brand)
+    assert status == 200 and result["valid"]

@@ -29,8 +29,9 @@ CREATE TABLE audit_logs (
     UNIQUE (brand_id, seq)
 );
 CREATE INDEX audit_logs_at_idx ON audit_logs (brand_id, at DESC, id DESC);
-CREATE INDEX audit_logs_post_idx ON audit_logs (brand_id, post_id, at DESC) WHERE post_id IS NOT NULL;
-CREATE INDEX audit_logs_actor_idx ON audit_logs (brand_id, actor_ref, at DESC);
+CREATE INDEX audit_logs_post_idx ON audit_logs (brand_id, post_id, at DESC, id DESC)
+    WHERE post_id IS NOT NULL;
+CREATE INDEX audit_logs_actor_idx ON audit_logs (brand_id, actor_ref, at DESC, id DESC);
 SELECT pressroom_enable_tenant_rls('audit_logs');
 
 -- Append-only for every role, the owner included. The one way around it is a maintenance
