@@ -117,6 +117,15 @@ async def as_owner(db: TestDatabase, sql: str, *args: Any) -> list[asyncpg.Recor
         await conn.close()
 
 
+async def owner_execute(db: TestDatabase, sql: str) -> None:
+    """SQL (several statements allowed) as the tables' owner: faults, fixtures."""
+    conn = await asyncpg.connect(db.owner_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def outbox(db: TestDatabase) -> list[tuple[str, dict[str, Any]]]:
     """The public events written, oldest first: (type, data)."""
     rows = await as_owner(db, "SELECT headers->>'ce_type' AS type, payload FROM outbox ORDER BY id")

@@ -309,3 +309,31 @@ async def test_a_rebuild_of_the_projection_equals_the_live_table(svc: Service) -
     finally:
         await conn.close()
     assert (await svc.row(brand, post_id))["submission"] == 2
+
+
+async def test_a_handler_failing_midway_is_retried_whole(svc: Service) -> None:
+    """The first attempt fails after the approval was saved (scheduling its escalations);
+    the transaction rolls back and the inbox runs the handler again: one approval, one
+    ``approval.requested.v1``, one audit row."""
+    from approval_testkit import owner_execute
+    from pressroom_kit.testing.plugin import APP_ROLE
+
+    await owner_execute(
+        svc.db,
+        "CREATE SEQUENCE test_fault_seq; "
+        f"GRANT USAGE ON SEQUENCE test_fault_seq TO {APP_ROLE}; "
+        "CREATE FUNCTION test_fail_once() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF nextval('test_fault_seq') = 1 THEN RAISE EXCEPTION 'injected fault'; "
+        "END IF; RETURN NEW; END $$; "
+        "CREATE TRIGGER test_fail_once BEFORE INSERT ON escalation_events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION test_fail_once()",
+    )
+    brand = uuid.uuid4()
+    post_id = await svc.submit(brand, author="ann")
+    assert len(await requested(svc, post_id)) == 1
+    audit = await as_owner(svc.db, "SELECT action FROM audit_logs WHERE post_id = $1", post_id)
+    assert [a["action"] for a in audit] == ["approval.requested"]
+    approval = await svc.approval_of(brand, post_id)
+    assert len(approval["escalations"]) == 2
+    (fault,) = await as_owner(svc.db, "SELECT last_value FROM test_fault_seq")
+    assert fault["last_value"] >= 2  # the fault did fire, and a later attempt went through

@@ -8,7 +8,7 @@ import asyncio
 import uuid
 
 import pytest
-from approval_testkit import Service, as_owner, code, outbox
+from approval_testkit import Service, as_owner, code, outbox, owner_execute
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +168,35 @@ async def test_unlock_reopens_an_approved_approval(svc: Service) -> None:
         ("ada", "typo in the caption"),
         ("ada", None),
     ]
+
+
+async def test_a_failure_after_the_decision_leaves_nothing_behind(svc: Service) -> None:
+    """The decision, its projection, its outbox event, the escalations' change and the audit
+    row commit together: a statement failing after the first (here, closing the escalations)
+    leaves the approval pending with no event and no audit row, and the decision can be made
+    again once the fault is gone."""
+    brand = uuid.uuid4()
+    approval_id = await open_approval(svc, brand)
+    await owner_execute(
+        svc.db,
+        "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; "
+        "CREATE TRIGGER test_refuse BEFORE UPDATE ON escalation_events "
+        "FOR EACH ROW EXECUTE FUNCTION test_refuse()",
+    )
+    path = f"/v1/approvals/{approval_id}/approve"
+    status, _ = await svc.call("POST", path, brand, sub="bob", json={})
+    assert status == 500
+    status, body = await svc.call("GET", f"/v1/approvals/{approval_id}", brand, role="viewer")
+    assert body["status"] == "pending" and body["locked"] is False
+    assert not [t for t, _ in await outbox(svc.db) if t == "approval.approved.v1"]
+    decided = await as_owner(
+        svc.db,
+        "SELECT 1 FROM audit_logs WHERE approval_id = $1 AND action = 'approval.approved'",
+        uuid.UUID(approval_id),
+    )
+    assert decided == []
+    await owner_execute(svc.db, "DROP TRIGGER test_refuse ON escalation_events")
+    status, body = await svc.call("POST", path, brand, sub="bob", json={})
+    assert status == 200 and body["status"] == "approved"
+    assert len([t for t, _ in await outbox(svc.db) if t == "approval.approved.v1"]) == 1
