@@ -56,7 +56,8 @@ async def install(
             box=box,
             tokens=tokens,
             clock=clock,
-            heartbeats=rt.heartbeats,
+            # Its readiness beat only when it runs (a stepped scheduler never beats).
+            heartbeats=rt.heartbeats if run_workers else None,
         )
         rt.app.state.update(
             escalation_box=box, unsubscribe_tokens=tokens, escalation_scheduler=scheduler
