@@ -43,7 +43,17 @@ async def test_list_filters_by_status_and_pages(svc: Service) -> None:
         assert status == 200
         assert {i["id"] for i in page["items"]} == expected
         assert all(i["status"] == wanted for i in page["items"])
-    for bad in ({"status": "maybe"}, {"limit": "0"}, {"limit": "abc"}, {"cursor": "nope"}):
+    status, page = await svc.call(
+        "GET", "/v1/approvals", brand, role="viewer", params={"post_id": str(posts[3])}
+    )
+    assert status == 200 and [i["id"] for i in page["items"]] == [ids[3]]
+    for bad in (
+        {"post_id": "nope"},
+        {"status": "maybe"},
+        {"limit": "0"},
+        {"limit": "abc"},
+        {"cursor": "nope"},
+    ):
         status, body = await svc.call("GET", "/v1/approvals", brand, role="viewer", params=bad)
         assert status in (400, 422), (bad, body)
 

@@ -126,15 +126,17 @@ class ApprovalController(Controller):
         request: Request[Any, Any, Any],
         state: State,
         status: FromQuery[Status | None] = None,
+        post_id: FromQuery[uuid.UUID | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
         cursor: Cursor = None,
     ) -> ApprovalPage:
-        """Newest first (by when the post first asked for approval)."""
+        """Newest first (by when the post first asked for approval); ``post_id`` finds a
+        post's approval."""
         rows, next_cursor = await newest_first(
             state.pool,
             _brand(_principal(request)),
             f"SELECT {commands.COLUMNS} FROM post_approvals",
-            [("status = {}", status)],
+            [("status = {}", status), ("post_id = {}", post_id)],
             cursor,
             limit,
         )
