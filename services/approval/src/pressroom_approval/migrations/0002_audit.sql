@@ -52,18 +52,22 @@ CREATE TRIGGER audit_logs_append_only BEFORE UPDATE OR DELETE ON audit_logs
 CREATE TRIGGER audit_logs_no_truncate BEFORE TRUNCATE ON audit_logs
     FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
 
--- Only the sealer (a SECURITY DEFINER function, so it runs as the tables' owner) inserts
--- chained rows; the runtime role cannot forge one.
-CREATE FUNCTION audit_owner_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Only the sealer (a SECURITY DEFINER function, so it runs as the tables' owner) writes
+-- chained rows and moves the heads; the runtime role can neither forge an entry nor move a
+-- head (which would break the chain from there on).
+CREATE FUNCTION audit_owner_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF current_user <> (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = TG_RELID) THEN
-        RAISE EXCEPTION 'audit_logs rows are written by pressroom_approval.audit.record()'
+        RAISE EXCEPTION '% rows are written by pressroom_approval.audit.record()', TG_TABLE_NAME
             USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
     END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER audit_logs_sealed_only BEFORE INSERT ON audit_logs
-    FOR EACH ROW EXECUTE FUNCTION audit_owner_inserts();
+    FOR EACH ROW EXECUTE FUNCTION audit_owner_only();
 
 -- One row per brand: the last sealed entry's seq and hash. Updated only inside audit_seal.
 CREATE TABLE audit_heads (
@@ -72,6 +76,8 @@ CREATE TABLE audit_heads (
     hash     bytea  NOT NULL
 );
 SELECT pressroom_enable_tenant_rls('audit_heads');
+CREATE TRIGGER audit_heads_sealed_only BEFORE INSERT OR UPDATE OR DELETE ON audit_heads
+    FOR EACH ROW EXECUTE FUNCTION audit_owner_only();
 
 -- Personal data of an entry: deleted by erasure, never chained.
 CREATE TABLE audit_personal_data (
