@@ -273,3 +273,26 @@ async def test_personal_data_in_metadata_is_pseudonymised(adb: AuditDb) -> None:
     assert meta["to"][0] == "~" + pseudonym("ann@example.org")[:20]
     assert meta["note"].startswith("sent to ~")
     assert (await _verify(adb, brand)).valid
+
+
+async def test_odd_text_and_numbers_hash_the_same_in_sql_and_python(adb: AuditDb) -> None:
+    brand = uuid.uuid4()
+    async with tenant_transaction(adb.pool, brand) as conn:
+        await record(
+            conn,
+            brand_id=brand,
+            actor=Actor("ü😀|7:x|-", name="Zoë"),
+            action="comment.added|😀",
+            at=datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+            post_id=uuid.uuid4(),
+            metadata={
+                "k": '😀\n"\\\t',
+                "float": 1.5e300,
+                "small": 0.1,
+                "big": 10**30,
+                "nested": {"b": [1, {"a": None}], "a": False},
+                "": "",
+            },
+        )
+    result = await _verify(adb, brand)
+    assert result.valid and result.checked == 1
