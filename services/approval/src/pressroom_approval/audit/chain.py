@@ -75,11 +75,11 @@ class Verification:
 
 
 # The chained fields as text (the database only formats them: a changed value is a changed
-# text), then prev_hash and hash; Python joins and hashes them.
+# text; the brand and seq, known here, and the time as an integer are formatted in Python),
+# then prev_hash and hash; Python joins and hashes them.
 _BATCH_SQL = """
-SELECT id, seq, prev_hash, hash,
-       id::text AS t_id, brand_id::text AS t_brand, seq::text AS t_seq,
-       floor(extract(epoch FROM at) * 1000000)::bigint::text AS t_at,
+SELECT id, seq, prev_hash, hash, id::text AS t_id,
+       floor(extract(epoch FROM at) * 1000000)::bigint AS micros,
        actor_id, actor_ref, action, post_id::text AS t_post, approval_id::text AS t_approval,
        metadata::text AS t_metadata
 FROM audit_logs
@@ -87,7 +87,7 @@ WHERE brand_id = $1 AND seq > $2
 ORDER BY seq
 LIMIT $3
 """
-_FIELDS = slice(4, 14)
+_TAIL = slice(6, 12)
 
 
 async def _batches(
@@ -131,6 +131,7 @@ async def verify(
     checked = 0
     last_id: UUID | None = None
     sha256 = hashlib.sha256
+    brand_part = _field(str(brand_id))
     async with contextlib.aclosing(_batches(conn, brand_id, batch)) as pages:
         async for rows in pages:
             for row in rows:
@@ -141,8 +142,10 @@ async def verify(
                 elif row[2] != prev:
                     problem = "prev_hash does not match the previous entry's hash"
                 else:
-                    body = "|".join(
-                        "-" if p is None else f"{len(p)}:{p}" for p in row[_FIELDS]
+                    seq, micros = str(row[1]), str(row[5])
+                    tail = "|".join("-" if p is None else f"{len(p)}:{p}" for p in row[_TAIL])
+                    body = (
+                        f"36:{row[4]}|{brand_part}|{len(seq)}:{seq}|{len(micros)}:{micros}|{tail}"
                     ).encode()
                     if sha256(prev + body).digest() != row[3]:
                         problem = "the entry does not match its hash"
