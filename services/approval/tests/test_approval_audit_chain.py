@@ -281,12 +281,14 @@ async def test_odd_text_and_numbers_hash_the_same_in_sql_and_python(adb: AuditDb
         await record(
             conn,
             brand_id=brand,
-            actor=Actor("ü😀|7:x|-", name="Zoë"),
+            actor=Actor("ü😀|7:x|-\udfff", name="Zoë\x00", user_agent="\ud83d"),
             action="comment.added|😀",
             at=datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
             post_id=uuid.uuid4(),
             metadata={
                 "k": '😀\n"\\\t',
+                "lone": "\ud800x",
+                "nan": float("nan"),
                 "float": 1.5e300,
                 "small": 0.1,
                 "big": 10**30,

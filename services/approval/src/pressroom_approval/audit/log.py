@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,6 +129,11 @@ PERSONAL_KEYS = frozenset(
 )
 
 
+def clean_text(text: str) -> str:
+    """Text PostgreSQL can store: NUL dropped, a lone surrogate (no character) as ``?``."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 def _pseudonymous(text: str) -> str:
     return "~" + pseudonym(text)[:20]
 
@@ -136,11 +142,11 @@ def scrub_metadata(value: Any, key: str | None = None) -> Any:
     """Metadata as it may be chained: the values of ``PERSONAL_KEYS`` and every email
     address inside a string become pseudonyms (``~<20 hex>``, the start of the value's keyed
     hash: the same value gives the same pseudonym, the pseudonym names no one once the
-    key is gone); NUL, which jsonb cannot store, is dropped. Chained data is never erased,
-    so this is the last line of defence: callers put ids, statuses and counts in metadata
-    and personal data in the ``Actor``."""
+    key is gone); what jsonb cannot store (NUL, a lone surrogate, NaN) is made storable.
+    Chained data is never erased, so this is the last line of defence: callers put ids,
+    statuses and counts in metadata and personal data in the ``Actor``."""
     if isinstance(value, str):
-        value = value.replace("\x00", "")
+        value = clean_text(value)
         if key in PERSONAL_KEYS:
             return _pseudonymous(value)
         return _EMAIL.sub(lambda m: _pseudonymous(m.group(0)), value)
@@ -148,14 +154,15 @@ def scrub_metadata(value: Any, key: str | None = None) -> Any:
         return {scrub_metadata(str(k)): scrub_metadata(v, str(k).lower()) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub_metadata(item, key) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # jsonb has no NaN or infinity
     return value
 
 
 def _cut(value: str | None) -> str | None:
     if value is None:
         return None
-    value = value.replace("\x00", "")
-    return value[:MAX_TEXT] or None
+    return clean_text(value)[:MAX_TEXT] or None
 
 
 _RECORD_SQL = """
@@ -201,7 +208,7 @@ async def record(
         raise ValueError("at must be timezone-aware")
     meta = scrub_metadata(dict(metadata or {}))
     entry_id = uuid4()
-    subject = actor.id.replace("\x00", "")
+    subject = clean_text(actor.id)
     personal = any((actor.email, actor.ip, actor.user_agent, actor.name)) or "@" in subject
     await conn.execute(
         _RECORD_SQL,
@@ -210,7 +217,7 @@ async def record(
         at,
         chained_actor_id(subject),
         pseudonym(subject),
-        action.replace("\x00", ""),
+        clean_text(action),
         post_id,
         approval_id,
         json.dumps(meta, separators=(",", ":"), default=str),
