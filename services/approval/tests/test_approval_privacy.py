@@ -98,6 +98,14 @@ async def reviewed_by_clara(svc: Service) -> tuple[uuid.UUID, str]:
     page = await decide_through_page(svc, link["url"], comment="Lovely, ship it")
     assert page.status == 200, page.text
     status, body = await svc.call(
+        "POST",
+        f"/v1/approvals/{approval_id}/comments",
+        brand,
+        sub="mia",
+        json={"body": f"Sent the draft to {CLARA.lower()} this morning"},
+    )
+    assert status in (200, 201), body
+    status, body = await svc.call(
         "PUT",
         "/v1/client-settings/clara-co",
         brand,
@@ -119,6 +127,9 @@ async def test_a_clients_export_holds_their_entries_links_comments_and_settings(
     assert all(e["actor"]["email"] == CLARA for e in found["audit_entries"])
     assert [link["email"] for link in found["review_links"]] == [CLARA]
     assert [c["body"] for c in found["comments"]] == ["Lovely, ship it"]
+    assert [c["body"] for c in found["mentions"]] == [
+        f"Sent the draft to {CLARA.lower()} this morning"
+    ]
     assert [s["client_id"] for s in found["client_settings"]] == ["clara-co"]
     # Another brand's admin finds nothing about her.
     status, other = await admin_post(svc, f"/v1/privacy/subjects/{CLARA}/export", uuid.uuid4())
@@ -140,6 +151,7 @@ async def test_erasing_a_client_leaves_no_trace_and_the_chain_verifies(svc: Serv
     erased = result["erased"]
     assert erased["audit_personal_data"] >= 2
     assert erased["review_links"] == 1 and erased["approval_comments"] == 1
+    assert erased["free_text"] == 1  # the manager's comment quoting her address
     assert erased["client_settings"] == 1
 
     assert await traces(svc, CLARA, CLARA_NAME) == []

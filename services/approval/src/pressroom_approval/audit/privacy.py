@@ -29,6 +29,14 @@ from pressroom_approval.audit.entries import ENTRY_SELECT, entry
 from pressroom_approval.audit.log import chained_actor_id, normalize_subject, pseudonym
 
 ERASED_NAME = "erased"
+# Free text of plain tables where an address may have been typed or quoted (a comment, an
+# SMTP error): occurrences of the subject's emails are replaced by their pseudonym. (Text
+# that reached the event store, a decision's comment or reason, cannot be changed.)
+FREE_TEXT = (
+    ("approval_comments", "body"),
+    ("escalation_events", "last_error"),
+    ("escalation_history", "detail"),
+)
 
 
 @dataclass
@@ -131,7 +139,8 @@ WHERE p.actor_ref = ANY($1) OR p.subject = ANY($2) OR lower(p.email) = ANY($3)
 
 async def export(conn: asyncpg.Connection, subject: Subject) -> dict[str, Any]:
     """Everything the brand holds about ``subject``: its audit entries with their personal
-    data, comments, review links, client settings and memberships."""
+    data, its comments, other people's comments quoting its address (``mentions``), review
+    links, client settings and memberships."""
     tables = await _tables(conn)
     args = (subject.refs, subject.id_list, subject.email_list)
     rows = await conn.fetch(
@@ -149,6 +158,13 @@ async def export(conn: asyncpg.Connection, subject: Subject) -> dict[str, Any]:
             "approval_comments",
             "SELECT id, approval_id, author_id, author_email, author_name, body, created_at "
             "FROM approval_comments WHERE author_id = ANY($2) OR lower(author_email) = ANY($3) "
+            "ORDER BY created_at, id",
+        ),
+        "mentions": (
+            "approval_comments",
+            "SELECT id, approval_id, author_id, body, created_at FROM approval_comments "
+            "WHERE NOT (author_id = ANY($2) OR coalesce(lower(author_email) = ANY($3), false)) "
+            "AND EXISTS (SELECT 1 FROM unnest($3::text[]) e WHERE strpos(lower(body), e) > 0) "
             "ORDER BY created_at, id",
         ),
         "review_links": (
@@ -175,6 +191,41 @@ async def export(conn: asyncpg.Connection, subject: Subject) -> dict[str, Any]:
         else:
             out[key] = []
     return out
+
+
+def _pattern(email: str) -> str:
+    """A case-insensitive regular expression matching ``email`` literally (PostgreSQL's
+    AREs take a backslash before any non-alphanumeric character as that character)."""
+    return "".join(c if c.isalnum() else "\\" + c for c in email)
+
+
+async def _scrub_free_text(conn: asyncpg.Connection, emails: list[str]) -> int:
+    if not emails:
+        return 0
+    present = await conn.fetch(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND (table_name, column_name) IN "
+        "(SELECT * FROM unnest($1::text[], $2::text[]))",
+        [t for t, _ in FREE_TEXT],
+        [c for _, c in FREE_TEXT],
+    )
+    total = 0
+    for column in present:
+        table, name = column["table_name"], column["column_name"]
+        as_text = f"{name}::text" if column["data_type"] in ("json", "jsonb") else name
+        back = f"::{column['data_type']}" if as_text != name else ""
+        for email in emails:
+            total += int(
+                (
+                    await conn.execute(
+                        f"UPDATE {table} SET {name} = regexp_replace({as_text}, $1, $2, 'gi')"
+                        f"{back} WHERE {as_text} ~* $1",
+                        _pattern(email),
+                        "~" + pseudonym(email)[:20],
+                    )
+                ).rsplit(" ", 1)[-1]
+            )
+    return total
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -259,6 +310,7 @@ async def erase(conn: asyncpg.Connection, subject: Subject) -> dict[str, int]:
                 emails,
             )
         )
+    counts["free_text"] = await _scrub_free_text(conn, emails)
     if with_email:
         total = 0
         for column in ("author", "submitted_by", "decided_by"):
