@@ -221,3 +221,18 @@ async def test_bad_subjects_are_4xx(svc: Service) -> None:
     for subject in ("%00x", "a%0Ab", "x" * 321):
         status, body = await admin_post(svc, f"/v1/privacy/subjects/{subject}/erase", brand)
         assert status in (400, 404, 422), (subject, status, body)
+
+
+async def test_erasure_in_one_brand_leaves_another_brands_data(svc: Service) -> None:
+    """The brand is the controller: its admin erases what it holds, nothing of another's."""
+    mine, _ = await reviewed_by_clara(svc)
+    theirs, _ = await reviewed_by_clara(svc)
+    status, result = await admin_post(svc, f"/v1/privacy/subjects/{CLARA}/erase", mine)
+    assert status == 200 and result["erased"]["audit_personal_data"] >= 2
+    status, kept = await admin_post(svc, f"/v1/privacy/subjects/{CLARA}/export", theirs)
+    assert status == 200
+    assert {e["actor"]["email"] for e in kept["audit_entries"]} == {CLARA}
+    assert [link["email"] for link in kept["review_links"]] == [CLARA]
+    assert [s["email"] for s in kept["client_settings"]] == [CLARA]
+    for brand in (mine, theirs):
+        assert (await verify(svc, brand))["valid"]
