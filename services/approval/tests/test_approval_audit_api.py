@@ -189,12 +189,15 @@ async def test_export_formats_parse_and_match_the_list(svc: Service) -> None:
     formats = [json.loads(r["metadata"])["format"] for r in exported]
     assert formats == ["json", "ndjson", "csv"]
     status, result = await admin(svc, "/v1/audit-logs/verify", brand)
+    last = await as_owner(svc.db, "SELECT seq, hash FROM audit_heads WHERE brand_id = $1", brand)
     assert result == {
         "valid": True,
         "checked": 1206,
         "first_bad_id": None,
         "first_bad_seq": None,
         "problem": None,
+        "last_seq": 1206,
+        "last_hash": bytes(last[0]["hash"]).hex(),
     }
 
 
@@ -236,6 +239,7 @@ async def test_verify_over_http_names_the_tampered_entry(svc: Service) -> None:
     assert status == 200
     assert result["valid"] is False and result["first_bad_id"] == str(ids[3])
     assert result["checked"] == 4 and result["first_bad_seq"] == 4
+    assert result["last_seq"] == 3 and result["problem"] == "the entry does not match its hash"
 
 
 async def test_a_brand_never_reaches_another_brands_log(svc: Service) -> None:

@@ -59,6 +59,8 @@ class VerifyOut(BaseModel):
     first_bad_id: uuid.UUID | None = None
     first_bad_seq: int | None = None
     problem: str | None = None
+    last_seq: int  # the last intact entry: record it elsewhere to anchor the chain
+    last_hash: str
 
 
 def _principal(request: Request[Any, Any, Any]) -> tuple[Principal, uuid.UUID]:
@@ -291,6 +293,8 @@ class AuditLogController(Controller):
             first_bad_id=result.first_bad_id,
             first_bad_seq=result.first_bad_seq,
             problem=result.problem,
+            last_seq=result.last_seq,
+            last_hash=result.last_hash.hex(),
         )
 
 

@@ -72,6 +72,8 @@ class Verification:
     first_bad_id: UUID | None = None
     first_bad_seq: int | None = None
     problem: str | None = None
+    last_seq: int = 0  # of the last entry checked and found intact
+    last_hash: bytes = GENESIS
 
 
 # The chained fields as text (the database only formats them: a changed value is a changed
@@ -125,6 +127,11 @@ async def verify(
     reported) and a deleted tail (the head row is ahead of the last entry). Runs in the
     caller's transaction (one snapshot: a repeatable-read transaction for a consistent view
     while others append); pages of ``batch`` rows on the ``(brand_id, seq)`` key.
+
+    ``last_seq``/``last_hash`` name the last intact entry: kept outside the database (a
+    ticket, a signed note), they anchor the chain, since someone with superuser rights who
+    deletes the newest entries *and* rewinds the head leaves nothing inside the database
+    to find.
     """
     prev = GENESIS
     expected_seq = 1
@@ -150,13 +157,21 @@ async def verify(
                     if sha256(prev + body).digest() != row[3]:
                         problem = "the entry does not match its hash"
                 if problem is not None:
-                    return Verification(False, checked, row[0], row[1], problem)
+                    return Verification(
+                        False, checked, row[0], row[1], problem, expected_seq - 1, prev
+                    )
                 prev = row[3]
                 expected_seq += 1
                 last_id = row[0]
     head = await conn.fetchrow("SELECT seq, hash FROM audit_heads WHERE brand_id = $1", brand_id)
     if head is not None and (head["seq"] != expected_seq - 1 or bytes(head["hash"]) != prev):
         return Verification(
-            False, checked, last_id, expected_seq - 1, "entries after the last one are missing"
+            False,
+            checked,
+            last_id,
+            expected_seq - 1,
+            "entries after the last one are missing",
+            expected_seq - 1,
+            prev,
         )
-    return Verification(True, checked)
+    return Verification(True, checked, last_seq=expected_seq - 1, last_hash=prev)
