@@ -21,6 +21,8 @@ from pressroom_kit.service import ServiceSpec, discover_services
 from rich.console import Console
 from rich.text import Text
 
+from pressroom_deploy.mailcatcher import MailCatcher
+
 COLOURS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan"]
 console = Console(highlight=False)
 
@@ -76,6 +78,7 @@ def service_env(
     routes: Mapping[str, str],
     brand: uuid.UUID,
     folder: Path,
+    smtp: tuple[str, int] | None = None,
 ) -> dict[str, str]:
     """The environment one service process of the local stack runs with: the operator's,
     with the stack's shared names (secret, broker, public URL) and the service's own
@@ -97,6 +100,9 @@ def service_env(
     }
     env.setdefault("PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # local receivers
     env.setdefault("PRESSROOM_PUBLISHING_SANDBOX_ENABLED", "true")  # the local default platform
+    if spec.name == "approval" and smtp is not None:  # the stack's mail catcher
+        env.setdefault("PRESSROOM_APPROVAL_SMTP_HOST", smtp[0])
+        env.setdefault("PRESSROOM_APPROVAL_SMTP_PORT", str(smtp[1]))
     if spec.name == "gateway":
         env.setdefault("PRESSROOM_GATEWAY_ROUTES", json.dumps(dict(routes)))
         env["PRESSROOM_GATEWAY_DEMO_BRAND_ID"] = str(brand)
@@ -110,6 +116,7 @@ class LocalStack:
         self.postgres: EmbeddedPostgres | None = None
         self.kafka: EmbeddedKafka | None = None
         self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self.mail: MailCatcher | None = None
 
     def services(self) -> list[ServiceSpec]:
         found = discover_services()
@@ -143,6 +150,13 @@ class LocalStack:
             await _ensure_topics(bootstrap)
             log_line("broker", "bright_black", f"ready at {bootstrap}")
             services = self.services()
+            self.mail = MailCatcher(
+                self.folder / "mail",
+                port=int(os.environ.get("PRESSROOM_DEV_SMTP_PORT", "8025")),
+                log=lambda line: log_line("mail", "bright_black", line),
+            )
+            await self.mail.start()
+            log_line("mail", "bright_black", f"SMTP at 127.0.0.1:{self.mail.port}")
             await ensure_databases(admin_dsn, [s.database for s in services])
             ports = {
                 s.name: int(os.environ.get(f"{s.env_prefix}PORT", str(s.port))) for s in services
@@ -165,6 +179,7 @@ class LocalStack:
                     routes=routes,
                     brand=brand,
                     folder=self.folder,
+                    smtp=("127.0.0.1", self.mail.port),
                 )
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -240,6 +255,10 @@ class LocalStack:
         if not services:
             console.print("(no service packages installed yet: only the infrastructure runs)")
         console.print(f"Data         {self.folder}")
+        if self.mail is not None:
+            console.print(
+                f"Mail         smtp://127.0.0.1:{self.mail.port}, kept in {self.mail.folder}"
+            )
         console.print(f'Brand        {brand} ("Demo Brand" when the gateway runs)')
         roles: tuple[Role, ...] = ("admin", "manager", "viewer")
         for role in roles:
@@ -268,6 +287,8 @@ class LocalStack:
                 log_line(name, "red", "did not stop in 15 s; killing it")
                 process.kill()
                 await process.wait()
+        if self.mail is not None:
+            await self.mail.stop()
         if self.kafka is not None:
             await asyncio.to_thread(self.kafka.stop)
         if self.postgres is not None:

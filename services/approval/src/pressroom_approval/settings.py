@@ -48,3 +48,14 @@ class ApprovalSettings(ServiceSettings):
     smtp_timeout_s: float = 15.0
     mail_from: str = "Pressroom <pressroom@localhost>"
     slack_timeout_s: float = 10.0
+
+    # Review links: the media service (thumbnails on the review page) and its timeout.
+    media_url: str = "http://127.0.0.1:8101"
+    review_media_timeout_s: float = Field(default=2.0, gt=0, le=30)
+
+    # Escalations: rules' Slack webhook URLs sealed at rest (key id -> base64 AES-256 key;
+    # the development key below makes the service log a warning).
+    escalation_secret_keys: dict[str, str] = Field(
+        default_factory=lambda: {"dev": "T+4G+rcoqI85ex48zr7bVazMZc7Kf0fIhalOXgp9+8M="}
+    )
+    escalation_secret_key_id: str = "dev"

@@ -1,8 +1,8 @@
-"""The audit feature (placeholder of the skeleton: its owner replaces this).
+"""The audit feature: a hash-chained, append-only log per brand, and GDPR access and erasure.
 
-Contract with ``app.py``: ``CONTROLLERS`` (Litestar route handlers) and ``install(rt,
-settings, clock, run_workers=...)``, an async context manager that registers the feature's
-consumers and workers on the runtime and closes what it opened.
+Other features call ``record`` in their own transactions, with an ``Actor`` (built with
+``actor_from_request`` for HTTP callers, ``SYSTEM`` for the service's own work). ``install``
+sets the pseudonym key; ``CONTROLLERS`` are the admin routes of the log and of privacy.
 """
 
 from __future__ import annotations
@@ -14,9 +14,20 @@ from typing import Any
 
 from pressroom_kit.wiring import Runtime
 
+from pressroom_approval.audit.api import AuditLogController, PrivacyController
+from pressroom_approval.audit.log import (
+    SYSTEM,
+    Actor,
+    actor_from_request,
+    pseudonym,
+    record,
+    set_pseudonym_key,
+)
 from pressroom_approval.settings import ApprovalSettings
 
-CONTROLLERS: list[Any] = []
+__all__ = ["CONTROLLERS", "SYSTEM", "Actor", "actor_from_request", "install", "pseudonym", "record"]
+
+CONTROLLERS: list[Any] = [AuditLogController, PrivacyController]
 
 
 @contextlib.asynccontextmanager
@@ -27,4 +38,6 @@ async def install(
     *,
     run_workers: bool = True,
 ) -> AsyncIterator[None]:
+    """The audit log has no background work; it only needs its key before any request."""
+    set_pseudonym_key(settings.audit_pseudonym_key.get_secret_value())
     yield

@@ -1,8 +1,9 @@
-"""The review feature (placeholder of the skeleton: its owner replaces this).
+"""Review links: a signed link per reviewer without an account, the public review page
+that shows the post and takes their decision, and the media lookup for its thumbnails.
 
-Contract with ``app.py``: ``CONTROLLERS`` (Litestar route handlers) and ``install(rt,
-settings, clock, run_workers=...)``, an async context manager that registers the feature's
-consumers and workers on the runtime and closes what it opened.
+Contract with ``app.py``: ``CONTROLLERS`` and ``install(rt, settings, clock, run_workers=...)``,
+which opens the HTTP session the thumbnail lookups use (``app.state.review_media``) and
+closes it when the app stops. The feature has no background work.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 from pressroom_kit.wiring import Runtime
 
+from pressroom_approval.review.api import ReviewLinkController
+from pressroom_approval.review.media import MediaThumbnails
+from pressroom_approval.review.public import ReviewPageController
 from pressroom_approval.settings import ApprovalSettings
 
-CONTROLLERS: list[Any] = []
+CONTROLLERS: list[Any] = [ReviewLinkController, ReviewPageController]
 
 
 @contextlib.asynccontextmanager
@@ -27,4 +32,14 @@ async def install(
     *,
     run_workers: bool = True,
 ) -> AsyncIterator[None]:
-    yield
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    rt.app.state.update(
+        review_media=MediaThumbnails(
+            session, settings.media_url, secret, timeout_s=settings.review_media_timeout_s
+        )
+    )
+    try:
+        yield
+    finally:
+        await session.close()
