@@ -311,3 +311,20 @@ async def test_an_event_the_commit_refuses_is_dead_lettered_and_the_rest_flows(
     assert consumer.stats["restarts"] == 0
     notes = await owner_pool.fetch("SELECT id FROM notes ORDER BY id")
     assert [r["id"] for r in notes] == ["n0", "n2"]
+
+
+async def test_an_id_of_another_kind_of_aggregate_is_not_found_rather_than_a_crash(app_pool):
+    """A client may name any id: a repository of another aggregate type finds nothing there
+    (not a ``KeyError`` replaying events it does not know, which reached a 500)."""
+    from pressroom_kit.repository import Repository
+
+    class Other(sample.Note):
+        stream_type = "other"
+
+    brand = uuid.uuid4()
+    note_id = f"n-{uuid.uuid4().hex[:8]}"
+    await _write_notes(app_pool, sample.repository("t"), brand, note_id)
+    others = Repository(Other, source="/test")
+    async with tenant_transaction(app_pool, brand) as conn:
+        assert await others.load(conn, note_id) is None
+        assert await sample.repository("t").load(conn, note_id) is not None

@@ -44,6 +44,10 @@ class Repository(Generic[A]):
         events = await eventstore.load_stream(conn, aggregate_id)
         if not events:
             return None
+        if events[0].stream_type != self.aggregate.stream_type:
+            # Another kind of aggregate has this id (a client asked for a post by a
+            # connection's id): to this repository it does not exist.
+            return None
         return self.aggregate.rehydrate(aggregate_id, ((e.type, e.data) for e in events))
 
     async def save(
