@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from analytics_testkit import analytics_settings
+from approval_testkit import approval_settings
 from gateway_testkit import gateway_settings, running_gateway
 from media_testkit import media_service
+from pressroom_analytics.app import create_app as create_analytics
+from pressroom_analytics.service import SERVICE as ANALYTICS
+from pressroom_approval.app import create_app as create_approval
+from pressroom_approval.service import SERVICE as APPROVAL
 from pressroom_kit.auth import mint_token
 from pressroom_kit.embedded import free_port
 from pressroom_kit.testing.plugin import TestDatabase
@@ -65,10 +71,14 @@ async def running_stack(db: TestDatabase, kafka: str, data_dir: Path) -> AsyncIt
             sandbox_enabled=True,  # as make run has it: the sandbox is a connectable platform
         )
     )
+    approval = create_approval(approval_settings(db, kafka, jwt_secret=SECRET))
+    analytics = create_analytics(analytics_settings(db, kafka, jwt_secret=SECRET))
     async with (
         media_service(db, kafka, data_dir, jwt_secret=SECRET) as media,
         webhook_service(db, kafka, dns=EveryNameIsLocal(), jwt_secret=SECRET) as webhook,
         serve_asgi(publishing, port=port) as publishing_base,
+        serve_asgi(approval) as approval_base,
+        serve_asgi(analytics) as analytics_base,
     ):
         routes = {
             "/v1/media": media.base,
@@ -78,6 +88,8 @@ async def running_stack(db: TestDatabase, kafka: str, data_dir: Path) -> AsyncIt
             "/v1/calendar": publishing_base,
             "/sandbox-platform": publishing_base,
             "/v1/webhooks": webhook.base,
+            **{prefix: approval_base for prefix in APPROVAL.prefixes},
+            **{prefix: analytics_base for prefix in ANALYTICS.prefixes},
         }
         settings = gateway_settings(
             db,
@@ -98,7 +110,7 @@ async def running_stack(db: TestDatabase, kafka: str, data_dir: Path) -> AsyncIt
             ) as response:
                 assert response.status == 201, await response.text()
                 brand_id = uuid.UUID((await response.json())["id"])
-            await _merged(http, base, expected=4)
+            await _merged(http, base, expected=6)
             yield Stack(base, brand_id, admin)
 
 
@@ -109,7 +121,8 @@ async def _merged(http: aiohttp.ClientSession, base: str, expected: int) -> None
         async with http.get(f"{base}/schema/openapi.json") as response:
             paths = (await response.json())["paths"]
         owners = {p.split("/")[2] if p.startswith("/v1/") else p.split("/")[1] for p in paths}
-        if {"media", "webhooks", "media-files", "posts", "connections", "calendar"} <= owners:
+        wanted = {"media", "webhooks", "media-files", "posts", "connections", "calendar"}
+        if wanted | {"approvals", "audit-logs", "analytics", "review"} <= owners:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"the merged document never had every service ({expected})")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 for folder in (
+    "services/analytics/tests",
+    "services/approval/tests",
     "services/gateway/tests",
     "services/media/tests",
     "services/publishing/tests",

@@ -111,9 +111,7 @@ class Flow:
             await asyncio.sleep(0.5)
 
 
-async def eventually(
-    check: Callable[[], Awaitable[Any]], what: str, timeout: float = 180.0
-) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 180.0) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 from main_flow import EXTRA_ENV, LIFECYCLE, PLATFORMS, Flow, lifecycle_deliveries, run_flow
-from process_stack import ProcessStack, dump, process_stack
 from pressroom_publishing.posts.commands import client_reference
 from pressroom_webhook.signing import verify as verify_signature
+from process_stack import ProcessStack, dump, process_stack
 from sandbox_testkit import SandboxClient
 from webhook_testkit import Receiver, receiver
 
@@ -28,13 +28,21 @@ pytestmark = pytest.mark.e2e
 BROKER_PAUSE_S = float(os.environ.get("PRESSROOM_E2E_BROKER_PAUSE_S", "60"))
 
 
-async def check_once(stack: ProcessStack, hooks: Receiver, flow: Flow, outcome: dict[str, Any]) -> None:
+async def check_once(
+    stack: ProcessStack, hooks: Receiver, flow: Flow, outcome: dict[str, Any]
+) -> None:
     post_id = outcome["post_id"]
     # One platform post per platform, sent with the post's idempotency key.
     control = SandboxClient(f"{stack.services['publishing'].base}/sandbox-platform", flow.http)
-    sent = [p for p in await control.posts() if post_id in json.dumps(p) or any(
-        p.get("idempotency_key") == client_reference(post_id, platform) for platform in PLATFORMS
-    )]
+    sent = [
+        p
+        for p in await control.posts()
+        if post_id in json.dumps(p)
+        or any(
+            p.get("idempotency_key") == client_reference(post_id, platform)
+            for platform in PLATFORMS
+        )
+    ]
     keys = Counter(p["idempotency_key"] for p in sent)
     assert keys == Counter({client_reference(post_id, p): 1 for p in PLATFORMS}), dump(sent)
 
@@ -42,7 +50,11 @@ async def check_once(stack: ProcessStack, hooks: Receiver, flow: Flow, outcome: 
     async def all_delivered() -> Any:
         counted = lifecycle_deliveries(hooks.requests, post_id)
         types = Counter(key.split(" ", 1)[0] for key in counted)
-        return counted if LIFECYCLE <= set(types) and types["publishing.post.published.v1"] == 2 else None
+        return (
+            counted
+            if set(types) >= LIFECYCLE and types["publishing.post.published.v1"] == 2
+            else None
+        )
 
     from main_flow import eventually
 
@@ -80,6 +92,7 @@ async def test_the_main_flow_by_a_manager_and_by_a_client() -> None:
 async def red_then_green(stack: ProcessStack, break_it: Any, mend_it: Any, watch: str) -> None:
     """``/readyz`` of ``watch`` is red while a part is down and green once it is back."""
     await break_it()
+
     async def red() -> bool:
         return await stack.status(watch, "/readyz") != 200
 
