@@ -171,70 +171,72 @@ async def seed(probe: Probe, token_a: str, admin_a: str) -> dict[str, str]:
 async def test_no_brand_sees_or_touches_another_brands_rows(
     fresh_db, kafka_bootstrap, topics, tmp_path
 ):
-    async with running_stack(fresh_db, kafka_bootstrap, tmp_path) as stack:
-        async with aiohttp.ClientSession() as http:
-            probe = Probe(stack.base, http)
-            token_a = stack.token("admin")
-            made = await seed(probe, token_a, stack.admin_sub)
+    async with (
+        running_stack(fresh_db, kafka_bootstrap, tmp_path) as stack,
+        aiohttp.ClientSession() as http,
+    ):
+        probe = Probe(stack.base, http)
+        token_a = stack.token("admin")
+        made = await seed(probe, token_a, stack.admin_sub)
 
-            onboarding = mint_token(SECRET, sub="brand-b-admin", role="viewer")  # type: ignore[arg-type]
-            status, brand_b, _ = await probe.call(
-                "POST", "/v1/brands", onboarding, json={"name": "Brand B"}
-            )
-            assert status == 201, brand_b
-            token_b = mint_token(
-                SECRET,
-                sub="brand-b-admin",
-                role="admin",
-                brand_id=uuid.UUID(brand_b["id"]),
-            )
-            a_ids = {value for key, value in made.items() if key != "admin"}
-            secrets_of_a = {*a_ids, MARKER}
+        onboarding = mint_token(SECRET, sub="brand-b-admin", role="viewer")  # type: ignore[arg-type]
+        status, brand_b, _ = await probe.call(
+            "POST", "/v1/brands", onboarding, json={"name": "Brand B"}
+        )
+        assert status == 201, brand_b
+        token_b = mint_token(
+            SECRET,
+            sub="brand-b-admin",
+            role="admin",
+            brand_id=uuid.UUID(brand_b["id"]),
+        )
+        a_ids = {value for key, value in made.items() if key != "admin"}
+        secrets_of_a = {*a_ids, MARKER}
 
-            status, document, _ = await probe.call("GET", "/schema/openapi.json", None)
-            assert status == 200
-            before = {}
-            for name, path in _gettable(made).items():
-                status, body, _ = await probe.call("GET", path, token_a)
-                assert status == 200, (name, path, body)
-                before[name] = body
+        status, document, _ = await probe.call("GET", "/schema/openapi.json", None)
+        assert status == 200
+        before = {}
+        for name, path in _gettable(made).items():
+            status, body, _ = await probe.call("GET", path, token_a)
+            assert status == 200, (name, path, body)
+            before[name] = body
 
-            leaks: list[str] = []
-            failures: list[str] = []
-            probed = 0
-            for path, item in document["paths"].items():
-                for method in METHODS:
-                    operation = item.get(method)
-                    if operation is None or TOKEN_BOUND.search(path):
-                        continue
-                    names = re.findall(r"\{(\w+)\}", path)
-                    if not names and method != "get":
-                        continue  # B's own creations: not a probe of A's rows
-                    for values in _candidates(names, made):
-                        concrete = path
-                        for name, value in zip(names, values, strict=True):
-                            concrete = concrete.replace("{" + name + "}", value)
-                        kw: dict[str, Any] = {}
-                        if method in ("post", "put", "patch"):
-                            kw["json"] = {}
-                        status, _, text = await probe.call(method.upper(), concrete, token_b, **kw)
-                        probed += 1
-                        shown = sorted(s for s in secrets_of_a if s in text)
-                        uses_a_id = any(v in a_ids for v in values)
-                        if 200 <= status < 300 and shown:
-                            leaks.append(f"{method.upper()} {concrete} -> {status} shows {shown}")
-                        elif 200 <= status < 300 and method != "get" and uses_a_id:
-                            leaks.append(f"{method.upper()} {concrete} -> {status} (a write)")
-                        if status >= 500:
-                            failures.append(f"{method.upper()} {concrete} -> {status}")
-            assert not failures, "\n".join(failures)
-            assert not leaks, "\n".join(leaks)
-            assert probed > 100, probed
+        leaks: list[str] = []
+        failures: list[str] = []
+        probed = 0
+        for path, item in document["paths"].items():
+            for method in METHODS:
+                operation = item.get(method)
+                if operation is None or TOKEN_BOUND.search(path):
+                    continue
+                names = re.findall(r"\{(\w+)\}", path)
+                if not names and method != "get":
+                    continue  # B's own creations: not a probe of A's rows
+                for values in _candidates(names, made):
+                    concrete = path
+                    for name, value in zip(names, values, strict=True):
+                        concrete = concrete.replace("{" + name + "}", value)
+                    kw: dict[str, Any] = {}
+                    if method in ("post", "put", "patch"):
+                        kw["json"] = {}
+                    status, _, text = await probe.call(method.upper(), concrete, token_b, **kw)
+                    probed += 1
+                    shown = sorted(s for s in secrets_of_a if s in text)
+                    uses_a_id = any(v in a_ids for v in values)
+                    if 200 <= status < 300 and shown:
+                        leaks.append(f"{method.upper()} {concrete} -> {status} shows {shown}")
+                    elif 200 <= status < 300 and method != "get" and uses_a_id:
+                        leaks.append(f"{method.upper()} {concrete} -> {status} (a write)")
+                    if status >= 500:
+                        failures.append(f"{method.upper()} {concrete} -> {status}")
+        assert not failures, "\n".join(failures)
+        assert not leaks, "\n".join(leaks)
+        assert probed > 100, probed
 
-            for name, path in _gettable(made).items():
-                status, body, _ = await probe.call("GET", path, token_a)
-                assert status == 200, (name, path, body)
-                assert _stable(body) == _stable(before[name]), name
+        for name, path in _gettable(made).items():
+            status, body, _ = await probe.call("GET", path, token_a)
+            assert status == 200, (name, path, body)
+            assert _stable(body) == _stable(before[name]), name
 
 
 def _gettable(made: dict[str, str]) -> dict[str, str]:
