@@ -222,3 +222,26 @@ def test_the_dev_stack_turns_the_sandbox_platform_on_and_production_settings_do_
         folder=tmp_path,
     )
     assert off["PRESSROOM_PUBLISHING_SANDBOX_ENABLED"] == "false"
+
+
+@pytest.mark.unit
+def test_services_that_call_media_are_told_its_real_port(tmp_path):
+    from pressroom_deploy.stack import service_env
+    from pressroom_kit.service import ServiceSpec
+
+    spec = ServiceSpec(
+        name="publishing", module="pressroom_publishing", port=8102, database="pressroom_pub"
+    )
+    env = service_env(
+        spec,
+        environ={},
+        secret="s",
+        bootstrap="127.0.0.1:19092",
+        admin_dsn="postgresql://postgres@127.0.0.1:5432/postgres",
+        ports={"media": 9101, "publishing": 8102},
+        routes={},
+        brand=uuid.uuid4(),
+        folder=tmp_path,
+    )
+    assert env["PRESSROOM_PUBLISHING_MEDIA_URL"] == "http://127.0.0.1:9101"
+    assert env["PRESSROOM_APPROVAL_MEDIA_URL"] == "http://127.0.0.1:9101"

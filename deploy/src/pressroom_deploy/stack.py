@@ -98,6 +98,13 @@ def service_env(
         "PRESSROOM_DATA_DIR": str(folder),
         "PYTHONUNBUFFERED": "1",
     }
+    if "media" in ports:
+        # Services that call the media service directly (fresh signed URLs, thumbnails)
+        # find it on its real port, not only on the default one.
+        for service in ("publishing", "approval"):
+            env.setdefault(
+                f"PRESSROOM_{service.upper()}_MEDIA_URL", f"http://127.0.0.1:{ports['media']}"
+            )
     env.setdefault("PRESSROOM_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # local receivers
     env.setdefault("PRESSROOM_PUBLISHING_SANDBOX_ENABLED", "true")  # the local default platform
     if spec.name == "approval" and smtp is not None:  # the stack's mail catcher
