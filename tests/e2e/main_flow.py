@@ -250,10 +250,18 @@ async def approve_by_review_link(flow: Flow, approval: dict[str, Any]) -> None:
     assert status == 200, page
     text = page.decode()
     assert "Launch day, with a picture" in text, text[:2000]
-    action = html.unescape(re.search(r'<form[^>]*action="([^"]+)"', text).group(1))  # type: ignore[union-attr]
-    fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', text))
-    fields = {k: html.unescape(v) for k, v in fields.items()}
-    fields.setdefault("decision", "approve")
+    # The Approve form, as a browser would submit it: its action and hidden fields.
+    form_html = re.search(r'<form[^>]*id="approve-form".*?</form>', text, re.S)
+    assert form_html, text[:2000]
+    action = html.unescape(re.search(r'action="([^"]+)"', form_html.group(0)).group(1))  # type: ignore[union-attr]
+    fields = {
+        name: html.unescape(value)
+        for name, value in re.findall(
+            r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form_html.group(0)
+        )
+    }
+    assert fields.get("decision") == "approve", fields
+    fields["comment"] = "Looks good to us"
     if action.startswith("/"):
         action = flow.stack.gateway + action
     status, result = await flow.retrying("POST", action, None, data=fields)
@@ -281,6 +289,7 @@ async def run_flow(
 
     async def published() -> Any:
         status, body = await flow.call("GET", f"/v1/posts/{post_id}", flow.author, "viewer")
+        flow.seen["post"] = body
         return body if status == 200 and body["status"] == "published" else None
 
     post = await eventually(published, "the post is published on both platforms", 240)

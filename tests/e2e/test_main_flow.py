@@ -71,9 +71,10 @@ async def check_once(
         "GET", f"/v1/media/{outcome['asset_id']}/usage", flow.author, "viewer"
     )
     assert status == 200, usage
-    entries = [u for u in usage["items"] if str(u.get("post_id")) == post_id]
-    actions = Counter(u.get("action") for u in entries)
-    assert actions and all(n == 1 for n in actions.values()), dump(usage)
+    entries = [u for u in usage["items"] if u["used_in"] == f"post:{post_id}"]
+    actions = Counter(u["action"] for u in entries)
+    wanted = {"scheduled", *(f"published:{p}" for p in PLATFORMS)}
+    assert actions == Counter(dict.fromkeys(wanted, 1)), dump(usage)
 
 
 async def test_the_main_flow_by_a_manager_and_by_a_client() -> None:
@@ -85,8 +86,17 @@ async def test_the_main_flow_by_a_manager_and_by_a_client() -> None:
         for by_link in (False, True):
             hooks.requests.clear()
             flow = Flow(stack, http)
-            outcome = await run_flow(flow, hooks.url, by_review_link=by_link, publish_in_s=8)
+            try:
+                outcome = await run_flow(flow, hooks.url, by_review_link=by_link, publish_in_s=8)
+            except AssertionError as failure:
+                raise AssertionError(f"{failure}\n{explain(stack, flow)}") from None
             await check_once(stack, hooks, flow, outcome)
+
+
+def explain(stack: ProcessStack, flow: Flow) -> str:
+    """What a failed flow leaves to read: what it saw last and each service's log tail."""
+    logs = "\n".join(f"--- {name}\n{stack.tail(name, 3000)}" for name in stack.services)
+    return f"seen: {dump(flow.seen)}\n{logs}"
 
 
 async def red_then_green(stack: ProcessStack, break_it: Any, mend_it: Any, watch: str) -> None:
@@ -148,7 +158,10 @@ async def test_the_main_flow_survives_kills_a_frozen_broker_and_a_database_resta
     ):
         flow = Flow(stack, http)
         faults = asyncio.create_task(chaos(stack, rng))
-        outcome = await run_flow(flow, hooks.url, publish_in_s=20)
+        try:
+            outcome = await run_flow(flow, hooks.url, publish_in_s=20)
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n{explain(stack, flow)}") from None
         injected = await faults
         assert len(injected) == len(stack.services) + 2, injected
         await stack.wait_ready()
