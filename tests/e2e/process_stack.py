@@ -54,6 +54,10 @@ class ProcessStack:
     kafka: EmbeddedKafka
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None
+    # The sandbox platform in a process of its own, as a real platform would be: what it
+    # received outlives any restart of publishing.
+    sandbox: asyncio.subprocess.Process | None = None
+    sandbox_url: str = ""
 
     @property
     def gateway(self) -> str:
@@ -173,6 +177,19 @@ async def process_stack(extra_env: Mapping[str, str] | None = None) -> AsyncIter
             specs = discover_services()
             await ensure_databases(postgres.admin_dsn, [s.database for s in specs])
             ports = {s.name: free_port() for s in specs}
+            sandbox_port = free_port()
+            stack.sandbox_url = f"http://127.0.0.1:{sandbox_port}/sandbox-platform"
+            with (folder / "sandbox.log").open("ab") as out:
+                stack.sandbox = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "pressroom_publishing.sandbox",
+                    "--port",
+                    str(sandbox_port),
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
             routes = {
                 prefix: f"http://127.0.0.1:{ports[s.name]}" for s in specs for prefix in s.prefixes
             }
@@ -180,6 +197,8 @@ async def process_stack(extra_env: Mapping[str, str] | None = None) -> AsyncIter
                 **{k: v for k, v in os.environ.items() if not k.startswith("PRESSROOM_")},
                 **FAST,
                 "PRESSROOM_GATEWAY_PORT": str(ports["gateway"]),
+                "PRESSROOM_PUBLISHING_SANDBOX_API_URL": stack.sandbox_url,
+                "PRESSROOM_PUBLISHING_SANDBOX_AUTH_URL": stack.sandbox_url,
                 **(extra_env or {}),
             }
             for spec in specs:
@@ -222,6 +241,9 @@ async def process_stack(extra_env: Mapping[str, str] | None = None) -> AsyncIter
                         await service.process.wait()
             with contextlib.suppress(ProcessLookupError, AssertionError):
                 stack.resume_broker()
+            if stack.sandbox is not None and stack.sandbox.returncode is None:
+                stack.sandbox.terminate()
+                await stack.sandbox.wait()
             await asyncio.to_thread(kafka.stop)
             await asyncio.to_thread(postgres.stop)
 

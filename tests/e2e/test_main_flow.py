@@ -33,7 +33,7 @@ async def check_once(
 ) -> None:
     post_id = outcome["post_id"]
     # One platform post per platform, sent with the post's idempotency key.
-    control = SandboxClient(f"{stack.services['publishing'].base}/sandbox-platform", flow.http)
+    control = SandboxClient(stack.sandbox_url, flow.http)
     sent = [
         p
         for p in await control.posts()
