@@ -44,6 +44,10 @@ bench: sync
 	$(VENV)/bin/python -m bench.media
 	$(VENV)/bin/python -m bench.publishing
 	$(VENV)/bin/python -m bench.publishing --platform fake
+	$(VENV)/bin/python -m bench.approval_audit
+	$(VENV)/bin/python -m bench.approval_escalations
+	$(VENV)/bin/python -m bench.analytics
+	$(VENV)/bin/python -m bench.analytics_advisor
 	$(VENV)/bin/python -m bench.idle
 	@if command -v wrk >/dev/null; then \
 		$(VENV)/bin/python -m bench.gateway && $(VENV)/bin/python -m bench.http_stack; \
