@@ -6,6 +6,9 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 PYTEST_ARGS ?=
+# The integration pass runs in this many processes (pytest-xdist), each with its own
+# embedded PostgreSQL and broker; a test module stays on one worker (module fixtures).
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-unit test-integration lint bench schemas up sync clean token
 
@@ -24,13 +27,13 @@ run: sync
 
 test: sync
 	$(VENV)/bin/pytest -m "unit or not (integration or e2e or slow)" -q $(PYTEST_ARGS)
-	$(VENV)/bin/pytest -m "integration or e2e or slow" -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "integration or e2e or slow" -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: sync
 	$(VENV)/bin/pytest -m "unit or not (integration or e2e or slow)" -q $(PYTEST_ARGS)
 
 test-integration: sync
-	$(VENV)/bin/pytest -m "integration or e2e or slow" -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "integration or e2e or slow" -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: sync
 	$(VENV)/bin/ruff check .
