@@ -23,18 +23,23 @@ LEASE_S = 60.0
 
 
 class SlowMailer(Mailer):
-    """The real mailer (real SMTP) whose every send takes 50 s of the fake clock; before
-    the send of the second step it lets ``meanwhile`` run (another replica's round)."""
+    """The real mailer (real SMTP) whose every send to ``to`` takes 50 s of the fake clock;
+    before the second one it lets ``meanwhile`` run (another replica's round). (The
+    session's broker replays earlier tests' events, so other brands' steps may be due too:
+    only this test's recipient is slow.)"""
 
-    def __init__(self, real: Mailer, svc: Service, meanwhile: Callable[[], Awaitable[int]]):
+    def __init__(
+        self, real: Mailer, svc: Service, to: str, meanwhile: Callable[[], Awaitable[int]]
+    ):
         super().__init__(real.settings)
-        self.svc, self.meanwhile, self.sends = svc, meanwhile, 0
+        self.svc, self.to, self.meanwhile, self.sends = svc, to, meanwhile, 0
 
     async def send(self, message: EmailMessage) -> None:
-        self.sends += 1
-        self.svc.clock.advance(LEASE_S * 5 / 6)
-        if self.sends == 2:
-            await self.meanwhile()
+        if self.to in str(message["To"]):
+            self.sends += 1
+            self.svc.clock.advance(LEASE_S * 5 / 6)
+            if self.sends == 2:
+                await self.meanwhile()
         await super().send(message)
 
 
@@ -63,10 +68,11 @@ async def test_a_queued_step_is_not_sent_twice_by_two_replicas(
             )
 
         other = replica(real.mailer, 50)
-        slow = replica(SlowMailer(real.mailer, svc, other.step), 1)
+        mo = address("mo", brand)
+        slow = replica(SlowMailer(real.mailer, svc, mo, other.step), 1)
         svc.clock.now = MONDAY + timedelta(hours=24)
-        assert await slow.step() == 2  # both reminders claimed, worked one after the other
+        assert await slow.step() >= 2  # both reminders claimed, worked one after the other
         while await other.step():
             pass
         # One reminder per approval to mo (ann is the author), each exactly once.
-        assert len(mail.to(address("mo", brand))) == 2
+        assert len(mail.to(mo)) == 2
