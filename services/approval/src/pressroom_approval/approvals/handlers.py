@@ -8,7 +8,8 @@ changes nothing; a resent copy under a new id is caught by the approval itself).
   past the version it was asked for (status-only updates are publishing's own bookkeeping)
 - ``publishing.post.cancelled.v1`` voids it; ``publishing.post.published.v1`` marks it
 - ``brand.created|updated.v1`` -> ``approval_brands``; ``brand.member_added|removed.v1``
-  -> ``approval_members``
+  -> ``approval_members`` (a removal leaves a tombstone in ``approval_member_removals`` so
+  that an older, resent ``member_added`` does not bring the member back)
 """
 
 from __future__ import annotations
@@ -156,6 +157,21 @@ async def member_added(conn: asyncpg.Connection, event: CloudEvent, payload: Eve
     assert isinstance(payload, BrandMemberAdded)
     if not _brand_matches(event, payload.brand_id):
         return
+    # Not over a newer removal (a resent older added.v1); a newer add clears the tombstone.
+    removed_at = await conn.fetchval(
+        "SELECT removed_at FROM approval_member_removals "
+        "WHERE brand_id = $1 AND user_id = $2 FOR UPDATE",
+        payload.brand_id,
+        payload.user_id,
+    )
+    if removed_at is not None and removed_at >= event.time:
+        log.info("a member added before their removal stays removed", user_id=payload.user_id)
+        return
+    await conn.execute(
+        "DELETE FROM approval_member_removals WHERE brand_id = $1 AND user_id = $2",
+        payload.brand_id,
+        payload.user_id,
+    )
     await conn.execute(
         "INSERT INTO approval_members (brand_id, user_id, email, role, updated_at) "
         "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (brand_id, user_id) DO UPDATE SET email = $3, "
@@ -174,8 +190,23 @@ async def member_removed(
     assert isinstance(payload, BrandMemberRemoved)
     if not _brand_matches(event, payload.brand_id):
         return
-    await conn.execute(
+    deleted = await conn.execute(
         "DELETE FROM approval_members WHERE brand_id = $1 AND user_id = $2 AND updated_at <= $3",
+        payload.brand_id,
+        payload.user_id,
+        event.time,
+    )
+    if deleted.endswith(" 0") and await conn.fetchval(
+        "SELECT 1 FROM approval_members WHERE brand_id = $1 AND user_id = $2",
+        payload.brand_id,
+        payload.user_id,
+    ):
+        return  # re-added after this removal: the newer add stands
+    # The removal's tombstone, so that an older added.v1 arriving later stays out.
+    await conn.execute(
+        "INSERT INTO approval_member_removals (brand_id, user_id, removed_at) "
+        "VALUES ($1, $2, $3) ON CONFLICT (brand_id, user_id) DO UPDATE SET removed_at = $3 "
+        "WHERE approval_member_removals.removed_at < $3",
         payload.brand_id,
         payload.user_id,
         event.time,

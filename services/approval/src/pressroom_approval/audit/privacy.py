@@ -164,7 +164,7 @@ async def export(conn: asyncpg.Connection, subject: Subject) -> dict[str, Any]:
             "approval_comments",
             "SELECT id, approval_id, author_id, body, created_at FROM approval_comments "
             "WHERE NOT (author_id = ANY($2) OR coalesce(lower(author_email) = ANY($3), false)) "
-            "AND EXISTS (SELECT 1 FROM unnest($3::text[]) e WHERE strpos(lower(body), e) > 0) "
+            "AND EXISTS (SELECT 1 FROM unnest($4::text[]) e WHERE body ~* e) "
             "ORDER BY created_at, id",
         ),
         "review_links": (
@@ -184,19 +184,30 @@ async def export(conn: asyncpg.Connection, subject: Subject) -> dict[str, Any]:
             "WHERE user_id = ANY($2) OR lower(email) = ANY($3) ORDER BY user_id",
         ),
     }
+    patterns = [_pattern(e) for e in subject.email_list]
     for key, (table, sql) in queries.items():
         if table in tables:
-            found = await conn.fetch(sql.replace("$2", "$1").replace("$3", "$2"), *args[1:])
+            sql = sql.replace("$2", "$1").replace("$3", "$2").replace("$4", "$3")
+            params = [*args[1:], patterns] if "$3" in sql else list(args[1:])
+            found = await conn.fetch(sql, *params)
             out[key] = [_jsonable(dict(r)) for r in found]
         else:
             out[key] = []
     return out
 
 
+# What may continue an address on either side: a character of a local part before it, a
+# character of a domain (or a dot and another label) after it. ``ann@x.org`` is not in
+# ``joann@x.org`` nor in ``ann@x.org.uk``; it is in ``<ann@x.org>`` and ``ann@x.org.``.
+_BEFORE = "(?<![[:alnum:].!#$%&'*+/=?^_`{|}~-])"
+_AFTER = "(?![[:alnum:]_-]|[.][[:alnum:]])"
+
+
 def _pattern(email: str) -> str:
-    """A case-insensitive regular expression matching ``email`` literally (PostgreSQL's
-    AREs take a backslash before any non-alphanumeric character as that character)."""
-    return "".join(c if c.isalnum() else "\\" + c for c in email)
+    """A case-insensitive regular expression matching ``email`` literally and whole, never
+    as part of a longer address (PostgreSQL's AREs take a backslash before any
+    non-alphanumeric character as that character)."""
+    return _BEFORE + "".join(c if c.isalnum() else "\\" + c for c in email) + _AFTER
 
 
 async def _scrub_free_text(conn: asyncpg.Connection, emails: list[str]) -> int:

@@ -177,6 +177,10 @@ class EscalationScheduler:
         now = self.clock()
         brand_id: UUID = row["brand_id"]
         async with tenant_transaction(self.pool, brand_id) as conn:
+            # A full lease for the sends: a batch is claimed at once and worked through
+            # ``concurrency`` steps at a time, so a step queued behind slow sends would start
+            # with its lease nearly gone and another replica would take it mid-send.
+            lease = await self.leases.renew(conn, lease)
             prepared = await self._prepare(conn, lease, row)
         if prepared is None:
             return

@@ -244,7 +244,7 @@ class ReviewPageController(Controller):
                 "nothing to decide any more."
             ),
             "action": f"/review/{token}/decision",
-            "nonce": tokens.form_nonce(key, link.id, str(approval.submission)),
+            "nonce": tokens.form_nonce(key, link.id, _round(approval)),
             "max_comment": MAX_COMMENT,
         }
         return pages.render(
@@ -313,8 +313,15 @@ def _check_form(key: str, link: ReviewLink, approval: ApprovalView, nonce: str) 
     _check_submission(key, link, approval, nonce)
 
 
+def _round(approval: ApprovalView) -> str:
+    """The approval round a form was shown for: the submission number and the post's
+    version (a submission without a number, which the contract allows, is told apart from
+    the next one by its version only)."""
+    return f"{approval.submission}:{approval.post_version}"
+
+
 def _check_submission(key: str, link: ReviewLink, approval: ApprovalView, nonce: str) -> None:
-    if not tokens.nonce_matches(key, link.id, str(approval.submission), nonce):
+    if not tokens.nonce_matches(key, link.id, _round(approval), nonce):
         raise Conflict(
             "The post changed since this page was opened. Reload the page to see the new "
             "version, then decide again.",
