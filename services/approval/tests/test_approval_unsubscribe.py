@@ -87,6 +87,13 @@ async def test_unsubscribe_from_a_type_then_from_all(
             assert answer.status == 200
         settings = await as_owner(svc.db, "SELECT * FROM client_settings WHERE client_id = 'mo'")
         assert settings[0]["unsubscribed_from_all"] is True
+        # An admin editing the language does not subscribe the recipient again.
+        status, edited = await svc.call(
+            "PUT", "/v1/client-settings/mo", brand, role="admin", json={"language": "fr"}
+        )
+        assert status == 200, edited
+        assert edited["language"] == "fr" and edited["unsubscribed_from_all"] is True, edited
+        assert edited["unsubscribed_types"] == ["reminder_24h"], edited
         svc.clock.now = MONDAY + timedelta(hours=96)
         await drain(svc)
         assert len(mail.of(brand)) == 2

@@ -416,7 +416,8 @@ class ClientSettingsController(Controller):
         data: JSONBody[ClientSettingsIn],
     ) -> ClientSettingsOut:
         """Replace a recipient's settings (the language and timezone of their emails, and
-        what they receive)."""
+        what they receive). Unsubscriptions only grow here: a recipient who unsubscribed
+        (one-click) is never subscribed again by an admin's edit."""
         principal, brand = _principal(request)
         now = state.clock()
         async with tenant_transaction(state.pool, brand) as conn:
@@ -426,7 +427,12 @@ class ClientSettingsController(Controller):
                 "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) "
                 "ON CONFLICT (brand_id, client_id) DO UPDATE SET email = $3, name = $4, "
                 "timezone = $5, language = $6, email_preferences = $7, "
-                "unsubscribed_from_all = $8, unsubscribed_types = $9, updated_at = $10 "
+                # An opt-out is the recipient's own (one-click unsubscribe): an admin's
+                # edit may add to it, never take it back.
+                "unsubscribed_from_all = client_settings.unsubscribed_from_all OR $8, "
+                "unsubscribed_types = ARRAY(SELECT DISTINCT t FROM unnest("
+                "client_settings.unsubscribed_types || $9::text[]) AS t ORDER BY t), "
+                "updated_at = $10 "
                 f"RETURNING {CLIENT_COLUMNS}",
                 brand,
                 client_id,
@@ -449,8 +455,8 @@ class ClientSettingsController(Controller):
                 metadata={
                     "client": audit.pseudonym(client_id),
                     "language": data.language,
-                    "unsubscribed_from_all": data.unsubscribed_from_all,
-                    "unsubscribed_types": sorted(set(data.unsubscribed_types)),
+                    "unsubscribed_from_all": row["unsubscribed_from_all"],
+                    "unsubscribed_types": list(row["unsubscribed_types"]),
                 },
             )
         return _client_out(row)
