@@ -172,7 +172,7 @@ def metrics_collected(clock: Clock, after_sync: AfterSync) -> Callable[..., Awai
             "status": payload.status,
             "account_days": account_days,
             "post_days": post_days,
-            "error": payload.error,
+            "error": store.storable(payload.error),
             "collected_at": payload.collected_at.isoformat(),
         }
         if all(p in answers for p in platforms):
