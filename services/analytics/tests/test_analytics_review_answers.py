@@ -55,3 +55,23 @@ async def test_an_answer_whose_error_holds_a_nul_ends_the_sync(fresh_db, kafka_b
         log = await svc.sync_log(brand, request.sync_id)
         assert log["status"] == "failed", log
         assert log["answers"]["sandbox"]["error"].startswith("bad")
+
+
+async def test_an_answer_with_a_huge_post_id_ends_the_sync(fresh_db, kafka_bootstrap, topics):
+    brand = uuid.uuid4()
+    huge_id = "".join(str(uuid.uuid4()) for _ in range(200))  # 7 200 chars, not compressible
+    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+        await svc.inject(brand_created(brand), connected(brand, "sandbox"))
+        request = await svc.sync(brand)
+        day = request.until
+        posts = [
+            PostDay(platform_post_id=huge_id, date=day, reach=1),
+            PostDay(platform_post_id="fine", date=day, reach=2),
+        ]
+        await svc.inject(answer(request, "sandbox", posts=posts))
+        log = await svc.sync_log(brand, request.sync_id)
+        assert log["status"] == "completed", log
+        rows = await as_owner(
+            fresh_db, "SELECT reach FROM analytics_post_metrics WHERE brand_id = $1", brand
+        )
+        assert 2 in [r["reach"] for r in rows]

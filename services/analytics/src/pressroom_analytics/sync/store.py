@@ -36,6 +36,16 @@ def _counts(values: Sequence[int]) -> list[int]:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+# A platform's post id is an index key (``analytics_post_metrics``' unique key, the posts'
+# lookup index): btree refuses a key past ~2.7 kB, which would fail the whole answer. Real
+# ids are tens of characters; a longer one names nothing we can match, and is not stored.
+MAX_POST_ID = 512
+
+
+def _keyable(platform_post_id: str | None) -> bool:
+    return platform_post_id is None or len(platform_post_id) <= MAX_POST_ID
+
+
 def storable(value: str | None) -> str | None:
     """``value`` with what PostgreSQL cannot store replaced by U+FFFD."""
     return None if value is None else _UNSTORABLE.sub("\ufffd", value)
@@ -106,6 +116,8 @@ async def record_published(
 ) -> None:
     """A published post (or what a metrics answer tells of one): known fields are kept when a
     later source does not know them."""
+    if not _keyable(platform_post_id):
+        platform_post_id = None
     await conn.execute(
         "INSERT INTO analytics_posts (brand_id, post_id, platform, platform_post_id, "
         "published_at, media_kind, plan_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
@@ -246,8 +258,9 @@ async def upsert_post_days(
     synced_at: datetime,
     sync_id: UUID | None,
 ) -> int:
-    """Upsert an answer's post days (and the posts they name); the number of post days."""
-    unique = _last_per_date(days)
+    """Upsert an answer's post days (and the posts they name); the number of post days
+    stored (a day of a post id too long to be a key is left out)."""
+    unique = [d for d in _last_per_date(days) if _keyable(d.platform_post_id)]
     posts = {d.post_id: d for d in unique if d.post_id is not None}
     if posts:
         await conn.execute(
