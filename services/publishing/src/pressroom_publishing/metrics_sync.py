@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,15 @@ MAX_POSTS = 1000
 MAX_PLATFORMS = 64
 PLATFORM_CHARS = 64
 NAMESPACE = uuid.UUID("5d7c1f2e-3a4b-4c8d-9e0f-1a2b3c4d5e6f")
+# PostgreSQL refuses U+0000 in text and jsonb (the row's last_error, the outbox payload) and a
+# lone surrogate cannot be encoded: a platform's error or post id holding one would fail the
+# answer's transaction on every attempt (a fetch each time) and end as an internal error.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str) -> str:
+    """``value`` with what PostgreSQL cannot store replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def answer_id(brand_id: uuid.UUID, sync_id: uuid.UUID, platform: str) -> uuid.UUID:
@@ -117,6 +127,18 @@ class Answer:
     account: Sequence[AccountDay] = ()
     posts: Sequence[PostDay] = ()
     error: str | None = None
+
+
+def storable_answer(answer: Answer) -> Answer:
+    """The answer with the platform's text made storable (the numbers as they are)."""
+    posts = [
+        p
+        if storable(p.platform_post_id) == p.platform_post_id
+        else p.model_copy(update={"platform_post_id": storable(p.platform_post_id)})
+        for p in answer.posts
+    ]
+    error = None if answer.error is None else storable(answer.error)
+    return Answer(answer.status, answer.account, posts, error)
 
 
 @dataclass(frozen=True)
@@ -430,7 +452,7 @@ class MetricsSync:
         """The answer and the row's completion in one transaction, fenced on the lease:
         a worker that lost the row writes nothing."""
         now = self.clock()
-        answer, message = self.fitted(row, answer, now)
+        answer, message = self.fitted(row, storable_answer(answer), now)
         async with tenant_transaction(self.pool, row["brand_id"]) as conn:
             await self.leases.execute(
                 conn,
@@ -467,7 +489,7 @@ class MetricsSync:
                 "updated_at = $5, lease_token = NULL, lease_until = NULL "
                 "WHERE id = $1 AND lease_token = $2",
                 now + timedelta(seconds=wait),
-                retry.error,
+                storable(retry.error),
                 now,
             )
         log.info(

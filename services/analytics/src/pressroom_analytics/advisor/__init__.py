@@ -23,19 +23,24 @@ from pressroom_kit.consumer import Handler
 from pressroom_kit.wiring import Runtime
 
 from pressroom_analytics.advisor import api, goals, insights, plans
+from pressroom_analytics.advisor.events import brand_timezone
 from pressroom_analytics.settings import AnalyticsSettings
 
 
 async def brand_changed(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
-    """A brand's (new) timezone moves the end of its active goals' deadlines."""
+    """A brand's (new) timezone moves the end of its active goals' deadlines.
+
+    The zone is the one the brand *has* after the sync's handler ran (it runs first and keeps
+    the newest event's zone), not the event's: a late, older event leaves the brand's zone
+    as it is and so must leave the deadlines."""
     assert isinstance(payload, BrandCreated | BrandUpdated)
     if event.brandid != payload.brand_id:
         return
     try:
-        tz = ZoneInfo(payload.timezone)
+        ZoneInfo(payload.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         return  # the sync keeps UTC for a zone it cannot read; so do the goals
-    await goals.follow_timezone(conn, tz)
+    await goals.follow_timezone(conn, await brand_timezone(conn, payload.brand_id))
 
 
 # Merged by the sync feature into its consumer's handlers; a type both handle (brand events,

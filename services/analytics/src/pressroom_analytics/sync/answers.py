@@ -38,6 +38,10 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 Ending = Literal["completed", "partial", "failed", "timed_out"]
 AfterSync = Callable[..., Awaitable[None]]
+# ``duration_ms`` is an ``integer``: a sync ended after more than 24.8 days (the service down
+# that long) says so at most, rather than failing the statement (which, the oldest running
+# row first, failed every round of the timeout worker).
+MAX_DURATION_MS = 2**31 - 1
 
 
 def ending(answers: Mapping[str, Mapping[str, Any]], platforms: list[str]) -> Ending:
@@ -72,7 +76,9 @@ async def finish(
     the advisor's hook, in the caller's transaction."""
     platforms = list(row["platforms"])
     synced, failed = counts(answers, platforms)
-    duration_ms = max(0, int((now - row["started_at"]).total_seconds() * 1000))
+    duration_ms = min(
+        MAX_DURATION_MS, max(0, int((now - row["started_at"]).total_seconds() * 1000))
+    )
     missing = [p for p in platforms if p not in answers]
     errors = [f"{p}: {a['error']}" for p, a in answers.items() if a.get("error")]
     if status == "timed_out":
@@ -172,7 +178,7 @@ def metrics_collected(clock: Clock, after_sync: AfterSync) -> Callable[..., Awai
             "status": payload.status,
             "account_days": account_days,
             "post_days": post_days,
-            "error": payload.error,
+            "error": store.storable(payload.error),
             "collected_at": payload.collected_at.isoformat(),
         }
         if all(p in answers for p in platforms):

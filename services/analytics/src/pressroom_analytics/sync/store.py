@@ -7,6 +7,7 @@ none opens a transaction of its own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TypeVar
@@ -17,6 +18,37 @@ import asyncpg
 from pressroom_contracts.events.publishing import AccountDay, PostDay
 
 Day = TypeVar("Day", AccountDay, PostDay)
+
+# A platform's count is whatever its API said (publishing passes any integer on): one past
+# PostgreSQL's bigint would fail the whole answer in the driver (and dead-letter it, leaving
+# the sync to time out), and sums of near-bigint days overflow the API's ``::bigint`` sums.
+# Counts are stored within ``0..MAX_COUNT``: far above any real audience, and a year of
+# days of every platform still sums inside a bigint. A negative count means nothing.
+MAX_COUNT = 10**15
+
+
+def _counts(values: Sequence[int]) -> list[int]:
+    return [min(max(int(v), 0), MAX_COUNT) for v in values]
+
+
+# PostgreSQL refuses U+0000 in text and jsonb, and a lone surrogate cannot be encoded at all:
+# a platform's text (an error, a post id) holding one would fail the whole answer.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+# A platform's post id is an index key (``analytics_post_metrics``' unique key, the posts'
+# lookup index): btree refuses a key past ~2.7 kB, which would fail the whole answer. Real
+# ids are tens of characters; a longer one names nothing we can match, and is not stored.
+MAX_POST_ID = 512
+
+
+def _keyable(platform_post_id: str | None) -> bool:
+    return platform_post_id is None or len(platform_post_id) <= MAX_POST_ID
+
+
+def storable(value: str | None) -> str | None:
+    """``value`` with what PostgreSQL cannot store replaced by U+FFFD."""
+    return None if value is None else _UNSTORABLE.sub("\ufffd", value)
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -84,6 +116,8 @@ async def record_published(
 ) -> None:
     """A published post (or what a metrics answer tells of one): known fields are kept when a
     later source does not know them."""
+    if not _keyable(platform_post_id):
+        platform_post_id = None
     await conn.execute(
         "INSERT INTO analytics_posts (brand_id, post_id, platform, platform_post_id, "
         "published_at, media_kind, plan_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
@@ -140,7 +174,7 @@ def _last_per_date(days: Sequence[Day]) -> list[Day]:
     touch the same row twice."""
     seen: dict[object, Day] = {}
     for day in days:
-        seen[(day.date, getattr(day, "platform_post_id", None))] = day
+        seen[(day.date, storable(getattr(day, "platform_post_id", None)))] = day
     return list(seen.values())
 
 
@@ -162,13 +196,13 @@ async def upsert_account_days(
             brand_id,
             platform,
             [d.date for d in unique],
-            [d.reach for d in unique],
-            [d.impressions for d in unique],
-            [d.engagement for d in unique],
+            _counts([d.reach for d in unique]),
+            _counts([d.impressions for d in unique]),
+            _counts([d.engagement for d in unique]),
             collected_at,
             synced_at,
             sync_id,
-            [d.followers for d in unique],
+            _counts([d.followers for d in unique]),
         )
     return len(unique)
 
@@ -224,8 +258,9 @@ async def upsert_post_days(
     synced_at: datetime,
     sync_id: UUID | None,
 ) -> int:
-    """Upsert an answer's post days (and the posts they name); the number of post days."""
-    unique = _last_per_date(days)
+    """Upsert an answer's post days (and the posts they name); the number of post days
+    stored (a day of a post id too long to be a key is left out)."""
+    unique = [d for d in _last_per_date(days) if _keyable(d.platform_post_id)]
     posts = {d.post_id: d for d in unique if d.post_id is not None}
     if posts:
         await conn.execute(
@@ -233,9 +268,9 @@ async def upsert_post_days(
             brand_id,
             platform,
             list(posts),
-            [d.platform_post_id for d in posts.values()],
+            [storable(d.platform_post_id) for d in posts.values()],
             [d.published_at for d in posts.values()],
-            [d.media_kind for d in posts.values()],
+            [storable(d.media_kind) for d in posts.values()],
             synced_at,
         )
     if unique:
@@ -244,14 +279,14 @@ async def upsert_post_days(
             brand_id,
             platform,
             [d.post_id for d in unique],
-            [d.platform_post_id for d in unique],
+            [storable(d.platform_post_id) for d in unique],
             [d.date for d in unique],
-            [d.reach for d in unique],
-            [d.impressions for d in unique],
-            [d.engagement for d in unique],
-            [d.likes for d in unique],
-            [d.comments for d in unique],
-            [d.shares for d in unique],
+            _counts([d.reach for d in unique]),
+            _counts([d.impressions for d in unique]),
+            _counts([d.engagement for d in unique]),
+            _counts([d.likes for d in unique]),
+            _counts([d.comments for d in unique]),
+            _counts([d.shares for d in unique]),
             collected_at,
             synced_at,
             sync_id,
