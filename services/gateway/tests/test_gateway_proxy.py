@@ -48,6 +48,11 @@ async def test_jwt_matrix_through_the_gateway(gateway, http, case):
 
 
 async def test_a_valid_request_is_forwarded_with_its_headers(gateway, http):
+    from pressroom_kit.telemetry import configure_tracing
+
+    # As the gateway's __main__ does: without a tracer provider nothing is propagated (this
+    # test passed only when an earlier test in the process had installed one).
+    configure_tracing("gateway-test")
     manager = token("manager", BRAND)
     status, headers, body = await call(
         http,

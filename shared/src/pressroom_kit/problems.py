@@ -13,7 +13,9 @@ knows about the route, so a service (and every later one) documents them with no
 - a public route gets ``security: [{}]`` (no token needed).
 
 A route declares the rest itself: ``opt=problems(409, 415)``. A ``responses`` entry the
-route gives explicitly wins over an inferred one.
+route gives explicitly wins over an inferred one. A page for people (``opt=html_page()``:
+an unsubscribe confirmation, a review page) answers its errors as HTML pages too, and is
+documented so: every response ``text/html``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,24 @@ def problems(*statuses: int) -> dict[str, Any]:
     return {"problems": tuple(statuses)}
 
 
+HTML = "text/html"
+
+
+def html_page(*statuses: int) -> dict[str, Any]:
+    """Route ``opt`` of a page for people: its answers, errors included, are HTML."""
+    return {"problems": tuple(statuses), "html": True}
+
+
+def html_response(status: int, description: str | None = None) -> ResponseSpec:
+    """The OpenAPI response of a page (an HTML document)."""
+    return ResponseSpec(
+        str,
+        description=description or DESCRIPTIONS.get(status, "Request failed") + " (a page)",
+        media_type=HTML,
+        generate_examples=False,
+    )
+
+
 def problem_response(status: int, description: str | None = None) -> ResponseSpec:
     """The OpenAPI response of one problem status."""
     return ResponseSpec(
@@ -110,8 +130,11 @@ def document_problems(app: Litestar) -> None:
             if not handler.include_in_schema:
                 continue
             declared = dict(handler.responses or {})
+            page = bool(handler.opt.get("html"))
             for status in sorted(route_problems(handler, route.path_parameters)):
-                declared.setdefault(status, problem_response(status))
+                declared.setdefault(
+                    status, html_response(status) if page else problem_response(status)
+                )
             handler.responses = declared
             if handler.opt.get("public"):
                 handler.security = [{}]
@@ -123,6 +146,8 @@ __all__ = [
     "Problem",
     "ValidationProblem",
     "document_problems",
+    "html_page",
+    "html_response",
     "problem_response",
     "problems",
     "route_problems",

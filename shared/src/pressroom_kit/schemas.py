@@ -152,8 +152,19 @@ class FieldStrictnessPlugin(PydanticInitPlugin):
 
 __all__ = [
     "NOT_NULL",
+    "TIME_PATTERN",
     "FieldStrictnessPlugin",
     "NotNull",
     "RequestSchemaPlugin",
     "json_schema_to_openapi",
 ]
+
+
+# RFC 3339 with an offset, years 2001-2998, as an OpenAPI pattern: whatever the offset, a
+# time matching it is inside 2000..3000 UTC, so a schema-valid time is never refused for
+# its range (a bare number, which pydantic would read as a Unix time, never matches).
+TIME_PATTERN = (
+    r"^(200[1-9]|20[1-9][0-9]|2[1-8][0-9]{2}|29[0-8][0-9]|299[0-8])-(0[1-9]|1[0-2])"
+    r"-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)

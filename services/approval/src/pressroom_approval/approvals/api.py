@@ -16,6 +16,7 @@ from pressroom_kit.http import requires_role
 from pressroom_kit.pagination import Cursor, newest_first
 from pressroom_kit.problems import problems
 from pressroom_kit.repository import retry_on_conflict
+from pressroom_kit.schemas import TIME_PATTERN
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from pressroom_approval.approvals import commands
@@ -40,14 +41,6 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
-# RFC 3339 with an offset, years 2001-2998, as the document's pattern: whatever the offset,
-# a time matching it is inside EARLIEST..LATEST, so a schema-valid time is never refused
-# for its range (the same shape as publishing's; a candidate for the kit).
-TIME_PATTERN = (
-    r"^(200[1-9]|20[1-9][0-9]|2[1-8][0-9]{2}|29[0-8][0-9]|299[0-8])-(0[1-9]|1[0-2])"
-    r"-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-    r"(\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
-)
 Moment = Annotated[
     AwareDatetime, AfterValidator(_in_range), Field(json_schema_extra={"pattern": TIME_PATTERN})
 ]

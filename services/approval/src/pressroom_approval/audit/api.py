@@ -7,12 +7,14 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 from pressroom_kit.auth import Principal
@@ -20,6 +22,7 @@ from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Invalid
 from pressroom_kit.http import requires_role
 from pressroom_kit.pagination import Cursor, newest_first
+from pressroom_kit.schemas import TIME_PATTERN
 from pydantic import BaseModel
 
 from pressroom_approval.audit import chain, privacy
@@ -84,13 +87,14 @@ def filters(
     post_id: uuid.UUID | None,
     actor_id: str | None,
     action: str | None,
-    from_: datetime | None,
-    to: datetime | None,
+    from_: str | None,
+    to: str | None,
 ) -> list[tuple[str, Any]]:
     """``(fragment, value)`` pairs for ``newest_first``. An actor is matched by the keyed
     hash of its id, so ``client:<email>`` finds a reviewer without the log storing the
     email; a pseudonymous id as the log shows it (``client:~...``) matches as it is."""
-    start, end = _moment(from_, "from"), _moment(to, "to")
+    start = _moment(_time(from_, "from"), "from")
+    end = _moment(_time(to, "to"), "to")
     if start is not None and end is not None and start > end:
         raise Invalid("from is after to", code="bad_range")
     by_ref = actor_id is not None and not actor_id.startswith("client:~")
@@ -193,8 +197,51 @@ ActorFilter = Annotated[
 ActionFilter = Annotated[
     str | None, Parameter(query="action", min_length=1, max_length=100, pattern=PRINTABLE)
 ]
-FromFilter = Annotated[datetime | None, Parameter(query="from", description="inclusive")]
-ToFilter = Annotated[datetime | None, Parameter(query="to", description="exclusive")]
+# RFC 3339 with an offset, nothing else (a bare number would be read as a Unix time).
+FromFilter = Annotated[
+    str | None, Parameter(query="from", description="inclusive", pattern=TIME_PATTERN)
+]
+ToFilter = Annotated[
+    str | None, Parameter(query="to", description="exclusive", pattern=TIME_PATTERN)
+]
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(f"{value[:10]}T{value[11:]}".replace("z", "Z"))
+    except ValueError:
+        raise Invalid(f"{name} is not an RFC 3339 time", code="bad_time", field=name) from None
+
+
+EXPORT_TYPES = {
+    "application/json": "json (a JSON array of entries)",
+    "application/x-ndjson": "ndjson (one entry per line)",
+    "text/csv": "csv (with a header line)",
+}
+
+
+@dataclass
+class ExportOperation(Operation):
+    """The export's 200 in each of its formats (Litestar documents one media type)."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.description = "the entries, in the `format` asked for"
+            ok.content = {
+                kind: OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.ARRAY,
+                        items=Schema(type=OpenAPIType.OBJECT),
+                        description=what,
+                    )
+                    if kind == "application/json"
+                    else Schema(type=OpenAPIType.STRING, description=what)
+                )
+                for kind, what in EXPORT_TYPES.items()
+            }
 
 
 class AuditLogController(Controller):
@@ -228,7 +275,7 @@ class AuditLogController(Controller):
         )
         return AuditPage(items=[entry(r) for r in rows], next_cursor=next_cursor)
 
-    @get("/export")
+    @get("/export", operation_class=ExportOperation)
     async def export(
         self,
         request: Request[Any, Any, Any],

@@ -12,14 +12,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 import asyncpg
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, MediaType, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, PathParameter
 from pressroom_kit.auth import Principal
 from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound
 from pressroom_kit.http import PUBLIC, requires_role
-from pressroom_kit.problems import problems
+from pressroom_kit.problems import html_page, problems
 from pressroom_kit.schemas import NOT_NULL
 from pressroom_kit.secrets import SecretBox
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
@@ -476,9 +476,9 @@ class UnsubscribeController(Controller):
 
     path = "/v1/unsubscribe"
     tags = ["escalations"]
-    opt = PUBLIC
+    opt = {**PUBLIC, **html_page()}
 
-    @get("/{token:str}", opt=PUBLIC)
+    @get("/{token:str}", media_type=MediaType.HTML)
     async def confirm_page(
         self, request: Request[Any, Any, Any], state: State, token: FromPath[str]
     ) -> Response[str]:
@@ -486,7 +486,7 @@ class UnsubscribeController(Controller):
         follow links). 400 for a token we did not sign, 404 when it names nobody."""
         return await self._answer(request, state, token, apply=False)
 
-    @post("/{token:str}", opt=PUBLIC, status_code=200)
+    @post("/{token:str}", media_type=MediaType.HTML, status_code=200)
     async def unsubscribe(
         self, request: Request[Any, Any, Any], state: State, token: FromPath[str]
     ) -> Response[str]:

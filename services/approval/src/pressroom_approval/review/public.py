@@ -36,6 +36,7 @@ from pressroom_kit.db import tenant_transaction
 from pressroom_kit.errors import Conflict, Invalid, NotFound, PressroomError
 from pressroom_kit.http import PUBLIC
 from pressroom_kit.logs import get_logger
+from pressroom_kit.problems import html_page
 from pressroom_kit.text import unstorable
 
 from pressroom_approval import audit
@@ -170,7 +171,7 @@ class ReviewPageController(Controller):
     path = "/review"
     include_in_schema = True
     tags = ["review page"]
-    opt = PUBLIC
+    opt = {**PUBLIC, **html_page(409, 410)}
     # Every class the app maps to problem+json, mapped here to pages (Litestar picks the
     # most specific class over all layers, so ``Exception`` alone would not do).
     exception_handlers = {
@@ -185,7 +186,7 @@ class ReviewPageController(Controller):
         """``/review/`` alone: a link cut short."""
         raise _not_found()
 
-    @get("/{token:str}/decision", include_in_schema=False)
+    @get("/{token:str}/decision", status_code=303)
     async def decision_page(self, state: State, token: FromPath[str]) -> Redirect:
         """The form's address opened directly (a bookmark of the result): back to the page,
         which says where the link stands."""
