@@ -116,10 +116,12 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted() -> None:
 
 def test_filters_refuse_naive_and_reversed_times() -> None:
     with pytest.raises(Invalid, match="offset"):
-        filters(None, None, None, datetime(2026, 1, 1), None)
-    late, early = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
+        filters(None, None, None, "2026-01-01T00:00:00", None)  # as a query string gives it
+    late, early = "2026-02-01T00:00:00Z", "2026-01-01T00:00:00+00:00"
     with pytest.raises(Invalid, match="after"):
         filters(None, None, None, late, early)
+    with pytest.raises(Invalid, match="RFC 3339"):
+        filters(None, None, None, "0.5", None)
     pairs = dict(filters(None, "client:Ann@X.org", None, None, None))
     assert pairs["actor_ref = {}"] == pseudonym("client:ann@x.org")
     assert pairs["actor_id = {}"] is None
