@@ -8,6 +8,7 @@ one of A's ids fails the test), and after the probe A still sees all of it uncha
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -118,14 +119,10 @@ async def seed(probe: Probe, token_a: str, admin_a: str) -> dict[str, str]:
         if status == 201:
             post = body
             break
-        import asyncio
-
         await asyncio.sleep(0.1)
     assert post is not None, "publishing never heard of the asset"
     made["post"] = post["id"]
     await ok("POST", f"/v1/posts/{post['id']}/submit")
-
-    import asyncio
 
     approval = None
     for _ in range(150):
@@ -162,7 +159,17 @@ async def seed(probe: Probe, token_a: str, admin_a: str) -> dict[str, str]:
     )
     made["goal"] = goal["id"]
     month = (datetime.now(UTC) + timedelta(days=40)).strftime("%Y-%m")
-    plan = await ok("POST", "/v1/analytics/plans", json={"month": month})
+    plan = None
+    for _ in range(150):  # until analytics has heard of the connection over the broker
+        status, body, text = await probe.call(
+            "POST", "/v1/analytics/plans", token_a, json={"month": month}
+        )
+        if status == 201:
+            plan = body
+            break
+        assert status == 409 and body["type"].endswith("/no_platforms"), (status, text[:500])
+        await asyncio.sleep(0.1)
+    assert plan is not None, "analytics never heard of the connection"
     made["plan"] = plan["id"]
     made["admin"] = admin_a
     return made

@@ -50,8 +50,12 @@ async def test_submitted_and_updated_carry_version_texts_and_media(service):
         platforms=["sandbox", "mastodon"],
         overrides={"mastodon": {"text": "for the fediverse", "media_ids": []}},
     )
-    events = await outbox(service.db)
-    submitted = next(d for t, d in events if t == "publishing.post.submitted.v1")
+
+    def of_post(events, type_):
+        # The database is shared by the module's tests: only this post's events.
+        return [d for t, d in events if t == type_ and d["post_id"] == pid]
+
+    submitted = of_post(await outbox(service.db), "publishing.post.submitted.v1")[0]
     assert submitted["version"] == 2  # created, then submitted
     assert submitted["submission"] == 1
     assert submitted["texts"] == {"sandbox": "for everyone", "mastodon": "for the fediverse"}
@@ -61,10 +65,10 @@ async def test_submitted_and_updated_carry_version_texts_and_media(service):
         "PATCH", f"/v1/posts/{pid}", brand, json={"content": {"text": "changed"}}
     )
     assert status == 200
-    updated = [d for t, d in await outbox(service.db) if t == "publishing.post.updated.v1"][-1]
+    updated = of_post(await outbox(service.db), "publishing.post.updated.v1")[-1]
     assert updated["version"] == 3 and updated["submission"] == 1
     assert updated["status"] == "draft"
-    created = next(d for t, d in await outbox(service.db) if t == "publishing.post.created.v1")
+    (created,) = of_post(await outbox(service.db), "publishing.post.created.v1")
     assert created["plan_id"] is None
 
 
