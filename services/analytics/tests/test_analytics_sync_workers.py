@@ -185,3 +185,63 @@ async def _until_a_backend_waits_for_a_lock(pool) -> None:  # type: ignore[no-un
             if waiting:
                 return
             await asyncio.sleep(0.01)
+
+
+async def test_an_overdue_sync_whose_ending_fails_holds_back_no_other(
+    fresh_db, kafka_bootstrap, topics, monkeypatch
+):
+    """The first overdue sync cannot be ended (its brand's goal refresh fails): it stays
+    running and is logged, the one behind it on the next page still times out, and once the
+    fault is gone the next round ends the first too."""
+    from pressroom_analytics.sync import workers
+
+    monkeypatch.setattr(workers, "BATCH", 1)  # one sync per page: the cursor must move on
+    stuck, fine = uuid.uuid4(), uuid.uuid4()
+    async with analytics_service(fresh_db, kafka_bootstrap, sync_timeout_s=300) as svc:
+        await svc.inject(brand_created(stuck), connected(stuck, "sandbox"))
+        await svc.inject(brand_created(fine), connected(fine, "sandbox"))
+        first = await svc.sync(stuck)
+        svc.clock.advance(1)
+        second = await svc.sync(fine)
+        real = svc.workers.after_sync
+
+        async def failing(conn, *, brand_id, now):
+            if brand_id == stuck:
+                raise RuntimeError("goal refresh failed")
+            await real(conn, brand_id=brand_id, now=now)
+
+        svc.workers.after_sync = failing
+        svc.clock.advance(301)
+        assert await svc.workers.step_timeouts() == 1
+        assert (await svc.sync_log(stuck, first.sync_id))["status"] == "running"
+        assert (await svc.sync_log(fine, second.sync_id))["status"] == "timed_out"
+
+        svc.workers.after_sync = real
+        assert await svc.workers.step_timeouts() == 1
+        assert (await svc.sync_log(stuck, first.sync_id))["status"] == "timed_out"
+        assert await svc.workers.step_timeouts() == 0
+
+
+async def test_an_answer_for_a_platform_not_asked_for_still_moves_goals(
+    fresh_db, kafka_bootstrap, topics
+):
+    """Publishing answered for x though the sync asked only for sandbox: the numbers are
+    stored (they are real), the goals follow them, and the log waits for sandbox alone."""
+    brand = uuid.uuid4()
+    async with analytics_service(fresh_db, kafka_bootstrap) as svc:
+        await svc.inject(brand_created(brand), connected(brand, "sandbox"), connected(brand, "x"))
+        status, goal = await svc.call(
+            "POST",
+            "/v1/analytics/goals",
+            brand,
+            json={"metric": "reach", "platform": "x", "target": 10**9, "deadline": "2027-04-30"},
+        )
+        assert status == 201 and goal["current"] == 0, goal
+        request = await svc.sync(brand, {"platforms": ["sandbox"]})
+        assert request.platforms == ["sandbox"]
+        unasked = days(request, "x")
+        await svc.inject(answer(request, "x", account=unasked))
+        status, goal = await svc.call("GET", f"/v1/analytics/goals/{goal['id']}", brand, "viewer")
+        start = date.fromisoformat(goal["start_date"])
+        assert goal["current"] == sum(d.reach for d in unasked if d.date >= start) > 0
+        assert (await svc.sync_log(brand, request.sync_id))["status"] == "running"

@@ -12,9 +12,9 @@ Each answer runs in the consumer's transaction with the brand set. Order matters
    ``completed`` (all ok), ``failed`` (none ok) or ``partial``, ``analytics.metrics.synced.v1``
    is staged and ``advisor.after_sync`` runs, all in the same transaction.
 
-An answer for an unknown sync, or one that already ended (late after its timeout), stores
-its numbers and runs ``advisor.after_sync`` (goals follow what is stored) but does not
-reopen the log nor announce the sync again.
+An answer for an unknown sync, one that already ended (late after its timeout), or one for a
+platform the sync did not ask for, stores its numbers and runs ``advisor.after_sync`` (goals
+follow what is stored) but does not reopen or end the log nor announce the sync.
 """
 
 from __future__ import annotations
@@ -171,6 +171,8 @@ def metrics_collected(clock: Clock, after_sync: AfterSync) -> Callable[..., Awai
             return
         platforms = list(row["platforms"])
         if payload.platform not in platforms:
+            if account_days or post_days:  # stored all the same: goals follow them
+                await after_sync(conn, brand_id=payload.brand_id, now=now)
             log.info("an answer for a platform the sync did not ask for", platform=payload.platform)
             return
         answers = dict(row["answers"])

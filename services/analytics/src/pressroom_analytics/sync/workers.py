@@ -53,19 +53,44 @@ class SyncWorkers:
         self.heartbeats = heartbeats or Heartbeats()
 
     async def step_timeouts(self) -> int:
-        """End every overdue ``running`` sync; how many this call ended."""
+        """End every overdue ``running`` sync; how many this call ended.
+
+        One sync whose ending fails (its brand's goals cannot be refreshed, say) stays
+        ``running`` for the next round and is logged; the syncs behind it still end: the
+        round pages past it by ``(started_at, id)``."""
         now = self.clock()
         cutoff = now - timedelta(seconds=self.settings.sync_timeout_s)
         ended = 0
+        after: tuple[datetime, UUID] = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
         while True:
             async with self.pool.acquire() as conn:
                 overdue = await conn.fetch(
-                    "SELECT id, brand_id FROM analytics_overdue_syncs($1, $2)", cutoff, BATCH
+                    "SELECT id, brand_id, started_at "
+                    "FROM analytics_overdue_syncs_after($1, $2, $3, $4)",
+                    cutoff,
+                    *after,
+                    BATCH,
                 )
             for row in overdue:
-                ended += await self._time_out(row["id"], row["brand_id"], cutoff, now)
+                try:
+                    ended += await self._time_out(row["id"], row["brand_id"], cutoff, now)
+                except (
+                    asyncpg.PostgresConnectionError,
+                    asyncpg.InterfaceError,
+                    asyncpg.OperatorInterventionError,
+                    OSError,
+                ):
+                    raise  # the database is away: the round fails, the heartbeat says so
+                except Exception as exc:
+                    log.warning(
+                        "an overdue sync could not be ended; trying again next round",
+                        sync_id=str(row["id"]),
+                        brand_id=str(row["brand_id"]),
+                        error=repr(exc),
+                    )
             if len(overdue) < BATCH:
                 return ended
+            after = (overdue[-1]["started_at"], overdue[-1]["id"])
 
     async def _time_out(
         self, sync_id: UUID, brand_id: UUID, cutoff: datetime, now: datetime
