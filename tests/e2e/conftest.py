@@ -14,6 +14,7 @@ for folder in (
     "services/media/tests",
     "services/publishing/tests",
     "services/webhook/tests",
+    "tests/contract",  # the schemathesis gate
 ):
     if str(ROOT / folder) not in sys.path:
         sys.path.append(str(ROOT / folder))

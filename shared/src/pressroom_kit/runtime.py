@@ -95,5 +95,6 @@ def serve(name: str, settings: ServiceSettings, create_app: Callable[[Any], Any]
         log_config=None,
         access_log=False,
         server_header=False,
+        timeout_keep_alive=settings.http_keep_alive_s,
         timeout_graceful_shutdown=10,
     )

@@ -43,6 +43,14 @@ class ServiceSettings(BaseSettings):
     port: int = 8100
     log_json: bool = True
     log_level: str = "INFO"
+    http_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description="how long the server keeps an idle client connection open; longer than "
+        "its clients keep idle connections for reuse (the gateway's pool: 30 s, a load "
+        "balancer's: typically 60 s), so the client side always closes first and never "
+        "sends a request on a connection the server is closing",
+    )
     cors_origins: list[str] = Field(default_factory=list)
 
     jwt_secret: SecretStr | None = Field(default=None, validation_alias=_shared("JWT_SECRET"))

@@ -45,6 +45,7 @@ def main() -> None:
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        timeout_keep_alive=settings.http_keep_alive_s,
         timeout_graceful_shutdown=10,
     )
 

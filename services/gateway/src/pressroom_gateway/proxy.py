@@ -48,6 +48,9 @@ SET_BY_GATEWAY = frozenset(
 _DROPPED = HOP_BY_HOP | SET_BY_GATEWAY
 
 
+UPSTREAM_KEEPALIVE_S = 30.0
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -82,7 +85,10 @@ class ReverseProxy:
         connector = aiohttp.TCPConnector(
             limit=pool_size,
             limit_per_host=pool_size,
-            keepalive_timeout=30,
+            # Idle upstream connections are reused for 30 s, well inside the services' own
+            # keep-alive (``http_keep_alive_s``, 75 s): the gateway always closes first, so it
+            # never sends a request on a connection the service is closing.
+            keepalive_timeout=UPSTREAM_KEEPALIVE_S,
             enable_cleanup_closed=True,
         )
         self.session = aiohttp.ClientSession(

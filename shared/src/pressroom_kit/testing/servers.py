@@ -10,13 +10,19 @@ from typing import Any
 import uvicorn
 
 from pressroom_kit.embedded import free_port
+from pressroom_kit.settings import ServiceSettings
 
 
 @contextlib.asynccontextmanager
 async def serve_asgi(app: Any, *, port: int = 0, **options: Any) -> AsyncIterator[str]:
     """Run ``app`` with uvicorn on ``127.0.0.1``; yield its base URL; shut it down after.
-    ``options`` go to ``uvicorn.Config`` (say ``proxy_headers=False``, as the gateway runs)."""
+    ``options`` go to ``uvicorn.Config`` (say ``proxy_headers=False``, as the gateway runs).
+    Idle connections stay open as long as a service's (``http_keep_alive_s``), longer than
+    any client in the tests keeps one for reuse."""
     port = port or free_port()
+    options.setdefault(
+        "timeout_keep_alive", ServiceSettings.model_fields["http_keep_alive_s"].default
+    )
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
