@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -27,7 +26,13 @@ from pressroom_kit.db import (
 )
 from pressroom_kit.service import discover_services
 from pressroom_kit.settings import ServiceSettings
-from pressroom_kit.testing.plugin import create_test_database, drop_test_database
+from pressroom_kit.testing.plugin import (
+    OwnedDatabase,
+    create_test_database,
+    drop_role,
+    drop_test_database,
+    owned_database,
+)
 from pressroom_kit.testing.sample import domain as sample
 
 
@@ -38,14 +43,6 @@ def _every_service_migrations() -> list[tuple[str, object]]:
         if spec.migrations is not None:
             found.append((spec.name, spec.migrations))
     return found
-
-
-async def _drop_role(admin_dsn: str, role: str) -> None:
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f"DROP ROLE IF EXISTS {role}")
-    finally:
-        await admin.close()
 
 
 async def _drop_roles(admin_dsn: str, pattern: str) -> None:
@@ -113,7 +110,7 @@ async def test_granting_one_new_role_in_many_databases_at_once_never_fails(pg_ad
             finally:
                 for conn in owners:
                     await conn.execute(f"DROP OWNED BY {role}")  # also its database grants
-                await _drop_role(pg_admin_dsn, role)
+                await drop_role(pg_admin_dsn, role)
     finally:
         for conn in owners:
             await conn.close()
@@ -152,47 +149,13 @@ async def test_granting_while_someone_else_grants_on_the_same_tables_retries(fre
         await owner.execute(f"DROP OWNED BY {role}")
         for conn in [owner, *others]:
             await conn.close()
-        await _drop_role(fresh_db.owner_dsn, role)
-
-
-@dataclass(frozen=True)
-class OwnedDatabase:
-    """A database owned by a role that is not a superuser, as in production: row-level
-    security can bind the owner only then (superusers skip it whatever is forced)."""
-
-    name: str
-    owner: str
-    owner_dsn: str
-    runtime: str
-    runtime_dsn: str
+        await drop_role(fresh_db.owner_dsn, role)
 
 
 @pytest.fixture
 async def owned_db(pg_admin_dsn: str) -> AsyncIterator[OwnedDatabase]:
-    suffix = uuid.uuid4().hex[:10]
-    name, owner, runtime = f"o_{suffix}", f"owner_{suffix}", f"runtime_{suffix}"
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER NOBYPASSRLS")
-        await admin.execute(f"CREATE ROLE {runtime} LOGIN NOSUPERUSER NOBYPASSRLS")
-        await admin.execute(
-            f'CREATE DATABASE "{name}" OWNER {owner} TEMPLATE template0 STRATEGY FILE_COPY'
-        )
-    finally:
-        await admin.close()
-    owner_dsn = replace_user(replace_database(pg_admin_dsn, name), owner)
-    try:
-        runtime_dsn = await prepare_database(
-            database_url=replace_user(owner_dsn, runtime),
-            migrate_database_url=owner_dsn,
-            runtime_role=None,
-            migrations=[sample.MIGRATIONS],
-        )
-        yield OwnedDatabase(name, owner, owner_dsn, runtime, runtime_dsn)
-    finally:
-        await drop_test_database(pg_admin_dsn, name)
-        await _drop_role(pg_admin_dsn, runtime)
-        await _drop_role(pg_admin_dsn, owner)
+    async with owned_database(pg_admin_dsn, [sample.MIGRATIONS]) as db:
+        yield db
 
 
 async def _write_notes(runtime_dsn: str, notes: dict[str, uuid.UUID]) -> None:
@@ -404,8 +367,8 @@ async def test_a_service_refuses_to_run_as_a_superuser_a_bypassrls_role_or_an_ow
             await admin.execute(f"DROP OWNED BY {bypass}, {member}")
         finally:
             await admin.close()
-        await _drop_role(pg_admin_dsn, bypass)
-        await _drop_role(pg_admin_dsn, member)
+        await drop_role(pg_admin_dsn, bypass)
+        await drop_role(pg_admin_dsn, member)
 
 
 @pytest.mark.integration
@@ -439,7 +402,7 @@ async def test_one_services_runtime_role_cannot_reach_another_services_database(
         for db in databases.values():
             await drop_test_database(pg_admin_dsn, db.name)
         for role in roles.values():
-            await _drop_role(pg_admin_dsn, role)
+            await drop_role(pg_admin_dsn, role)
 
 
 @pytest.mark.unit

@@ -108,6 +108,16 @@ async def create_link(
     return answer  # type: ignore[no-any-return]
 
 
+async def linked_approval(
+    svc: Service, *, hours: int = 48
+) -> tuple[uuid.UUID, str, uuid.UUID, dict[str, Any]]:
+    """(brand, approval id, post id, link): a new brand's pending approval with one review
+    link, where most review tests start."""
+    brand = await svc.brand()
+    approval_id, post_id = await open_approval(svc, brand)
+    return brand, approval_id, post_id, await create_link(svc, brand, approval_id, hours=hours)
+
+
 def local_path(svc: Service, url: str) -> str:
     public = svc.app.state.settings.public_url
     assert url.startswith(public + "/review/"), url
@@ -125,14 +135,24 @@ async def post_form(svc: Service, path: str, fields: dict[str, str], **kwargs: A
         return Page(answer.status, await answer.text(), dict(answer.headers))
 
 
+def form_of(page: Page, form: str = "approve-form") -> tuple[str, dict[str, str]]:
+    """A form's action and its hidden fields (a copy, to change before posting it back)."""
+    fields = dict(page.forms()[form])
+    return fields.pop("__action"), fields
+
+
+async def approve_form(svc: Service, url: str) -> tuple[str, dict[str, str]]:
+    """The approve form of the link's page as it is now, kept to post later (stale)."""
+    return form_of(await get_page(svc, url))
+
+
 async def decide_through_page(
     svc: Service, url: str, form: str = "approve-form", comment: str = "", **kwargs: Any
 ) -> Page:
     """Open the page, fill the form's comment and submit it, like a reviewer."""
     page = await get_page(svc, url)
     assert page.status == 200, page.text
-    fields = dict(page.forms()[form])
-    action = fields.pop("__action")
+    action, fields = form_of(page, form)
     fields["comment"] = comment
     return await post_form(svc, action, fields, **kwargs)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -18,57 +17,23 @@ from pressroom_approval.audit.chain import verify
 from pressroom_kit.db import (
     connect,
     create_pool,
-    prepare_database,
-    replace_database,
-    replace_user,
     tenant_transaction,
 )
+from pressroom_kit.testing.plugin import OwnedDatabase, owned_database
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
-@dataclass
-class Owned:
-    owner_dsn: str
-    runtime_dsn: str
-
-
 @pytest.fixture
-async def owned(pg_admin_dsn: str) -> AsyncIterator[Owned]:
-    suffix = uuid.uuid4().hex[:10]
-    name, owner, runtime = f"a_{suffix}", f"aowner_{suffix}", f"aruntime_{suffix}"
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER NOBYPASSRLS")
-        await admin.execute(f"CREATE ROLE {runtime} LOGIN NOSUPERUSER NOBYPASSRLS")
-        await admin.execute(
-            f'CREATE DATABASE "{name}" OWNER {owner} TEMPLATE template0 STRATEGY FILE_COPY'
-        )
-    finally:
-        await admin.close()
-    owner_dsn = replace_user(replace_database(pg_admin_dsn, name), owner)
-    try:
-        runtime_dsn = await prepare_database(
-            database_url=replace_user(owner_dsn, runtime),
-            migrate_database_url=owner_dsn,
-            runtime_role=None,
-            migrations=[MIGRATIONS],
-        )
-        yield Owned(owner_dsn, runtime_dsn)
-    finally:
-        admin = await asyncpg.connect(pg_admin_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f"DROP ROLE IF EXISTS {runtime}")
-            await admin.execute(f"DROP ROLE IF EXISTS {owner}")
-        finally:
-            await admin.close()
+async def owned(pg_admin_dsn: str) -> AsyncIterator[OwnedDatabase]:
+    async with owned_database(pg_admin_dsn, [MIGRATIONS], prefix="a") as db:
+        yield db
 
 
 async def test_a_transaction_of_several_brands_is_sealed_by_a_non_superuser_owner(
-    owned: Owned,
+    owned: OwnedDatabase,
 ) -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
     pool = await create_pool(owned.runtime_dsn, max_size=2)
@@ -107,7 +72,9 @@ async def test_a_transaction_of_several_brands_is_sealed_by_a_non_superuser_owne
         await owner.close()
 
 
-async def test_the_runtime_role_cannot_seal_or_forge_for_another_brand(owned: Owned) -> None:
+async def test_the_runtime_role_cannot_seal_or_forge_for_another_brand(
+    owned: OwnedDatabase,
+) -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
     pool = await create_pool(owned.runtime_dsn, max_size=2)
     try:

@@ -13,10 +13,13 @@ from pressroom_approval.review import tokens
 from pressroom_approval.settings import DEV_LINK_KEY
 from pressroom_kit.testing.plugin import TestDatabase
 from review_testkit import (
+    approve_form,
     create_link,
     decide_through_page,
     fake_media,
+    form_of,
     get_page,
+    linked_approval,
     local_path,
     open_approval,
     post_form,
@@ -133,12 +136,8 @@ async def test_requesting_changes_rejects_with_the_comment(svc: Service) -> None
 
 
 async def test_a_used_link_is_refused_with_a_page(svc: Service) -> None:
-    brand = await svc.brand()
-    approval_id, post_id = await open_approval(svc, brand)
-    link = await create_link(svc, brand, approval_id)
-    page = await get_page(svc, link["url"])
-    fields = dict(page.forms()["approve-form"])
-    action = fields.pop("__action")
+    brand, _approval_id, post_id, link = await linked_approval(svc)
+    action, fields = await approve_form(svc, link["url"])
     assert (await post_form(svc, action, {**fields, "comment": "   "})).status == 200
     assert (await svc.approval_of(brand, post_id))["comment"] is None  # blank is no comment
     replay = await post_form(svc, action, fields)
@@ -150,12 +149,8 @@ async def test_a_used_link_is_refused_with_a_page(svc: Service) -> None:
 
 
 async def test_an_expired_link_is_refused_with_a_page(svc: Service) -> None:
-    brand = await svc.brand()
-    approval_id, post_id = await open_approval(svc, brand)
-    link = await create_link(svc, brand, approval_id, hours=2)
-    page = await get_page(svc, link["url"])
-    fields = dict(page.forms()["approve-form"])
-    action = fields.pop("__action")
+    brand, _approval_id, post_id, link = await linked_approval(svc, hours=2)
+    action, fields = await approve_form(svc, link["url"])
     svc.clock.advance(2 * 3600)
     for answer in (await get_page(svc, link["url"]), await post_form(svc, action, fields)):
         assert answer.status == 410 and "expired" in answer.text, answer.text
@@ -164,12 +159,8 @@ async def test_an_expired_link_is_refused_with_a_page(svc: Service) -> None:
 
 
 async def test_a_revoked_link_is_refused_with_a_page(svc: Service) -> None:
-    brand = await svc.brand()
-    approval_id, post_id = await open_approval(svc, brand)
-    link = await create_link(svc, brand, approval_id)
-    page = await get_page(svc, link["url"])
-    fields = dict(page.forms()["approve-form"])
-    action = fields.pop("__action")
+    brand, approval_id, post_id, link = await linked_approval(svc)
+    action, fields = await approve_form(svc, link["url"])
     status, _ = await svc.call(
         "DELETE", f"/v1/approvals/{approval_id}/review-links/{link['id']}", brand
     )
@@ -208,12 +199,8 @@ async def test_tampered_and_foreign_tokens_are_404_pages(svc: Service) -> None:
 
 
 async def test_a_decided_approval_shows_its_status_and_refuses_decisions(svc: Service) -> None:
-    brand = await svc.brand()
-    approval_id, _post_id = await open_approval(svc, brand)
-    link = await create_link(svc, brand, approval_id)
-    page = await get_page(svc, link["url"])
-    fields = dict(page.forms()["approve-form"])
-    action = fields.pop("__action")
+    brand, approval_id, _post_id, link = await linked_approval(svc)
+    action, fields = await approve_form(svc, link["url"])
     status, _ = await svc.call(
         "POST", f"/v1/approvals/{approval_id}/reject", brand, sub="bob", json={"reason": "no"}
     )
@@ -234,9 +221,7 @@ async def test_a_form_from_before_a_resubmission_is_refused(svc: Service) -> Non
     brand = await svc.brand()
     approval_id, post_id = await open_approval(svc, brand, submission=1, text="First")
     link = await create_link(svc, brand, approval_id)
-    page = await get_page(svc, link["url"])
-    fields = dict(page.forms()["approve-form"])
-    action = fields.pop("__action")
+    action, fields = await approve_form(svc, link["url"])
     await svc.submit(brand, post_id, submission=2, version=3, text="Second", author="ann")
     stale = await post_form(svc, action, fields)
     assert stale.status == 409 and "Reload the page" in stale.text
@@ -254,14 +239,11 @@ async def test_two_replicas_posting_one_link_at_once_decide_once(svc: Service) -
     the service on one database: exactly one decides."""
     from approval_testkit import approval_service
 
-    brand = await svc.brand()
-    approval_id, post_id = await open_approval(svc, brand)
-    link = await create_link(svc, brand, approval_id)
+    _brand, _approval_id, post_id, link = await linked_approval(svc)
     page = await get_page(svc, link["url"])
-    approve = dict(page.forms()["approve-form"])
-    reject = dict(page.forms()["changes-form"], comment="No")
-    action = approve.pop("__action")
-    reject.pop("__action")
+    action, approve = form_of(page)
+    _, reject = form_of(page, "changes-form")
+    reject["comment"] = "No"
     async with approval_service(svc.db, svc.kafka, clock=svc.clock) as replica:
         answers = await asyncio.gather(
             *(
@@ -284,12 +266,8 @@ async def test_two_replicas_posting_one_link_at_once_decide_once(svc: Service) -
 
 
 async def test_bad_forms_answer_pages_not_problems(svc: Service) -> None:
-    brand = await svc.brand()
-    approval_id, post_id = await open_approval(svc, brand)
-    link = await create_link(svc, brand, approval_id)
-    page = await get_page(svc, link["url"])
-    fields = dict(page.forms()["approve-form"])
-    action = fields.pop("__action")
+    brand, _approval_id, post_id, link = await linked_approval(svc)
+    action, fields = await approve_form(svc, link["url"])
     cases: list[tuple[dict[str, object], int, str]] = [
         ({"data": {**fields, "decision": "maybe"}}, 422, "Approve or Request changes"),
         ({"data": {**fields, "nonce": "forged"}}, 409, "Reload the page"),

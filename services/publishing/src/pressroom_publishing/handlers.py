@@ -40,6 +40,7 @@ from pressroom_kit.logs import get_logger
 from pressroom_publishing import metrics_sync, plans
 from pressroom_publishing.posts import commands
 from pressroom_publishing.posts.api import in_range
+from pressroom_publishing.posts.domain import Post
 
 log = get_logger(__name__)
 Handler = Callable[[asyncpg.Connection, CloudEvent, EventPayload], Awaitable[None]]
@@ -129,15 +130,30 @@ def _publish_time(payload: ApprovalApproved) -> datetime | None:
         return None
 
 
+async def _approval_post(
+    conn: asyncpg.Connection,
+    event: CloudEvent,
+    payload: ApprovalApproved | ApprovalRejected | ApprovalUnlocked | ApprovalExpired,
+    *,
+    log_unknown: bool = False,
+) -> Post | None:
+    """The post an approval event is about, its row locked for this transaction; None when
+    the event is not for its brand or the post is unknown here (nothing to apply then)."""
+    if not _brand_matches(event, payload.brand_id):
+        return None
+    try:
+        return await commands.locked_post(conn, payload.post_id)
+    except NotFound:
+        if log_unknown:
+            log.info("approval of an unknown post ignored", post_id=str(payload.post_id))
+        return None
+
+
 def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
     async def approved(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
         assert isinstance(payload, ApprovalApproved)
-        if not _brand_matches(event, payload.brand_id):
-            return
-        try:
-            post = await commands.locked_post(conn, payload.post_id)
-        except NotFound:
-            log.info("approval of an unknown post ignored", post_id=str(payload.post_id))
+        post = await _approval_post(conn, event, payload, log_unknown=True)
+        if post is None:
             return
         now = clock()
         if post.approve(
@@ -153,11 +169,8 @@ def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
 
     async def rejected(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
         assert isinstance(payload, ApprovalRejected)
-        if not _brand_matches(event, payload.brand_id):
-            return
-        try:
-            post = await commands.locked_post(conn, payload.post_id)
-        except NotFound:
+        post = await _approval_post(conn, event, payload)
+        if post is None:
             return
         if post.reject(
             payload.approval_id,
@@ -170,11 +183,8 @@ def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
 
     async def unlocked(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
         assert isinstance(payload, ApprovalUnlocked)
-        if not _brand_matches(event, payload.brand_id):
-            return
-        try:
-            post = await commands.locked_post(conn, payload.post_id)
-        except NotFound:
+        post = await _approval_post(conn, event, payload)
+        if post is None:
             return
         if post.unlock(payload.approval_id, payload.unlocked_by):
             if post.status == "draft":
@@ -183,11 +193,8 @@ def approval_handlers(clock: Callable[[], datetime]) -> dict[str, Handler]:
 
     async def expired(conn: asyncpg.Connection, event: CloudEvent, payload: EventPayload) -> None:
         assert isinstance(payload, ApprovalExpired)
-        if not _brand_matches(event, payload.brand_id):
-            return
-        try:
-            post = await commands.locked_post(conn, payload.post_id)
-        except NotFound:
+        post = await _approval_post(conn, event, payload)
+        if post is None:
             return
         # Nothing to do with the scheduler: a post awaiting approval has no targets.
         if post.approval_expired(

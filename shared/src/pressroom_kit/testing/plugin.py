@@ -7,6 +7,7 @@
   ``PRESSROOM_TEST_KAFKA``, or a testcontainers Kafka likewise.
 - ``fresh_db``: a new database per test, cloned from a template that already has the kit's
   migrations (a file copy: a few milliseconds), dropped afterwards.
+- ``owned_database``: a database owned by a role that is no superuser, as in production.
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from pressroom_kit.db import apply_migrations, connect, grant_runtime_role, replace_database
+from pressroom_kit.db import (
+    apply_migrations,
+    connect,
+    grant_runtime_role,
+    prepare_database,
+    replace_database,
+)
 from pressroom_kit.db import replace_user as _replace_user
 from pressroom_kit.embedded import EmbeddedKafka, EmbeddedPostgres
 
@@ -135,6 +144,64 @@ async def drop_test_database(pg_admin_dsn: str, name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def drop_role(admin_dsn: str, role: str) -> None:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class OwnedDatabase:
+    """A database owned by a role that is not a superuser, as in production: row-level
+    security can bind the owner only then (superusers skip it whatever is forced)."""
+
+    name: str
+    owner: str
+    owner_dsn: str
+    runtime: str
+    runtime_dsn: str
+
+
+@asynccontextmanager
+async def owned_database(
+    pg_admin_dsn: str,
+    migrations: Sequence[tuple[str, Traversable | Path]],
+    *,
+    prefix: str = "",
+) -> AsyncIterator[OwnedDatabase]:
+    """A new database, its owner and a separate runtime role (both logins, neither a
+    superuser nor bypassing row-level security), migrated as the owner the way production
+    prepares it; all three dropped afterwards. ``prefix`` starts their names (roles are
+    shared by the whole server)."""
+    suffix = uuid.uuid4().hex[:10]
+    name = f"{prefix}o_{suffix}"
+    owner, runtime = f"{prefix}owner_{suffix}", f"{prefix}runtime_{suffix}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER NOBYPASSRLS")
+        await admin.execute(f"CREATE ROLE {runtime} LOGIN NOSUPERUSER NOBYPASSRLS")
+        await admin.execute(
+            f'CREATE DATABASE "{name}" OWNER {owner} TEMPLATE template0 STRATEGY FILE_COPY'
+        )
+    finally:
+        await admin.close()
+    owner_dsn = _replace_user(replace_database(pg_admin_dsn, name), owner)
+    try:
+        runtime_dsn = await prepare_database(
+            database_url=_replace_user(owner_dsn, runtime),
+            migrate_database_url=owner_dsn,
+            runtime_role=None,
+            migrations=migrations,
+        )
+        yield OwnedDatabase(name, owner, owner_dsn, runtime, runtime_dsn)
+    finally:
+        await drop_test_database(pg_admin_dsn, name)
+        await drop_role(pg_admin_dsn, runtime)
+        await drop_role(pg_admin_dsn, owner)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ the approval decided (409 ``already_decided``) instead of a version conflict.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -92,17 +93,14 @@ def _snapshot(approval: Approval) -> dict[str, Any]:
     }
 
 
-def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
-    d, snap = event.data, event.metadata.get("approval", {})
-    base = {
-        "approval_id": event.stream_id,
-        "post_id": snap.get("post_id"),
-        "brand_id": str(event.brand_id),
-    }
-    match event.type:
+def _public_fields(
+    event_type: str, d: dict[str, Any], snap: dict[str, Any]
+) -> tuple[str, dict[str, Any]] | None:
+    """The public event a stored one becomes and what it carries beside the fields every
+    approval event has; None for the events that stay inside the service."""
+    match event_type:
         case "ApprovalRequested":
-            data: dict[str, Any] = {
-                **base,
+            return public.ApprovalRequested.event_type, {
                 "post_id": d["post_id"],
                 "submission": d["submission"],
                 "author": d["author"],
@@ -110,43 +108,48 @@ def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
                 "scheduled_at": d["scheduled_at"],
                 "requested_at": d["requested_at"],
             }
-            return [(TOPIC, public.ApprovalRequested.event_type, data)]
         case "ApprovalApproved":
-            data = {
-                **base,
+            return public.ApprovalApproved.event_type, {
                 "decided_by": d["by"],
                 "comment": d["comment"],
                 "decided_at": d["decided_at"],
                 "submission": d["submission"],
                 "scheduled_at": d["scheduled_at"],
             }
-            return [(TOPIC, public.ApprovalApproved.event_type, data)]
         case "ApprovalRejected":
-            data = {
-                **base,
+            return public.ApprovalRejected.event_type, {
                 "decided_by": d["by"],
                 "reason": d["reason"],
                 "decided_at": d["decided_at"],
                 "submission": d["submission"],
             }
-            return [(TOPIC, public.ApprovalRejected.event_type, data)]
         case "ApprovalUnlocked":
-            data = {
-                **base,
+            return public.ApprovalUnlocked.event_type, {
                 "unlocked_by": d["by"],
                 "reason": d["reason"],
                 "unlocked_at": d["unlocked_at"],
             }
-            return [(TOPIC, public.ApprovalUnlocked.event_type, data)]
         case "ApprovalExpired":
-            data = {
-                **base,
+            return public.ApprovalExpired.event_type, {
                 "submission": snap.get("submission"),
                 "scheduled_at": snap.get("scheduled_at"),
                 "expired_at": d["expired_at"],
             }
-            return [(TOPIC, public.ApprovalExpired.event_type, data)]
-    return []  # voided and published stay inside the service
+    return None  # voided and published stay inside the service
+
+
+def to_public(event: RecordedEvent) -> list[tuple[str, str, dict[str, Any]]]:
+    snap = event.metadata.get("approval", {})
+    found = _public_fields(event.type, event.data, snap)
+    if found is None:
+        return []
+    event_type, fields = found
+    base = {
+        "approval_id": event.stream_id,
+        "post_id": snap.get("post_id"),
+        "brand_id": str(event.brand_id),
+    }
+    return [(TOPIC, event_type, {**base, **fields})]
 
 
 REPOSITORY: Repository[Approval] = Repository(
@@ -190,6 +193,38 @@ def _audit_metadata(approval: Approval, **extra: Any) -> dict[str, Any]:
     return {"submission": approval.submission, **{k: v for k, v in extra.items() if v is not None}}
 
 
+async def _save_and_audit(
+    conn: asyncpg.Connection,
+    approval: Approval,
+    *,
+    brand_id: uuid.UUID,
+    approval_id: uuid.UUID,
+    actor: Actor,
+    action: str,
+    now: datetime,
+    metadata: dict[str, Any],
+    closes: str | None = None,
+) -> None:
+    """Save the approval's events, close its escalations with ``closes`` as the outcome
+    (None: the change leaves them as they are), then write its audit row: every change of
+    an approval keeps this order, all in the caller's transaction."""
+    await save(conn, approval, actor.id)
+    if closes is not None:
+        await escalations.on_closed(
+            conn, brand_id=brand_id, approval_id=approval_id, at=now, outcome=closes
+        )
+    await audit.record(
+        conn,
+        brand_id=brand_id,
+        actor=actor,
+        action=action,
+        at=now,
+        post_id=approval.post_id,
+        approval_id=approval_id,
+        metadata=metadata,
+    )
+
+
 async def decide(
     conn: asyncpg.Connection,
     *,
@@ -221,18 +256,15 @@ async def decide(
             )
         approval.reject(actor.id, reason=reason, now=now)
     outcome = "approved" if decision == "approve" else "rejected"
-    await save(conn, approval, actor.id)
-    await escalations.on_closed(
-        conn, brand_id=brand_id, approval_id=approval_id, at=now, outcome=outcome
-    )
-    await audit.record(
+    await _save_and_audit(
         conn,
+        approval,
         brand_id=brand_id,
+        approval_id=approval_id,
         actor=actor,
         action=f"approval.{outcome}",
-        at=now,
-        post_id=approval.post_id,
-        approval_id=approval_id,
+        now=now,
+        closes=outcome,
         metadata=_audit_metadata(
             approval,
             # Free text is kept out of the chain (it is never erased): only that it exists.
@@ -257,15 +289,14 @@ async def unlock(
     needed (publishing sends the post back to draft). 409 ``not_locked`` otherwise."""
     approval = await locked_approval(conn, approval_id)
     approval.unlock(actor.id, reason=reason, now=now)
-    await save(conn, approval, actor.id)
-    await audit.record(
+    await _save_and_audit(
         conn,
+        approval,
         brand_id=brand_id,
+        approval_id=approval_id,
         actor=actor,
         action="approval.unlocked",
-        at=now,
-        post_id=approval.post_id,
-        approval_id=approval_id,
+        now=now,
         metadata=_audit_metadata(approval, with_reason=reason is not None or None),
     )
     return await get_approval(conn, approval_id)
@@ -407,32 +438,38 @@ async def submitted(
     return True
 
 
-async def _void(
+async def _void_post(
     conn: asyncpg.Connection,
-    brand_id: uuid.UUID,
-    approval_id: uuid.UUID,
-    approval: Approval,
     *,
-    was: Status,
+    brand_id: uuid.UUID,
+    post_id: uuid.UUID,
+    change: Callable[[Approval], bool],
     outcome: str,
     actor: Actor,
     now: datetime,
-) -> None:
-    await save(conn, approval, actor.id)
-    if was in ("pending", "expired"):
-        await escalations.on_closed(
-            conn, brand_id=brand_id, approval_id=approval_id, at=now, outcome=outcome
-        )
-    await audit.record(
+) -> bool:
+    """Apply publishing's ``change`` to the post's approval (edited, cancelled) and, when it
+    voids the approval, save and audit that; False when there is no approval or the change
+    voids nothing. Only an open approval (pending, expired) has escalations to close."""
+    found = await _approval_of_post(conn, post_id)
+    if found is None:
+        return False
+    approval_id, approval = found
+    was = approval.status
+    if not change(approval):
+        return False
+    await _save_and_audit(
         conn,
+        approval,
         brand_id=brand_id,
+        approval_id=approval_id,
         actor=actor,
         action="approval.voided",
-        at=now,
-        post_id=approval.post_id,
-        approval_id=approval_id,
+        now=now,
+        closes=outcome if was in ("pending", "expired") else None,
         metadata=_audit_metadata(approval, cause=outcome, post_version=approval.post_version),
     )
+    return True
 
 
 async def post_edited(
@@ -445,17 +482,15 @@ async def post_edited(
     actor: Actor,
     now: datetime,
 ) -> bool:
-    found = await _approval_of_post(conn, post_id)
-    if found is None:
-        return False
-    approval_id, approval = found
-    was = approval.status
-    if not approval.edited(version, submission, now):
-        return False
-    await _void(
-        conn, brand_id, approval_id, approval, was=was, outcome="voided", actor=actor, now=now
+    return await _void_post(
+        conn,
+        brand_id=brand_id,
+        post_id=post_id,
+        change=lambda approval: approval.edited(version, submission, now),
+        outcome="voided",
+        actor=actor,
+        now=now,
     )
-    return True
 
 
 async def post_cancelled(
@@ -466,17 +501,15 @@ async def post_cancelled(
     actor: Actor,
     now: datetime,
 ) -> bool:
-    found = await _approval_of_post(conn, post_id)
-    if found is None:
-        return False
-    approval_id, approval = found
-    was = approval.status
-    if not approval.cancelled(now):
-        return False
-    await _void(
-        conn, brand_id, approval_id, approval, was=was, outcome="cancelled", actor=actor, now=now
+    return await _void_post(
+        conn,
+        brand_id=brand_id,
+        post_id=post_id,
+        change=lambda approval: approval.cancelled(now),
+        outcome="cancelled",
+        actor=actor,
+        now=now,
     )
-    return True
 
 
 async def post_published(
@@ -503,18 +536,15 @@ async def expire(
     approval = await REPOSITORY.load(conn, str(approval_id)) if locked else None
     if approval is None or not approval.expire(now):
         return False
-    await save(conn, approval, audit.SYSTEM.id)
-    await escalations.on_closed(
-        conn, brand_id=brand_id, approval_id=approval_id, at=now, outcome="expired"
-    )
-    await audit.record(
+    await _save_and_audit(
         conn,
+        approval,
         brand_id=brand_id,
+        approval_id=approval_id,
         actor=audit.SYSTEM,
         action="approval.expired",
-        at=now,
-        post_id=approval.post_id,
-        approval_id=approval_id,
+        now=now,
+        closes="expired",
         metadata=_audit_metadata(
             approval,
             scheduled_at=approval.scheduled_at.isoformat() if approval.scheduled_at else None,
