@@ -66,13 +66,6 @@ class ConsumerSettings:
     idle_fetch_max_wait_ms: int = 500
     poll_timeout_ms: int = 200
     idle_poll_timeout_ms: int = 1_000
-    # A consumer at rest (nothing for ``rest_after_s``) waits longer still: a quiet local
-    # stack then costs next to nothing. Apache Kafka answers a waiting fetch as soon as data
-    # arrives, so there this costs no latency; on the embedded broker the first message
-    # after a rest waits for at most one such fetch.
-    rest_after_s: float = 20.0
-    rest_fetch_max_wait_ms: int = 2_000
-    rest_poll_timeout_ms: int = 3_000
     # Inbox rows older than this are deleted (see shared/README.md for why that is safe).
     inbox_retention: timedelta = timedelta(days=7)
     inbox_cleanup_every: float = 3_600.0
@@ -211,7 +204,6 @@ class InboxConsumer:
         self._lock = asyncio.Lock()
         self._generation = 0
         self._fetch_wait_ms = self.settings.fetch_max_wait_ms
-        self._empty_since: float | None = None  # monotonic time of the first empty poll
         self._next_cleanup = time.monotonic() + random.uniform(1.0, 60.0)
 
     @property
@@ -279,38 +271,21 @@ class InboxConsumer:
                 await asyncio.wait_for(producer.stop(), timeout=5)
 
     def _poll_timeout_ms(self) -> int:
-        """Short while records flow; up to a second idle, three at rest; never past a held
-        retry."""
-        if self._fetch_wait_ms >= self.settings.rest_fetch_max_wait_ms:
-            timeout = self.settings.rest_poll_timeout_ms
-        elif self._fetch_wait_ms >= self.settings.idle_fetch_max_wait_ms:
-            timeout = self.settings.idle_poll_timeout_ms
-        else:
-            timeout = self.settings.poll_timeout_ms
+        """Short while records flow; up to a second idle; never past a held retry."""
+        idle = self._fetch_wait_ms >= self.settings.idle_fetch_max_wait_ms
+        timeout = self.settings.idle_poll_timeout_ms if idle else self.settings.poll_timeout_ms
         if self._held:
             due = min(h.retry_at for h in self._held.values()) - time.monotonic()
             timeout = min(timeout, max(0, int(due * 1000)))
         return timeout
 
-    def _adapt_fetch_wait(
-        self, consumer: AIOKafkaConsumer, *, got_records: bool, now: float | None = None
-    ) -> None:
+    def _adapt_fetch_wait(self, consumer: AIOKafkaConsumer, *, got_records: bool) -> None:
         """Short broker fetch waits while records flow, doubling towards the idle wait
-        after empty polls, and the rest wait once nothing came for ``rest_after_s``.
-        aiokafka reads the wait from its fetcher for every request."""
-        now = time.monotonic() if now is None else now
+        after empty polls. aiokafka reads the wait from its fetcher for every request."""
         if got_records:
-            self._empty_since = None
             wait = self.settings.fetch_max_wait_ms
         else:
-            if self._empty_since is None:
-                self._empty_since = now
-            ceiling = (
-                self.settings.rest_fetch_max_wait_ms
-                if now - self._empty_since >= self.settings.rest_after_s
-                else self.settings.idle_fetch_max_wait_ms
-            )
-            wait = min(max(1, self._fetch_wait_ms) * 2, ceiling)
+            wait = min(max(1, self._fetch_wait_ms) * 2, self.settings.idle_fetch_max_wait_ms)
         if wait != self._fetch_wait_ms:
             self._fetch_wait_ms = wait
             fetcher = getattr(consumer, "_fetcher", None)

@@ -175,9 +175,6 @@ def is_permanent(exc: BaseException) -> bool:
 class RelaySettings:
     batch_size: int = 500
     poll_interval: float = 1.0
-    # The fallback poll (commits wake the relay with NOTIFY; the poll only catches what a
-    # lost listener connection missed) doubles while fetches come back empty, up to this.
-    idle_poll_max: float = 5.0
     # After a wake-up, wait at least this long since the previous fetch so that a burst of
     # commits (each one NOTIFYs) travels as one batch instead of one query per commit.
     min_batch_interval: float = 0.005
@@ -261,10 +258,7 @@ class Relay:
         self.heartbeats = heartbeats or Heartbeats()
         self.settings = settings or RelaySettings()
         self.beat_name = f"relay:{service}"
-        self.heartbeats.register(
-            self.beat_name,
-            max_age=max(10.0, self.settings.poll_interval * 5, self.settings.idle_poll_max * 2),
-        )
+        self.heartbeats.register(self.beat_name, max_age=max(10.0, self.settings.poll_interval * 5))
         self.is_leader = False
         self.parked = 0
         self._wake = asyncio.Event()
@@ -360,7 +354,6 @@ class Relay:
         last_backlog = 0.0
         last_cleanup = 0.0
         last_fetch = 0.0
-        quiet = 0  # empty fetches in a row: the fallback poll backs off
         while not stop.is_set():
             since = time.monotonic() - last_fetch
             if since < self.settings.min_batch_interval:
@@ -391,7 +384,6 @@ class Relay:
                 [topic for topic, _ in self._held],
                 [key for _, key in self._held],
             )
-            quiet = 0 if rows else quiet + 1
             if rows:
                 if len(rows) >= self.settings.busy_rows and self._waiting is not False:
                     # Under load: commits need not notify until we wait again.
@@ -435,10 +427,7 @@ class Relay:
                 ok=not self._held,
                 detail="idle" if not self._held else f"holding {len(self._held)} keys back",
             )
-            poll = min(
-                self.settings.poll_interval * 2.0 ** min(quiet - 1, 16), self.settings.idle_poll_max
-            )
-            timeout = min(max(self.settings.poll_interval, poll), self._ping_interval)
+            timeout = min(self.settings.poll_interval, self._ping_interval)
             if self._held:
                 timeout = min(timeout, max(0.0, min(self._held.values()) - time.monotonic()))
             with contextlib.suppress(asyncio.TimeoutError):

@@ -161,11 +161,9 @@ class Scheduler:
         listener = await self.pool.acquire()
         await listener.add_listener(NOTIFY_CHANNEL, on_notify)
         next_gauge = 0.0
-        quiet = 0  # rounds in a row that claimed nothing: the poll backs off
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
-                woken = wake.is_set()
                 wake.clear()
                 room = self.settings.publish_concurrency - len(self._inflight)
                 claimed = (
@@ -181,13 +179,12 @@ class Scheduler:
                 if loop.time() >= next_gauge:
                     next_gauge = loop.time() + 5.0
                     await self._update_backlog()
-                quiet = 0 if claimed or woken else quiet + 1
                 full = room <= len(claimed)
                 if not claimed or full:
                     # Full: wait for a publication to finish. Otherwise until the next target
                     # comes due, a NOTIFY, or the poll interval; not for every publication
                     # that ends (at 100 a second that was a claim each).
-                    idle = self.settings.poll_interval_s if room <= 0 else await self._idle_s(quiet)
+                    idle = self.settings.poll_interval_s if room <= 0 else await self._idle_s()
                     events = (stop, wake, self._done) if full else (stop, wake)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(_first(*events), timeout=idle)
@@ -220,12 +217,10 @@ class Scheduler:
             timedelta(seconds=ahead_s),
         )
 
-    async def _idle_s(self, quiet: int = 0) -> float:
+    async def _idle_s(self) -> float:
         """How long to wait for work: until the next target comes due, at most the poll
-        interval (which also catches what this replica was not woken for), doubled for
-        each round in a row that claimed nothing, up to ``idle_poll_max_s``."""
-        base = float(self.settings.poll_interval_s)
-        poll = max(base, min(base * 2.0 ** min(quiet, 16), self.settings.idle_poll_max_s))
+        interval (which also catches what this replica was not woken for)."""
+        poll = float(self.settings.poll_interval_s)
         try:
             next_due: datetime | None = await self.pool.fetchval("SELECT publishing_next_due()")
         except (asyncpg.PostgresError, OSError):
