@@ -98,6 +98,11 @@ async def service(fresh_db, kafka_bootstrap, topics):
             metrics_max_retries=1,
             metrics_retry_base_s=30,
             metrics_lease_s=60,
+            # The topics are shared by every test of this process: earlier tests' sync
+            # requests (analytics', e2e's) reach this database as well, all due at the same
+            # fake instant. One step claims all of them, so a test's own rows are never left
+            # behind a full batch of others'.
+            metrics_claim_batch=10_000,
         ) as running,
     ):
         running.kafka = kafka_bootstrap
