@@ -402,3 +402,41 @@ async def test_the_test_button_sends_a_webhook_test_event(fresh_db, kafka_bootst
             "POST", f"/v1/webhooks/endpoints/{endpoint['id']}/test", brand
         )
         assert status == 409
+
+
+async def test_the_running_worker_sleeps_until_the_next_retry_is_due(
+    fresh_db, kafka_bootstrap, topics
+):
+    """Idle, the worker sleeps until its next attempt is due (``webhook_next_due``), not for
+    a fixed poll: with a 30 s poll a retry due in 1 s goes out about a second later."""
+    import time
+    from datetime import UTC, datetime
+
+    brand = uuid.uuid4()
+    async with (
+        receiver() as hook,
+        webhook_service(
+            fresh_db,
+            kafka_bootstrap,
+            run_delivery=True,
+            poll_interval_s=30,
+            idle_poll_max_s=60,
+            schedule_s=[0.0, 1.0, 300.0],
+            jitter=0.0,
+        ) as service,
+    ):
+        await make_endpoint(service, brand, hook.url)
+        hook.script[:] = [(500, {}, 0.0)]
+        async with tenant_transaction(service.pool, brand) as conn:
+            await enqueue(conn, brand_event(brand), max_attempts=3, now=datetime.now(UTC))
+        async with asyncio.timeout(5):
+            while not hook.requests:
+                await asyncio.sleep(0.01)
+        failed_at = time.monotonic()
+        async with asyncio.timeout(10):
+            while len(hook.requests) < 2:
+                await asyncio.sleep(0.01)
+        waited = time.monotonic() - failed_at
+        assert 0.7 < waited < 4, waited
+        [delivery] = await deliveries(service, brand)
+        assert delivery["status"] in {"delivering", "delivered"}

@@ -66,6 +66,14 @@ class ConsumerSettings:
     idle_fetch_max_wait_ms: int = 500
     poll_timeout_ms: int = 200
     idle_poll_timeout_ms: int = 1_000
+    # A consumer at rest (nothing for ``rest_after_s``) waits longer still: a quiet local
+    # stack then costs next to nothing. Apache Kafka answers a waiting fetch as soon as data
+    # arrives, so there this costs no latency; on the embedded broker the first message
+    # after a rest waits for at most one such fetch. 0 never rests (the test suite, whose
+    # modules idle between steps on the embedded broker).
+    rest_after_s: float = 20.0
+    rest_fetch_max_wait_ms: int = 2_000
+    rest_poll_timeout_ms: int = 3_000
     # Inbox rows older than this are deleted (see shared/README.md for why that is safe).
     inbox_retention: timedelta = timedelta(days=7)
     inbox_cleanup_every: float = 3_600.0
@@ -79,11 +87,14 @@ class ConsumerSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def with_session_timeout(cls, session_timeout_ms: int) -> ConsumerSettings:
-        """Defaults with this session timeout and a heartbeat a tenth of it."""
+    def with_session_timeout(
+        cls, session_timeout_ms: int, *, rest_after_s: float = 20.0
+    ) -> ConsumerSettings:
+        """Defaults with this session timeout, a heartbeat a tenth of it and this rest."""
         return cls(
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 10),
+            rest_after_s=rest_after_s,
         )
 
 
@@ -204,6 +215,7 @@ class InboxConsumer:
         self._lock = asyncio.Lock()
         self._generation = 0
         self._fetch_wait_ms = self.settings.fetch_max_wait_ms
+        self._empty_since: float | None = None  # monotonic time of the first empty poll
         self._next_cleanup = time.monotonic() + random.uniform(1.0, 60.0)
 
     @property
@@ -271,21 +283,39 @@ class InboxConsumer:
                 await asyncio.wait_for(producer.stop(), timeout=5)
 
     def _poll_timeout_ms(self) -> int:
-        """Short while records flow; up to a second idle; never past a held retry."""
-        idle = self._fetch_wait_ms >= self.settings.idle_fetch_max_wait_ms
-        timeout = self.settings.idle_poll_timeout_ms if idle else self.settings.poll_timeout_ms
+        """Short while records flow; up to a second idle, three at rest; never past a held
+        retry."""
+        if self._fetch_wait_ms >= self.settings.rest_fetch_max_wait_ms:
+            timeout = self.settings.rest_poll_timeout_ms
+        elif self._fetch_wait_ms >= self.settings.idle_fetch_max_wait_ms:
+            timeout = self.settings.idle_poll_timeout_ms
+        else:
+            timeout = self.settings.poll_timeout_ms
         if self._held:
             due = min(h.retry_at for h in self._held.values()) - time.monotonic()
             timeout = min(timeout, max(0, int(due * 1000)))
         return timeout
 
-    def _adapt_fetch_wait(self, consumer: AIOKafkaConsumer, *, got_records: bool) -> None:
+    def _adapt_fetch_wait(
+        self, consumer: AIOKafkaConsumer, *, got_records: bool, now: float | None = None
+    ) -> None:
         """Short broker fetch waits while records flow, doubling towards the idle wait
-        after empty polls. aiokafka reads the wait from its fetcher for every request."""
+        after empty polls, and the rest wait once nothing came for ``rest_after_s``.
+        aiokafka reads the wait from its fetcher for every request."""
+        now = time.monotonic() if now is None else now
         if got_records:
+            self._empty_since = None
             wait = self.settings.fetch_max_wait_ms
         else:
-            wait = min(max(1, self._fetch_wait_ms) * 2, self.settings.idle_fetch_max_wait_ms)
+            if self._empty_since is None:
+                self._empty_since = now
+            rest = self.settings.rest_after_s
+            ceiling = (
+                self.settings.rest_fetch_max_wait_ms
+                if 0 < rest <= now - self._empty_since
+                else self.settings.idle_fetch_max_wait_ms
+            )
+            wait = min(max(1, self._fetch_wait_ms) * 2, ceiling)
         if wait != self._fetch_wait_ms:
             self._fetch_wait_ms = wait
             fetcher = getattr(consumer, "_fetcher", None)

@@ -42,6 +42,7 @@ from pressroom_kit.errors import PressroomError
 from pressroom_kit.eventstore import OutboxRow
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.logs import get_logger
+from pressroom_kit.runtime import idle_poll
 
 log = get_logger(__name__)
 
@@ -175,6 +176,9 @@ def is_permanent(exc: BaseException) -> bool:
 class RelaySettings:
     batch_size: int = 500
     poll_interval: float = 1.0
+    # The fallback poll (commits wake the relay with NOTIFY; the poll only catches what a
+    # lost listener connection missed) doubles while fetches come back empty, up to this.
+    idle_poll_max: float = 5.0
     # After a wake-up, wait at least this long since the previous fetch so that a burst of
     # commits (each one NOTIFYs) travels as one batch instead of one query per commit.
     min_batch_interval: float = 0.005
@@ -258,7 +262,10 @@ class Relay:
         self.heartbeats = heartbeats or Heartbeats()
         self.settings = settings or RelaySettings()
         self.beat_name = f"relay:{service}"
-        self.heartbeats.register(self.beat_name, max_age=max(10.0, self.settings.poll_interval * 5))
+        self.heartbeats.register(
+            self.beat_name,
+            max_age=max(10.0, self.settings.poll_interval * 5, self.settings.idle_poll_max * 2),
+        )
         self.is_leader = False
         self.parked = 0
         self._wake = asyncio.Event()
@@ -354,6 +361,7 @@ class Relay:
         last_backlog = 0.0
         last_cleanup = 0.0
         last_fetch = 0.0
+        quiet = 0  # empty fetches in a row: the fallback poll backs off
         while not stop.is_set():
             since = time.monotonic() - last_fetch
             if since < self.settings.min_batch_interval:
@@ -384,6 +392,7 @@ class Relay:
                 [topic for topic, _ in self._held],
                 [key for _, key in self._held],
             )
+            quiet = 0 if rows else quiet + 1
             if rows:
                 if len(rows) >= self.settings.busy_rows and self._waiting is not False:
                     # Under load: commits need not notify until we wait again.
@@ -427,7 +436,9 @@ class Relay:
                 ok=not self._held,
                 detail="idle" if not self._held else f"holding {len(self._held)} keys back",
             )
-            timeout = min(self.settings.poll_interval, self._ping_interval)
+            # The first empty fetch waits poll_interval, each further one twice as long.
+            poll = idle_poll(self.settings.poll_interval, quiet - 1, self.settings.idle_poll_max)
+            timeout = min(poll, self._ping_interval)
             if self._held:
                 timeout = min(timeout, max(0.0, min(self._held.values()) - time.monotonic()))
             with contextlib.suppress(asyncio.TimeoutError):

@@ -23,6 +23,15 @@ log = get_logger(__name__)
 Worker = Callable[[asyncio.Event], Awaitable[None]]
 
 
+def idle_poll(base: float, quiet: int, ceiling: float) -> float:
+    """A worker's poll after ``quiet`` rounds in a row found nothing: ``base`` doubled once
+    per quiet round, never above ``ceiling`` (and never below ``base``). A quiet stack then
+    wakes rarely; the first round that finds work (or a wake-up) starts again at ``base``."""
+    if quiet <= 0:
+        return base
+    return max(base, min(base * 2.0 ** min(quiet, 32), ceiling))
+
+
 @dataclass
 class BackgroundWorkers:
     max_backoff: float = 10.0

@@ -80,7 +80,8 @@ class Runtime:
             handlers=handlers,
             heartbeats=self.heartbeats,
             settings=ConsumerSettings.with_session_timeout(
-                self.settings.consumer_session_timeout_ms
+                self.settings.consumer_session_timeout_ms,
+                rest_after_s=self.settings.consumer_rest_after_s,
             ),
             **options,
         )

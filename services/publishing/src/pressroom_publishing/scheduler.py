@@ -48,6 +48,7 @@ from pressroom_kit.health import Heartbeats
 from pressroom_kit.leases import Lease, LeasedRows, LeaseKeeper, LeaseLost
 from pressroom_kit.logs import get_logger
 from pressroom_kit.repository import retry_on_conflict
+from pressroom_kit.runtime import idle_poll
 
 from pressroom_publishing import metrics
 from pressroom_publishing.media_links import MediaLinks, MediaServiceDown, MediaUnavailable
@@ -161,9 +162,11 @@ class Scheduler:
         listener = await self.pool.acquire()
         await listener.add_listener(NOTIFY_CHANNEL, on_notify)
         next_gauge = 0.0
+        quiet = 0  # rounds in a row that claimed nothing: the poll backs off
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
+                woken = wake.is_set()
                 wake.clear()
                 room = self.settings.publish_concurrency - len(self._inflight)
                 claimed = (
@@ -179,12 +182,13 @@ class Scheduler:
                 if loop.time() >= next_gauge:
                     next_gauge = loop.time() + 5.0
                     await self._update_backlog()
+                quiet = 0 if claimed or woken else quiet + 1
                 full = room <= len(claimed)
                 if not claimed or full:
                     # Full: wait for a publication to finish. Otherwise until the next target
                     # comes due, a NOTIFY, or the poll interval; not for every publication
                     # that ends (at 100 a second that was a claim each).
-                    idle = self.settings.poll_interval_s if room <= 0 else await self._idle_s()
+                    idle = self.settings.poll_interval_s if room <= 0 else await self._idle_s(quiet)
                     events = (stop, wake, self._done) if full else (stop, wake)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(_first(*events), timeout=idle)
@@ -217,10 +221,11 @@ class Scheduler:
             timedelta(seconds=ahead_s),
         )
 
-    async def _idle_s(self) -> float:
+    async def _idle_s(self, quiet: int = 0) -> float:
         """How long to wait for work: until the next target comes due, at most the poll
-        interval (which also catches what this replica was not woken for)."""
-        poll = float(self.settings.poll_interval_s)
+        interval (which also catches what this replica was not woken for), doubled for
+        each round in a row that claimed nothing, up to ``idle_poll_max_s``."""
+        poll = idle_poll(self.settings.poll_interval_s, quiet, self.settings.idle_poll_max_s)
         try:
             next_due: datetime | None = await self.pool.fetchval("SELECT publishing_next_due()")
         except (asyncpg.PostgresError, OSError):

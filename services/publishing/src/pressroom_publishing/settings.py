@@ -78,6 +78,12 @@ class PublishingSettings(ServiceSettings):
     retry_jitter: float = 0.2
     claim_batch: int = 100
     poll_interval_s: float = 0.25
+    idle_poll_max_s: float = Field(
+        default=2.0,
+        description="while rounds claim nothing, the poll (which catches claims whose lease "
+        "ran out; new, moved and retried targets wake the scheduler by NOTIFY and it sleeps "
+        "until the next one is due) doubles from poll_interval_s up to this",
+    )
     lease_s: float = 120.0
     publish_concurrency: int = 64
 

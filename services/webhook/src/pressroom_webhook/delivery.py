@@ -34,6 +34,7 @@ from pressroom_kit.health import Heartbeats
 from pressroom_kit.leases import Lease, LeasedRows, LeaseLost
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import OutboxMessage, write_outbox
+from pressroom_kit.runtime import idle_poll
 from pressroom_kit.secrets import SecretBox
 
 from pressroom_webhook import handlers, signing
@@ -145,10 +146,13 @@ class DeliveryWorker:
 
         listener = await self.pool.acquire()
         await listener.add_listener(NOTIFY_CHANNEL, on_notify)
+        quiet = 0  # rounds in a row that claimed nothing and were not woken
         try:
             while not stop.is_set():
+                woken = wake.is_set() or self._done.is_set()
                 wake.clear()
                 claimed = await self.claim()
+                quiet = 0 if claimed or woken else quiet + 1
                 self.heartbeats.beat(self.beat_name, detail=f"{len(self._inflight)} in flight")
                 for lease, row in claimed:
                     task = asyncio.create_task(self._deliver_guarded(lease, row))
@@ -156,11 +160,11 @@ class DeliveryWorker:
                     task.add_done_callback(self._inflight.discard)
                 if not claimed:
                     # Wake on NOTIFY (new work), on a finished delivery (its endpoint may
-                    # have more), or after the poll interval (retries that became due).
+                    # have more), when the next attempt or lease comes due, or after the
+                    # poll, which backs off while nothing happens.
+                    idle = await self._idle_s(quiet)
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(
-                            _first(stop, wake, self._done), timeout=self.settings.poll_interval_s
-                        )
+                        await asyncio.wait_for(_first(stop, wake, self._done), timeout=idle)
                     self._done.clear()
         finally:
             with contextlib.suppress(Exception):
@@ -168,6 +172,20 @@ class DeliveryWorker:
                 await listener.execute(f"UNLISTEN {NOTIFY_CHANNEL}")
             await self.pool.release(listener)
             await self.close()
+
+    async def _idle_s(self, quiet: int) -> float:
+        base = float(self.settings.poll_interval_s)
+        poll = idle_poll(base, quiet, self.settings.idle_poll_max_s)
+        try:
+            next_due = await self.pool.fetchval("SELECT webhook_next_due()")
+        except (asyncpg.PostgresError, OSError):
+            return base
+        if next_due is None:
+            return poll
+        wait = (next_due - self.clock()).total_seconds()
+        # Due already but not claimed (an endpoint at its concurrency, another replica's
+        # lease): a finished delivery wakes us, else look again after the base poll.
+        return base if wait <= 0 else min(poll, max(0.005, wait))
 
     async def run_once(self) -> int:
         """Claim what is due now and deliver it all (tests and tools drive time this way)."""

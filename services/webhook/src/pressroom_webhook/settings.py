@@ -40,6 +40,10 @@ class WebhookSettings(ServiceSettings):
     per_endpoint_rate: float = 20.0
     claim_batch: int = 200
     poll_interval_s: float = 0.5
+    # While rounds claim nothing, the worker sleeps until the next attempt or lease is due
+    # (webhook_next_due), waking on NOTIFY and finished deliveries; the poll that catches
+    # anything else doubles from poll_interval_s up to this.
+    idle_poll_max_s: float = 2.0
     lease_s: float = 60.0
     consumer_group: str = "pressroom-webhook"
     consumer_session_timeout_ms: int = 10_000

@@ -8,6 +8,11 @@
 - ``fresh_db``: a new database per test, cloned from a template that already has the kit's
   migrations (a file copy: a few milliseconds), dropped afterwards.
 - ``owned_database``: a database owned by a role that is no superuser, as in production.
+
+Services' consumers never rest in a test run (``PRESSROOM_CONSUMER_REST_AFTER_S=0``, also
+inherited by the stacks of processes the end-to-end tests start): test modules idle for
+longer than the rest threshold between steps, and on the embedded broker the first message
+after a rest waits for one long fetch.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from pressroom_kit.db import (
 )
 from pressroom_kit.db import replace_user as _replace_user
 from pressroom_kit.embedded import EmbeddedKafka, EmbeddedPostgres
+
+os.environ.setdefault("PRESSROOM_CONSUMER_REST_AFTER_S", "0")
 
 TEMPLATE_DB = "pressroom_test_template"
 APP_ROLE = "pressroom_app"
