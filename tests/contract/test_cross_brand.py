@@ -114,6 +114,10 @@ async def seed(probe: Probe, token_a: str, admin_a: str) -> dict[str, str]:
                 "content": {"text": f"{MARKER} post", "media_ids": [asset["id"]]},
                 "platforms": ["sandbox"],
                 "scheduled_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+                # Asked of the post itself: the brand setting above reaches publishing over
+                # the broker, maybe after the submit when the stack is still catching up
+                # on the shared topics' history.
+                "requires_approval": True,
             },
         )
         if status == 201:
