@@ -407,6 +407,17 @@ async def commit_floor(dsn: str, seconds: float = 5.0) -> float:
     return round(rate, 1)
 
 
+async def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
 async def _reset_statements(postgres: EmbeddedPostgres) -> None:
     conn = await asyncpg.connect(postgres.admin_dsn)
     try:
@@ -461,12 +472,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await grant_runtime_role(conn, "pressroom_app")
             finally:
                 await conn.close()
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        await admin.start()
-        await admin.create_topics([NewTopic(TOPIC, 3, 1)])
-        await admin.close()
+        await create_topic(kafka.bootstrap_servers, TOPIC)
 
         results: dict[str, Any] = {
             "machine": {
