@@ -13,10 +13,12 @@ import pytest
 from kafka_helpers import create_topics
 from pressroom_kit.consumer import ConsumerSettings, InboxConsumer
 from pressroom_kit.db import tenant_transaction
+from pressroom_kit.health import Heartbeats
 from pressroom_kit.outbox import Relay, RelaySettings
-from pressroom_kit.runtime import idle_poll
+from pressroom_kit.runtime import BackgroundWorkers, idle_poll
 from pressroom_kit.settings import ServiceSettings
 from pressroom_kit.testing.sample import domain as sample
+from pressroom_kit.wiring import Runtime
 
 
 @pytest.mark.unit
@@ -75,6 +77,20 @@ def test_rest_after_zero_never_rests_and_the_service_setting_reaches_the_consume
     assert settings.rest_after_s == 45 and settings.heartbeat_interval_ms == 1_000
 
 
+@pytest.mark.unit
+def test_a_services_consumers_get_its_rest_setting():
+    runtime = Runtime(
+        app=None,  # type: ignore[arg-type]  # not served here
+        settings=ServiceSettings(consumer_rest_after_s=45),
+        pool=None,  # type: ignore[arg-type]  # never connected here
+        dsn="postgresql://unused",
+        heartbeats=Heartbeats(),
+        workers=BackgroundWorkers(),
+    )
+    consumer = runtime.consume("inbox", topics=["t"], handlers={})
+    assert consumer.settings.rest_after_s == 45
+
+
 @pytest.mark.integration
 async def test_an_idle_relay_polls_less_and_less_and_still_publishes_at_once(
     app_pool, sample_db, kafka_bootstrap, unique_topic
@@ -86,7 +102,7 @@ async def test_an_idle_relay_polls_less_and_less_and_still_publishes_at_once(
         service="sample",
         dsn=sample_db.app_dsn,
         bootstrap_servers=kafka_bootstrap,
-        settings=RelaySettings(poll_interval=0.05, idle_poll_max=0.4, backlog_every=0),
+        settings=RelaySettings(poll_interval=0.05, idle_poll_max=3.0, backlog_every=0),
     )
     rounds = 0
     beat = relay._beat
@@ -106,7 +122,7 @@ async def test_an_idle_relay_polls_less_and_less_and_still_publishes_at_once(
         await asyncio.sleep(0.5)
         rounds = 0
         await asyncio.sleep(3.0)
-        # A fixed 50 ms poll would have made ~60 rounds; doubling to 0.4 s makes ~8.
+        # A fixed 50 ms poll would have made ~60 rounds; doubling makes ~6.
         assert rounds <= 15, rounds
         # A commit still wakes it at once (NOTIFY), however long it had been idle.
         async with tenant_transaction(app_pool, brand) as conn:
@@ -119,7 +135,13 @@ async def test_an_idle_relay_polls_less_and_less_and_still_publishes_at_once(
                 "SELECT sent_at IS NULL FROM outbox WHERE event_id = $1", event.event_id
             ):
                 await asyncio.sleep(0.005)
-        assert time.monotonic() - started < 0.3
+        assert time.monotonic() - started < 1.0  # the backed-off poll would be later
+        # Idle again, a stop ends its wait at once (not after the backed-off poll).
+        await asyncio.sleep(2.0)
+        stopping = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+        assert time.monotonic() - stopping < 0.3
     finally:
         stop.set()
         await task

@@ -254,6 +254,9 @@ class InboxConsumer:
         self._held.clear()
         self._uncommitted.clear()
         self._update_retrying()
+        # A new client starts at the short fetch wait: so does the adaptation.
+        self._fetch_wait_ms = self.settings.fetch_max_wait_ms
+        self._empty_since = None
         await consumer.start()
         try:
             await producer.start()

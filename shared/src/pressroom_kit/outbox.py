@@ -42,7 +42,7 @@ from pressroom_kit.errors import PressroomError
 from pressroom_kit.eventstore import OutboxRow
 from pressroom_kit.health import Heartbeats
 from pressroom_kit.logs import get_logger
-from pressroom_kit.runtime import idle_poll
+from pressroom_kit.runtime import first_set, idle_poll
 
 log = get_logger(__name__)
 
@@ -442,7 +442,7 @@ class Relay:
             if self._held:
                 timeout = min(timeout, max(0.0, min(self._held.values()) - time.monotonic()))
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                await asyncio.wait_for(first_set(stop, self._wake), timeout=timeout)
 
     async def _announce_waiting(self, conn: asyncpg.Connection) -> None:
         """Set ``outbox_relay_state.waiting`` in a transaction that holds the writers' lock

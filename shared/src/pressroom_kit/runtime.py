@@ -32,6 +32,17 @@ def idle_poll(base: float, quiet: int, ceiling: float) -> float:
     return max(base, min(base * 2.0 ** min(quiet, 32), ceiling))
 
 
+async def first_set(*events: asyncio.Event) -> None:
+    """Return as soon as any of ``events`` is set (a worker's idle wait: its stop, a
+    wake-up, a finished task); the other waiters are cancelled."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 @dataclass
 class BackgroundWorkers:
     max_backoff: float = 10.0

@@ -48,7 +48,7 @@ from pressroom_kit.health import Heartbeats
 from pressroom_kit.leases import Lease, LeasedRows, LeaseKeeper, LeaseLost
 from pressroom_kit.logs import get_logger
 from pressroom_kit.repository import retry_on_conflict
-from pressroom_kit.runtime import idle_poll
+from pressroom_kit.runtime import first_set, idle_poll
 
 from pressroom_publishing import metrics
 from pressroom_publishing.media_links import MediaLinks, MediaServiceDown, MediaUnavailable
@@ -141,7 +141,10 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         self.heartbeats.register(
-            self.beat_name, max_age=max(30.0, self.settings.poll_interval_s * 20)
+            self.beat_name,
+            max_age=max(
+                30.0, self.settings.poll_interval_s * 20, self.settings.idle_poll_max_s * 2
+            ),
         )
         self.leases = LeasedRows(
             "publishing_targets",
@@ -191,7 +194,7 @@ class Scheduler:
                     idle = self.settings.poll_interval_s if room <= 0 else await self._idle_s(quiet)
                     events = (stop, wake, self._done) if full else (stop, wake)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(_first(*events), timeout=idle)
+                        await asyncio.wait_for(first_set(*events), timeout=idle)
                     self._done.clear()
         finally:
             with contextlib.suppress(Exception):
@@ -837,12 +840,3 @@ def backoff_s(
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return float(delay)
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

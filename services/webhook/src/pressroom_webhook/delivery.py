@@ -34,7 +34,7 @@ from pressroom_kit.health import Heartbeats
 from pressroom_kit.leases import Lease, LeasedRows, LeaseLost
 from pressroom_kit.logs import get_logger
 from pressroom_kit.outbox import OutboxMessage, write_outbox
-from pressroom_kit.runtime import idle_poll
+from pressroom_kit.runtime import first_set, idle_poll
 from pressroom_kit.secrets import SecretBox
 
 from pressroom_webhook import handlers, signing
@@ -104,7 +104,7 @@ class DeliveryWorker:
     beat_name = "delivery"
 
     def __post_init__(self) -> None:
-        max_age = max(30.0, self.settings.poll_interval_s * 10)
+        max_age = max(30.0, self.settings.poll_interval_s * 10, self.settings.idle_poll_max_s * 2)
         self.heartbeats.register(self.beat_name, max_age=max_age)
         self.leases = LeasedRows(
             "webhook_events",
@@ -147,12 +147,14 @@ class DeliveryWorker:
         listener = await self.pool.acquire()
         await listener.add_listener(NOTIFY_CHANNEL, on_notify)
         quiet = 0  # rounds in a row that claimed nothing and were not woken
+        woken = False  # the last wait ended by a NOTIFY or a finished delivery
         try:
             while not stop.is_set():
-                woken = wake.is_set() or self._done.is_set()
+                woken = woken or wake.is_set()
                 wake.clear()
                 claimed = await self.claim()
                 quiet = 0 if claimed or woken else quiet + 1
+                woken = False
                 self.heartbeats.beat(self.beat_name, detail=f"{len(self._inflight)} in flight")
                 for lease, row in claimed:
                     task = asyncio.create_task(self._deliver_guarded(lease, row))
@@ -164,7 +166,8 @@ class DeliveryWorker:
                     # poll, which backs off while nothing happens.
                     idle = await self._idle_s(quiet)
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(_first(stop, wake, self._done), timeout=idle)
+                        await asyncio.wait_for(first_set(stop, wake, self._done), timeout=idle)
+                    woken = wake.is_set() or self._done.is_set()
                     self._done.clear()
         finally:
             with contextlib.suppress(Exception):
@@ -520,15 +523,6 @@ def _retry_after(value: str | None, cap_s: float = 86_400) -> float | None:
         moment = email.utils.parsedate_to_datetime(value)
         return min(max(0.0, (moment - datetime.now(UTC)).total_seconds()), cap_s)
     return None
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def _ms(started: float) -> int:

@@ -3,6 +3,9 @@
 -- until then (or a NOTIFY, or a finished delivery) instead of polling on a short timer.
 CREATE FUNCTION webhook_next_due() RETURNS timestamptz
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-    SELECT min(CASE WHEN status = 'pending' THEN next_attempt_at ELSE lease_until END)
-    FROM webhook_events WHERE status IN ('pending', 'delivering')
+    -- Two index reads (webhook_events_due_idx is partial on these statuses), not a walk over
+    -- every pending row: a dead endpoint can hold days of retries.
+    SELECT least(
+        (SELECT min(next_attempt_at) FROM webhook_events WHERE status = 'pending'),
+        (SELECT min(lease_until) FROM webhook_events WHERE status = 'delivering'))
 $$;
